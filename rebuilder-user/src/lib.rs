@@ -1,0 +1,10 @@
+//! rebuilder: turns AWS VPC Traffic Mirroring packets (VXLAN) back into the HTTP requests they
+//! carry and replays them, byte for byte.
+//!
+//! Data flows one way (DESIGN §3):
+//! `capture` → `dispatch` → workers (`reassembly` → `http`) → `output`.
+
+pub mod http;
+pub mod reassembly;
+pub mod request;
+pub mod segment;
