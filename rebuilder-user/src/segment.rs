@@ -24,7 +24,12 @@ pub struct FlowKey {
 
 impl FlowKey {
     pub fn new(src: SocketAddr, dst: SocketAddr) -> Self {
-        Self { src: src.ip(), dst: dst.ip(), src_port: src.port(), dst_port: dst.port() }
+        Self {
+            src: src.ip(),
+            dst: dst.ip(),
+            src_port: src.port(),
+            dst_port: dst.port(),
+        }
     }
 
     pub fn src_addr(&self) -> SocketAddr {
@@ -37,7 +42,12 @@ impl FlowKey {
 
     /// The other direction of the same connection.
     pub fn reversed(&self) -> Self {
-        Self { src: self.dst, dst: self.src, src_port: self.dst_port, dst_port: self.src_port }
+        Self {
+            src: self.dst,
+            dst: self.src,
+            src_port: self.dst_port,
+            dst_port: self.src_port,
+        }
     }
 
     /// The same value for both directions of a connection, so that a dispatcher hashing it

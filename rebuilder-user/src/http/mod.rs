@@ -76,12 +76,20 @@ impl RequestFramer {
     /// request line first.
     pub fn new(ctx: FlowContext, limits: Arc<HttpLimits>, at_stream_start: bool) -> Self {
         let _ = at_stream_start;
-        Self { _ctx: ctx, _limits: limits }
+        Self {
+            _ctx: ctx,
+            _limits: limits,
+        }
     }
 
     /// Consumes one stream event; complete requests (and requests cut by a gap, flagged) are
     /// pushed to `out`.
-    pub fn on_event(&mut self, ev: StreamEvent, out: &mut Vec<RebuiltRequest>, stats: &mut HttpStats) {
+    pub fn on_event(
+        &mut self,
+        ev: StreamEvent,
+        out: &mut Vec<RebuiltRequest>,
+        stats: &mut HttpStats,
+    ) {
         let _ = (ev, out, stats);
         todo!("http framer")
     }

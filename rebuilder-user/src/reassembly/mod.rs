@@ -15,7 +15,11 @@ pub enum StreamEvent {
     /// carried them.
     Data { bytes: Bytes, ts: Timestamp },
     /// `len` bytes of the stream are missing and will never be delivered.
-    Gap { len: u64, ts: Timestamp, reason: GapReason },
+    Gap {
+        len: u64,
+        ts: Timestamp,
+        reason: GapReason,
+    },
     /// The stream is over; nothing follows.
     End { ts: Timestamp, reason: EndReason },
 }
@@ -52,6 +56,8 @@ pub enum EndReason {
     Evicted,
     /// The input ended (end of a capture file, shutdown).
     Shutdown,
+    /// A SYN with a new initial sequence number reused the 4-tuple: the old stream is over.
+    NewConnection,
 }
 
 impl EndReason {
@@ -62,6 +68,11 @@ impl EndReason {
             EndReason::Idle => "idle",
             EndReason::Evicted => "evicted",
             EndReason::Shutdown => "shutdown",
+            EndReason::NewConnection => "new_connection",
         }
     }
 }
+
+mod stream;
+
+pub use stream::{Stream, StreamConfig, StreamStats};

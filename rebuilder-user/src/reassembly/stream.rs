@@ -1,0 +1,516 @@
+//! One direction of one TCP connection, turned back into an ordered byte stream.
+//!
+//! Sequence numbers wrap at 2^32; internally every byte gets a 64-bit offset from the stream's
+//! first byte, computed from the signed 32-bit distance to the next expected byte, so the rest
+//! of the code never thinks about wrapping.
+//!
+//! Policies, chosen on purpose:
+//! - Overlaps: first wins. Bytes already delivered or already buffered are kept; a later copy of
+//!   the same range is trimmed (its differing bytes are counted as conflicts). Retransmissions
+//!   and the second copy of a doubly mirrored connection are identical, so this only matters for
+//!   hostile traffic, and "first" is what an IDS that saw the first copy would report.
+//! - Holes: waited for until the reordering timeout (capture time) or until the out-of-order
+//!   buffer is full, then skipped with a `Gap` event. A hole that truncation made (the frame
+//!   carried fewer bytes than its IP length says) is skipped at once: a retransmission through
+//!   the same mirror session would be truncated the same way.
+//! - Pickup mid-stream: the first segment seen fixes the stream's start; bytes before it are
+//!   counted and ignored.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use super::{EndReason, GapReason, StreamEvent};
+use crate::segment::{Segment, Timestamp};
+
+/// What every entry of the out-of-order buffer costs beyond its bytes (map node, `Bytes`
+/// header, allocation): charged against the buffer cap so that a flood of one-byte segments is
+/// bounded as tightly as a few big ones.
+pub const OOO_ENTRY_OVERHEAD: usize = 96;
+
+/// At most this many truncation-made holes are remembered per stream; beyond it the reordering
+/// timeout skips them instead (slower, never wrong).
+const MAX_KNOWN_LOST: usize = 64;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamConfig {
+    /// How long (capture time, ns) a hole may wait for the missing segment.
+    pub reorder_timeout_ns: u64,
+    /// Out-of-order bytes (plus per-entry overhead) one stream may hold.
+    pub max_buffered: usize,
+    /// Segments starting this far or further beyond the next expected byte are out of window.
+    pub max_window: u64,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            reorder_timeout_ns: 1_000_000_000,
+            max_buffered: 4 << 20,
+            max_window: 8 << 20,
+        }
+    }
+}
+
+/// Counts of what happened to the bytes and segments of the streams; plain integers summed by
+/// the worker and published as metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StreamStats {
+    pub segments: u64,
+    pub out_of_order_segments: u64,
+    pub delivered_bytes: u64,
+    /// Bytes of segments that repeated bytes already delivered or buffered.
+    pub duplicate_bytes: u64,
+    /// Of those, bytes that differed from what was kept (first wins).
+    pub conflict_bytes: u64,
+    /// Bytes before the first byte of a stream picked up mid-connection.
+    pub before_start_bytes: u64,
+    pub out_of_window_segments: u64,
+    /// Segments that arrived after the stream's FIN or RST.
+    pub after_end_segments: u64,
+    /// Gaps by reason: count and bytes, indexed like [`GAP_REASONS`].
+    pub gaps: [u64; 3],
+    pub gap_bytes: [u64; 3],
+    /// Holes skipped because the out-of-order buffer was full (a subset of `Lost` gaps).
+    pub buffer_full_skips: u64,
+}
+
+pub const GAP_REASONS: [GapReason; 3] = [GapReason::Lost, GapReason::Truncated, GapReason::Closed];
+
+fn gap_index(reason: GapReason) -> usize {
+    match reason {
+        GapReason::Lost => 0,
+        GapReason::Truncated => 1,
+        GapReason::Closed => 2,
+    }
+}
+
+impl StreamStats {
+    pub fn add(&mut self, o: &StreamStats) {
+        self.segments += o.segments;
+        self.out_of_order_segments += o.out_of_order_segments;
+        self.delivered_bytes += o.delivered_bytes;
+        self.duplicate_bytes += o.duplicate_bytes;
+        self.conflict_bytes += o.conflict_bytes;
+        self.before_start_bytes += o.before_start_bytes;
+        self.out_of_window_segments += o.out_of_window_segments;
+        self.after_end_segments += o.after_end_segments;
+        for i in 0..3 {
+            self.gaps[i] += o.gaps[i];
+            self.gap_bytes[i] += o.gap_bytes[i];
+        }
+        self.buffer_full_skips += o.buffer_full_skips;
+    }
+}
+
+struct Pending {
+    data: Bytes,
+    ts: Timestamp,
+}
+
+/// Reassembly state of one direction of one connection.
+pub struct Stream {
+    /// Sequence number of offset 0 (the byte after the SYN, or the first byte seen).
+    base: u32,
+    /// Offset of the next byte to deliver.
+    next: u64,
+    started_with_syn: bool,
+    /// Out-of-order bytes by offset; entries never overlap each other.
+    ooo: BTreeMap<u64, Pending>,
+    ooo_cost: usize,
+    /// Ranges known to be missing because their frames were truncated.
+    known_lost: Vec<(u64, u64)>,
+    /// Capture time since which the current hole has been waiting.
+    hole_since: Option<Timestamp>,
+    /// Offset just past the last data byte, once the FIN is known.
+    fin_at: Option<u64>,
+    ended: Option<EndReason>,
+}
+
+impl Stream {
+    /// Starts a stream at its first segment: after the SYN when it is one, else at the first
+    /// byte this segment carries (pickup mid-stream).
+    pub fn new(first: &Segment) -> Self {
+        let syn = first.flags.syn();
+        Self {
+            base: if syn {
+                first.seq.wrapping_add(1)
+            } else {
+                first.seq
+            },
+            next: 0,
+            started_with_syn: syn,
+            ooo: BTreeMap::new(),
+            ooo_cost: 0,
+            known_lost: Vec::new(),
+            hole_since: None,
+            fin_at: None,
+            ended: None,
+        }
+    }
+
+    pub fn started_with_syn(&self) -> bool {
+        self.started_with_syn
+    }
+
+    /// Sequence number of the SYN this stream started with (meaningful when it did).
+    pub fn isn(&self) -> u32 {
+        self.base.wrapping_sub(1)
+    }
+
+    pub fn ended(&self) -> Option<EndReason> {
+        self.ended
+    }
+
+    /// Memory this stream holds, as charged against the caps.
+    pub fn buffered(&self) -> usize {
+        self.ooo_cost
+    }
+
+    /// Whether bytes are missing before buffered data or before the FIN.
+    pub fn has_hole(&self) -> bool {
+        self.ended.is_none() && (!self.ooo.is_empty() || self.fin_at.is_some_and(|f| f > self.next))
+    }
+
+    fn seq_of(&self, offset: u64) -> u32 {
+        self.base.wrapping_add(offset as u32)
+    }
+
+    /// Offset of a sequence number: within ±2^31 of the next expected byte.
+    fn offset_of(&self, seq: u32) -> i64 {
+        let diff = seq.wrapping_sub(self.seq_of(self.next)) as i32;
+        self.next as i64 + i64::from(diff)
+    }
+
+    /// Feeds one segment of this direction; the resulting events are appended to `events`.
+    pub fn push(
+        &mut self,
+        seg: &Segment,
+        cfg: &StreamConfig,
+        events: &mut Vec<StreamEvent>,
+        stats: &mut StreamStats,
+    ) {
+        if self.ended.is_some() {
+            stats.after_end_segments += 1;
+            return;
+        }
+        stats.segments += 1;
+        let data_seq = seg.seq.wrapping_add(u32::from(seg.flags.syn()));
+        let start = self.offset_of(data_seq);
+        let wire = i64::from(seg.wire_len);
+        let window_end = self.next.saturating_add(cfg.max_window) as i64;
+        if start >= window_end || start + wire < self.next as i64 - cfg.max_window as i64 {
+            // Far outside any window the receiver could have offered: spoofed or stale.
+            stats.out_of_window_segments += 1;
+            return;
+        }
+        if seg.flags.rst() {
+            self.close(seg.ts, EndReason::Rst, events, stats);
+            return;
+        }
+        if let Some(fin) = self.fin_at {
+            if start >= fin as i64 && wire > 0 {
+                stats.after_end_segments += 1;
+                return;
+            }
+        }
+        if seg.flags.fin() && self.fin_at.is_none() {
+            self.fin_at = Some((start + wire).max(self.next as i64) as u64);
+        }
+
+        self.accept(start, seg, events, stats);
+        self.drain(seg.ts, events, stats);
+        while self.ooo_cost > cfg.max_buffered {
+            stats.buffer_full_skips += 1;
+            self.skip_hole(seg.ts, GapReason::Lost, events, stats);
+            self.drain(seg.ts, events, stats);
+        }
+        self.expire_hole(seg.ts, cfg, events, stats);
+        self.check_fin(seg.ts, events);
+    }
+
+    /// Places the segment's bytes: delivered at once when in order, else buffered.
+    fn accept(
+        &mut self,
+        start: i64,
+        seg: &Segment,
+        events: &mut Vec<StreamEvent>,
+        stats: &mut StreamStats,
+    ) {
+        let cap = seg.payload.len() as i64;
+        let wire = i64::from(seg.wire_len);
+        let next = self.next as i64;
+        if start < 0 {
+            stats.before_start_bytes += (-start).min(wire) as u64;
+        }
+        // Bytes already behind us: retransmission, second mirror copy, or before the start.
+        let behind = (next - start).clamp(0, wire);
+        stats.duplicate_bytes += (behind - (-start).clamp(0, behind)) as u64;
+        if behind == wire {
+            return;
+        }
+        let data_start = start + behind;
+        if cap > behind {
+            let mut data = seg.payload.slice(behind as usize..);
+            let mut at = data_start as u64;
+            if data_start == next {
+                // In order: deliver without copying up to the first buffered byte (which was
+                // there first and wins); any rest overlaps the buffer and goes through it.
+                let room = self.ooo.keys().next().map_or(u64::MAX, |k| k - self.next);
+                let now = data.split_to(data.len().min(room as usize));
+                stats.delivered_bytes += now.len() as u64;
+                self.next += now.len() as u64;
+                at = self.next;
+                events.push(StreamEvent::Data {
+                    bytes: now,
+                    ts: seg.ts,
+                });
+            } else {
+                stats.out_of_order_segments += 1;
+            }
+            if !data.is_empty() {
+                self.insert(at, &data, seg.ts, stats);
+            }
+        }
+        if cap < wire {
+            let lost_from = (start + cap).max(next) as u64;
+            self.note_lost(lost_from, (start + wire) as u64);
+        }
+    }
+
+    fn note_lost(&mut self, from: u64, to: u64) {
+        if from < to && self.known_lost.len() < MAX_KNOWN_LOST {
+            self.known_lost.push((from, to));
+        }
+    }
+
+    /// Buffers an out-of-order range, keeping bytes already buffered (first wins).
+    fn insert(&mut self, start: u64, data: &[u8], ts: Timestamp, stats: &mut StreamStats) {
+        let end = start + data.len() as u64;
+        // Existing entries overlapping [start, end): the one starting before `start` (entries
+        // never overlap, so at most one can reach into the range) and those starting inside it.
+        let before = self
+            .ooo
+            .range(..start)
+            .next_back()
+            .map(|(k, p)| (*k, p.data.len() as u64));
+        let mut overlaps: Vec<(u64, u64)> = Vec::new();
+        if let Some((k, len)) = before {
+            if k + len > start {
+                overlaps.push((k, len));
+            }
+        }
+        overlaps.extend(
+            self.ooo
+                .range(start..end)
+                .map(|(k, p)| (*k, p.data.len() as u64)),
+        );
+
+        let mut cur = start;
+        for (k, len) in overlaps {
+            if k > cur {
+                self.insert_piece(cur, &data[(cur - start) as usize..(k - start) as usize], ts);
+            }
+            let o_from = k.max(start);
+            let o_to = (k + len).min(end);
+            if o_to > o_from {
+                stats.duplicate_bytes += o_to - o_from;
+                if let Some(p) = self.ooo.get(&k) {
+                    let kept = &p.data[(o_from - k) as usize..(o_to - k) as usize];
+                    let new = &data[(o_from - start) as usize..(o_to - start) as usize];
+                    if kept != new {
+                        stats.conflict_bytes +=
+                            kept.iter().zip(new).filter(|(a, b)| a != b).count() as u64;
+                    }
+                }
+            }
+            cur = cur.max(k + len);
+        }
+        if cur < end {
+            self.insert_piece(cur, &data[(cur - start) as usize..], ts);
+        }
+    }
+
+    fn insert_piece(&mut self, at: u64, bytes: &[u8], ts: Timestamp) {
+        if bytes.is_empty() {
+            return;
+        }
+        // A copy: the input may be a slice of a large capture buffer that must not stay pinned
+        // while this waits for a hole to fill.
+        self.ooo_cost += bytes.len() + OOO_ENTRY_OVERHEAD;
+        self.ooo.insert(
+            at,
+            Pending {
+                data: Bytes::copy_from_slice(bytes),
+                ts,
+            },
+        );
+    }
+
+    /// Delivers everything contiguous from `next`, skipping holes known to be truncation.
+    fn drain(&mut self, ts: Timestamp, events: &mut Vec<StreamEvent>, stats: &mut StreamStats) {
+        loop {
+            while let Some(entry) = self.ooo.first_entry() {
+                let at = *entry.key();
+                if at > self.next {
+                    break;
+                }
+                let p = entry.remove();
+                self.ooo_cost -= p.data.len() + OOO_ENTRY_OVERHEAD;
+                let end = at + p.data.len() as u64;
+                if end <= self.next {
+                    stats.duplicate_bytes += p.data.len() as u64;
+                    continue;
+                }
+                let skip = (self.next - at) as usize;
+                stats.duplicate_bytes += skip as u64;
+                let bytes = p.data.slice(skip..);
+                stats.delivered_bytes += bytes.len() as u64;
+                self.next = end;
+                events.push(StreamEvent::Data { bytes, ts: p.ts });
+            }
+            let next = self.next;
+            let lost_end = self
+                .known_lost
+                .iter()
+                .filter(|(f, t)| *f <= next && next < *t)
+                .map(|r| r.1)
+                .max();
+            if let Some(lost_end) = lost_end {
+                let until = self
+                    .ooo
+                    .keys()
+                    .next()
+                    .map_or(lost_end, |k| (*k).min(lost_end));
+                self.emit_gap(until - next, ts, GapReason::Truncated, events, stats);
+                self.next = until;
+                continue;
+            }
+            break;
+        }
+        let next = self.next;
+        self.known_lost.retain(|(_, t)| *t > next);
+        if self.has_hole() {
+            self.hole_since.get_or_insert(ts);
+        } else {
+            self.hole_since = None;
+        }
+    }
+
+    fn emit_gap(
+        &mut self,
+        len: u64,
+        ts: Timestamp,
+        reason: GapReason,
+        events: &mut Vec<StreamEvent>,
+        stats: &mut StreamStats,
+    ) {
+        if len == 0 {
+            return;
+        }
+        let i = gap_index(reason);
+        stats.gaps[i] += 1;
+        stats.gap_bytes[i] += len;
+        events.push(StreamEvent::Gap { len, ts, reason });
+    }
+
+    /// Gives up on the first hole: skips to the next buffered byte (or to the FIN).
+    fn skip_hole(
+        &mut self,
+        ts: Timestamp,
+        reason: GapReason,
+        events: &mut Vec<StreamEvent>,
+        stats: &mut StreamStats,
+    ) {
+        let target = match (self.ooo.keys().next(), self.fin_at) {
+            (Some(k), _) => *k,
+            (None, Some(fin)) => fin,
+            (None, None) => return,
+        };
+        if target > self.next {
+            self.emit_gap(target - self.next, ts, reason, events, stats);
+            self.next = target;
+        }
+        self.hole_since = None;
+    }
+
+    fn expire_hole(
+        &mut self,
+        now: Timestamp,
+        cfg: &StreamConfig,
+        events: &mut Vec<StreamEvent>,
+        stats: &mut StreamStats,
+    ) {
+        while let Some(since) = self.hole_since {
+            if now.saturating_sub(since) < cfg.reorder_timeout_ns {
+                break;
+            }
+            self.skip_hole(now, GapReason::Lost, events, stats);
+            self.drain(now, events, stats);
+            // A later hole starts its wait now: its segments were only just reachable.
+            if self.hole_since.is_some() {
+                self.hole_since = Some(now);
+                break;
+            }
+        }
+    }
+
+    fn check_fin(&mut self, ts: Timestamp, events: &mut Vec<StreamEvent>) {
+        if self.ended.is_none() && self.fin_at.is_some_and(|f| f <= self.next) {
+            self.end(ts, EndReason::Fin, events);
+        }
+    }
+
+    fn end(&mut self, ts: Timestamp, reason: EndReason, events: &mut Vec<StreamEvent>) {
+        self.ended = Some(reason);
+        self.ooo.clear();
+        self.ooo_cost = 0;
+        self.known_lost.clear();
+        self.hole_since = None;
+        events.push(StreamEvent::End { ts, reason });
+    }
+
+    /// Advances time without a segment: skips holes that waited longer than the timeout.
+    pub fn tick(
+        &mut self,
+        now: Timestamp,
+        cfg: &StreamConfig,
+        events: &mut Vec<StreamEvent>,
+        stats: &mut StreamStats,
+    ) {
+        if self.ended.is_none() {
+            self.expire_hole(now, cfg, events, stats);
+            self.check_fin(now, events);
+        }
+    }
+
+    /// Ends the stream now: every hole is skipped, everything buffered is delivered, then `End`.
+    pub fn close(
+        &mut self,
+        ts: Timestamp,
+        reason: EndReason,
+        events: &mut Vec<StreamEvent>,
+        stats: &mut StreamStats,
+    ) {
+        if self.ended.is_some() {
+            return;
+        }
+        self.drain(ts, events, stats);
+        while !self.ooo.is_empty() {
+            self.skip_hole(ts, GapReason::Closed, events, stats);
+            self.drain(ts, events, stats);
+        }
+        match self.fin_at {
+            Some(fin) if fin <= self.next => self.end(ts, EndReason::Fin, events),
+            Some(fin) => {
+                self.emit_gap(fin - self.next, ts, GapReason::Closed, events, stats);
+                self.next = fin;
+                self.end(ts, reason, events);
+            }
+            None => self.end(ts, reason, events),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
