@@ -4,7 +4,11 @@
 //! Data flows one way (DESIGN §3):
 //! `capture` → `dispatch` → workers (`reassembly` → `http`) → `output`.
 
+pub mod cli;
+pub mod config;
+pub mod dispatch;
 pub mod http;
 pub mod reassembly;
 pub mod request;
 pub mod segment;
+pub mod worker;

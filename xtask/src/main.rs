@@ -1,1 +1,133 @@
-fn main() {}
+//! Developer and CI tasks: `cargo xtask <task>`.
+//!
+//! Each task installs the Debian packages it needs when it runs as root on an apt system
+//! (printing what it installs), and otherwise names what is missing, so the README's commands
+//! work on a fresh machine.
+
+mod deps;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{bail, Context, Result};
+
+const USAGE: &str = "\
+usage: cargo xtask <task> [args]
+
+tasks:
+  demo             generate a small mirrored-traffic capture and replay it, printing the requests
+  test [ARGS]      install what the tests need, then run every test of the workspace
+  bench [ARGS]     whole-process benchmark: replay a generated capture of 1M packets, compare with tshark
+";
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let task = args.next();
+    let rest: Vec<String> = args.collect();
+    let result = match task.as_deref() {
+        Some("demo") => demo(),
+        Some("test") => test(&rest),
+        Some("bench") => bench::run(&rest),
+        Some("-h" | "--help" | "help") | None => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => Err(anyhow::anyhow!("unknown task {other:?}\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+mod bench;
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+pub fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+/// Release-mode binary path inside the workspace's target directory.
+pub fn release_bin(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    target.join("release").join(name)
+}
+
+/// The README's first command until the lab exists: a generated capture of a few keep-alive
+/// connections, replayed offline, every rebuilt request printed as a JSON line.
+fn demo() -> Result<()> {
+    run(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "rebuilder",
+        "-p",
+        "rebuilder-tests",
+        "--bins",
+    ]))?;
+    let dir = root().join("target").join("demo");
+    std::fs::create_dir_all(&dir)?;
+    let pcap = dir.join("demo.pcap");
+    run(Command::new(release_bin("rebuilder-gen")).args([
+        "--out",
+        path_str(&pcap)?,
+        "--connections",
+        "3",
+        "--requests-per-connection",
+        "2",
+        "--post-bytes",
+        "64",
+        "--seed",
+        "1",
+    ]))?;
+    println!(
+        "replaying {} (requests as JSON lines; `raw` is the exact bytes, base64):",
+        pcap.display()
+    );
+    run(Command::new(release_bin("rebuilder")).args([
+        "replay",
+        "--pcap",
+        path_str(&pcap)?,
+        "--jsonl",
+        "-",
+    ]))
+}
+
+fn path_str(p: &Path) -> Result<&str> {
+    p.to_str()
+        .with_context(|| format!("path {} is not UTF-8", p.display()))
+}
+
+/// Everything the test suite needs, then `cargo test` over the whole workspace.
+fn test(args: &[String]) -> Result<()> {
+    deps::ensure(deps::TEST)?;
+    run(cargo().args(["build", "--workspace", "--bins"]))?;
+    run(cargo()
+        .args(["test", "--workspace", "--all-targets"])
+        .args(args))?;
+    // Doc tests are not part of --all-targets.
+    run(cargo().args(["test", "--workspace", "--doc"]))
+}

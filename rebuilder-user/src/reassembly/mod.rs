@@ -75,4 +75,4 @@ impl EndReason {
 
 mod stream;
 
-pub use stream::{Stream, StreamConfig, StreamStats};
+pub use stream::{Stream, StreamConfig, StreamStats, GAP_REASONS, OOO_ENTRY_OVERHEAD};

@@ -1,0 +1,384 @@
+//! Command line. Every flag overrides the matching key of the `--config` file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{ByteSize, FlowKeyMode, LogFormat, Settings, Span};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rebuilder",
+    version,
+    about = "Rebuilds HTTP requests from AWS VPC Traffic Mirroring (VXLAN) packets and replays them byte for byte",
+    long_about = "Rebuilds HTTP requests from AWS VPC Traffic Mirroring packets (VXLAN over UDP/4789) \
+                  and replays them, byte for byte, to a WAF or writes them as JSON lines.\n\n\
+                  Settings come from defaults, then the --config TOML file, then flags."
+)]
+pub struct Cli {
+    /// TOML configuration file (same settings as the flags; flags override it).
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        value_name = "FILE",
+        env = "REBUILDER_CONFIG"
+    )]
+    pub config: Option<PathBuf>,
+
+    /// Log format.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+
+    /// Log filter, e.g. `info`, `debug`, `rebuilder=trace` (or RUST_LOG).
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log_level: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Capture live mirrored traffic and replay the requests (UDP socket input by default).
+    Run(RunArgs),
+    /// Rebuild the requests of a capture file (pcap or pcapng), replay them, print a summary.
+    Replay(ReplayArgs),
+    /// Report what this kernel (and interface) supports.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Receive VXLAN datagrams on this UDP address (no privileges needed).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "0.0.0.0:4789")]
+    pub udp: Option<SocketAddr>,
+
+    /// UDP sockets (and receiving threads) bound with SO_REUSEPORT; 0 = one per core.
+    #[arg(long, value_name = "N")]
+    pub udp_sockets: Option<usize>,
+
+    /// Receive buffer per UDP socket (e.g. 64MiB); the kernel may cap it (net.core.rmem_max).
+    #[arg(long, value_name = "SIZE")]
+    pub recv_buffer: Option<ByteSize>,
+
+    /// Status server address (/healthz, /metrics); default 0.0.0.0:9479.
+    #[arg(long, value_name = "ADDR")]
+    pub status: Option<SocketAddr>,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Capture file to read (pcap or pcapng; Ethernet, Linux SLL or SLL2 link types).
+    #[arg(long, value_name = "FILE")]
+    pub pcap: PathBuf,
+
+    /// Pace by the capture's timestamps: `realtime`, or a speed factor such as `2` or `0.5`.
+    /// Default: as fast as the outputs take it.
+    #[arg(long, value_name = "SPEED")]
+    pub pace: Option<Pace>,
+
+    /// Serve /healthz and /metrics on this address while replaying.
+    #[arg(long, value_name = "ADDR")]
+    pub status: Option<SocketAddr>,
+
+    /// Never show the progress line (it is shown only on a terminal anyway).
+    #[arg(long)]
+    pub no_progress: bool,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Interface to check for XDP support.
+    #[arg(long, value_name = "IFACE")]
+    pub iface: Option<String>,
+}
+
+/// Replay speed relative to the capture's own timing.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Pace(pub f64);
+
+impl std::str::FromStr for Pace {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let f = if s.eq_ignore_ascii_case("realtime") {
+            1.0
+        } else {
+            s.trim_end_matches(['x', 'X'])
+                .parse::<f64>()
+                .map_err(|_| format!("invalid pace {s:?}: use `realtime` or a factor like 2"))?
+        };
+        if f.is_finite() && f > 0.0 {
+            Ok(Pace(f))
+        } else {
+            Err(format!("invalid pace {s:?}: the factor must be above 0"))
+        }
+    }
+}
+
+/// Flags shared by `run` and `replay`.
+#[derive(Debug, Args, Default)]
+pub struct CommonArgs {
+    /// Replay requests to this WAF/origin: http://HOST:PORT.
+    #[arg(long, value_name = "URL")]
+    pub upstream: Option<String>,
+
+    /// Write one JSON object per request to this file, or `-` for stdout.
+    #[arg(long, value_name = "PATH")]
+    pub jsonl: Option<PathBuf>,
+
+    /// Keep-alive connections to the upstream.
+    #[arg(long, value_name = "N")]
+    pub pool_size: Option<usize>,
+
+    /// Upstream connect timeout (e.g. 2s).
+    #[arg(long, value_name = "DURATION")]
+    pub connect_timeout: Option<Span>,
+
+    /// Upstream response timeout (e.g. 10s).
+    #[arg(long, value_name = "DURATION")]
+    pub response_timeout: Option<Span>,
+
+    /// Requests the upstream queue holds; when full, live capture drops the newest (counted).
+    #[arg(long, value_name = "N")]
+    pub queue_requests: Option<usize>,
+
+    /// Add the client IP to each replayed request in this header (appended to an existing one,
+    /// as proxies do). Without a value: X-Forwarded-For.
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "X-Forwarded-For")]
+    pub add_client_ip: Option<String>,
+
+    /// Add the mirror session's VNI to each replayed request in this header. Without a value:
+    /// X-Mirror-VNI.
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "X-Mirror-VNI")]
+    pub add_vni: Option<String>,
+
+    /// UDP destination port carrying VXLAN (repeatable).
+    #[arg(long = "vxlan-port", value_name = "PORT")]
+    pub vxlan_ports: Vec<u16>,
+
+    /// Only these VNIs (repeatable or comma-separated).
+    #[arg(long, value_name = "VNI", value_delimiter = ',')]
+    pub vni_allow: Vec<u32>,
+
+    /// Never these VNIs (repeatable or comma-separated).
+    #[arg(long, value_name = "VNI", value_delimiter = ',')]
+    pub vni_deny: Vec<u32>,
+
+    /// Ports the mirrored servers listen on (repeatable or comma-separated): tells the client
+    /// side of connections picked up without their SYN.
+    #[arg(long = "server-port", value_name = "PORT", value_delimiter = ',')]
+    pub server_ports: Vec<u16>,
+
+    /// How flows are told apart: `inner` (4-tuple; a connection mirrored on both ends yields
+    /// each request once) or `vni` (VNI + 4-tuple; for overlapping address spaces).
+    #[arg(long, value_enum)]
+    pub flow_key: Option<FlowKeyMode>,
+
+    /// Reassembly worker threads; 0 = one per core.
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+
+    /// How long a hole in a stream waits for its missing segment (e.g. 1s).
+    #[arg(long, value_name = "DURATION")]
+    pub reorder_timeout: Option<Span>,
+
+    /// Close flows silent for this long (e.g. 60s).
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<Span>,
+
+    /// Out-of-order bytes one stream may hold (e.g. 4MiB).
+    #[arg(long, value_name = "SIZE")]
+    pub max_flow_buffer: Option<ByteSize>,
+
+    /// Budget for all buffered bytes; over it the least recently active flows are evicted.
+    #[arg(long, value_name = "SIZE")]
+    pub memory_budget: Option<ByteSize>,
+
+    /// Largest request head (request line and headers).
+    #[arg(long, value_name = "SIZE")]
+    pub max_head_bytes: Option<ByteSize>,
+
+    /// Most headers in one request.
+    #[arg(long, value_name = "N")]
+    pub max_headers: Option<usize>,
+
+    /// Largest body replayed; larger ones are replayed as their head with the original length
+    /// stated in a header.
+    #[arg(long, value_name = "SIZE")]
+    pub max_body_bytes: Option<ByteSize>,
+
+    /// How long outputs may take to drain at shutdown (e.g. 10s).
+    #[arg(long, value_name = "DURATION")]
+    pub drain_timeout: Option<Span>,
+}
+
+impl Cli {
+    /// The settings this command line asks for: defaults, the config file, then the flags.
+    pub fn settings(&self) -> Result<Settings, crate::config::ConfigError> {
+        let mut s = match &self.config {
+            Some(path) => Settings::from_file(path)?,
+            None => Settings::default(),
+        };
+        if let Some(f) = self.log_format {
+            s.log.format = f;
+        }
+        if let Some(l) = &self.log_level {
+            s.log.level = l.clone();
+        }
+        match &self.command {
+            Command::Run(a) => {
+                if let Some(addr) = a.udp {
+                    s.udp.listen = addr;
+                }
+                set(&mut s.udp.sockets, a.udp_sockets);
+                set(&mut s.udp.recv_buffer, a.recv_buffer);
+                if a.status.is_some() {
+                    s.status.listen = a.status;
+                }
+                if s.status.listen.is_none() {
+                    s.status.listen = DEFAULT_STATUS.parse().ok();
+                }
+                a.common.apply(&mut s);
+            }
+            Command::Replay(a) => {
+                if a.status.is_some() {
+                    s.status.listen = a.status;
+                }
+                a.common.apply(&mut s);
+            }
+            Command::Check(_) => {}
+        }
+        s.validate()?;
+        Ok(s)
+    }
+}
+
+const DEFAULT_STATUS: &str = crate::config::DEFAULT_STATUS_ADDR;
+
+fn set<T>(slot: &mut T, v: Option<T>) {
+    if let Some(v) = v {
+        *slot = v;
+    }
+}
+
+impl CommonArgs {
+    fn apply(&self, s: &mut Settings) {
+        if self.upstream.is_some() {
+            s.upstream.url = self.upstream.clone();
+        }
+        if self.jsonl.is_some() {
+            s.jsonl.path = self.jsonl.clone();
+        }
+        set(&mut s.upstream.pool_size, self.pool_size);
+        set(&mut s.upstream.connect_timeout, self.connect_timeout);
+        set(&mut s.upstream.response_timeout, self.response_timeout);
+        set(&mut s.upstream.queue_requests, self.queue_requests);
+        if self.add_client_ip.is_some() {
+            s.upstream.client_ip_header = self.add_client_ip.clone();
+        }
+        if self.add_vni.is_some() {
+            s.upstream.vni_header = self.add_vni.clone();
+        }
+        if !self.vxlan_ports.is_empty() {
+            s.capture.vxlan_ports = self.vxlan_ports.clone();
+        }
+        if !self.vni_allow.is_empty() {
+            s.capture.vni_allow = self.vni_allow.clone();
+        }
+        if !self.vni_deny.is_empty() {
+            s.capture.vni_deny = self.vni_deny.clone();
+        }
+        if !self.server_ports.is_empty() {
+            s.capture.server_ports = self.server_ports.clone();
+        }
+        set(&mut s.capture.flow_key, self.flow_key);
+        set(&mut s.reassembly.workers, self.workers);
+        set(&mut s.reassembly.reorder_timeout, self.reorder_timeout);
+        set(&mut s.reassembly.idle_timeout, self.idle_timeout);
+        set(&mut s.reassembly.max_flow_buffer, self.max_flow_buffer);
+        set(&mut s.reassembly.memory_budget, self.memory_budget);
+        set(&mut s.http.max_head_bytes, self.max_head_bytes);
+        set(&mut s.http.max_headers, self.max_headers);
+        set(&mut s.http.max_body_bytes, self.max_body_bytes);
+        set(&mut s.drain_timeout, self.drain_timeout);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_override_the_config_file() {
+        let dir = std::env::temp_dir().join(format!("rebuilder-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            "[upstream]\nurl = \"http://127.0.0.1:1\"\npool_size = 3\n[reassembly]\nworkers = 5\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from([
+            "rebuilder",
+            "--config",
+            path.to_str().unwrap(),
+            "replay",
+            "--pcap",
+            "x.pcap",
+            "--pool-size",
+            "7",
+            "--add-client-ip",
+            "--vni-allow",
+            "1,2",
+        ])
+        .unwrap();
+        let s = cli.settings().unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+        assert_eq!(
+            s.upstream.url.as_deref(),
+            Some("http://127.0.0.1:1"),
+            "file value kept"
+        );
+        assert_eq!(s.upstream.pool_size, 7, "flag overrides file");
+        assert_eq!(s.reassembly.workers, 5);
+        assert_eq!(
+            s.upstream.client_ip_header.as_deref(),
+            Some("X-Forwarded-For")
+        );
+        assert_eq!(s.capture.vni_allow, vec![1, 2]);
+        assert_eq!(
+            s.status.listen, None,
+            "replay serves status only when asked"
+        );
+    }
+
+    #[test]
+    fn run_defaults_to_udp_4789_and_a_status_server() {
+        let cli = Cli::try_parse_from(["rebuilder", "run", "--udp"]).unwrap();
+        let s = cli.settings().unwrap();
+        assert_eq!(s.udp.listen, "0.0.0.0:4789".parse().unwrap());
+        assert_eq!(s.status.listen, Some("0.0.0.0:9479".parse().unwrap()));
+    }
+
+    #[test]
+    fn pace_parses() {
+        assert_eq!("realtime".parse::<Pace>(), Ok(Pace(1.0)));
+        assert_eq!("2x".parse::<Pace>(), Ok(Pace(2.0)));
+        assert!("0".parse::<Pace>().is_err());
+        assert!("fast".parse::<Pace>().is_err());
+    }
+}

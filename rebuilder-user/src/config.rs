@@ -1,0 +1,662 @@
+//! Settings: one structure, filled from defaults, then the TOML file (`--config`), then flags.
+//!
+//! Every key of the file has a flag of the same meaning; unknown keys and bad values are errors
+//! that name the key (`reassembly.idle_timeout: invalid duration "5 parsecs"`).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {key}: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+    #[error("config file {path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{key}: {message}")]
+    Value { key: String, message: String },
+}
+
+/// A size in bytes, written as an integer or with a unit: `64MiB`, `512 KiB`, `16M`, `1G`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub fn bytes(self) -> u64 {
+        self.0
+    }
+    pub fn as_usize(self) -> usize {
+        usize::try_from(self.0).unwrap_or(usize::MAX)
+    }
+}
+
+impl fmt::Debug for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+        for (size, unit) in UNITS {
+            if self.0 >= size && self.0 % size == 0 {
+                return write!(f, "{}{unit}", self.0 / size);
+            }
+        }
+        write!(f, "{}B", self.0)
+    }
+}
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("invalid size {s:?} (e.g. 65536, 64KiB, 16MiB)"))?;
+        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" | "kib" => 1 << 10,
+            "m" | "mb" | "mib" => 1 << 20,
+            "g" | "gb" | "gib" => 1 << 30,
+            _ => {
+                return Err(format!(
+                    "invalid size unit in {s:?} (use B, KiB, MiB or GiB)"
+                ))
+            }
+        };
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("size {s:?} is too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Str(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(ByteSize(n)),
+            Raw::Str(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// A duration written with a unit: `500ms`, `2s`, `1m`, `1h`; a bare integer means seconds.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Span(pub Duration);
+
+impl fmt::Debug for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if ms % 1000 == 0 {
+            write!(f, "{}s", ms / 1000)
+        } else {
+            write!(f, "{ms}ms")
+        }
+    }
+}
+
+impl FromStr for Span {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?} (e.g. 500ms, 2s, 1m)"))?;
+        let d = match unit.trim() {
+            "ms" => Duration::from_millis(n),
+            "" | "s" => Duration::from_secs(n),
+            "m" | "min" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            _ => {
+                return Err(format!(
+                    "invalid duration unit in {s:?} (use ms, s, m or h)"
+                ))
+            }
+        };
+        Ok(Span(d))
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Str(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(Span(Duration::from_secs(n))),
+            Raw::Str(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// How flows are told apart, which decides what happens when both ends of a connection are
+/// mirrored (the same segments arrive under two outer sources and possibly two VNIs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum FlowKeyMode {
+    /// By the inner 4-tuple only: the two copies are one stream, the second copy's bytes are
+    /// trimmed as retransmissions, and each request comes out once. The default.
+    Inner,
+    /// By VNI and inner 4-tuple: for deployments where different mirror sessions carry
+    /// overlapping address spaces. Both copies of a doubly mirrored connection are then
+    /// replayed: mirror only one side of a connection in this mode.
+    Vni,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub log: LogSettings,
+    pub capture: CaptureSettings,
+    pub udp: UdpSettings,
+    pub reassembly: ReassemblySettings,
+    pub http: HttpSettings,
+    pub upstream: UpstreamSettings,
+    pub jsonl: JsonlSettings,
+    pub status: StatusSettings,
+    /// How long outputs may take to drain at shutdown.
+    pub drain_timeout: Span,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            log: LogSettings::default(),
+            capture: CaptureSettings::default(),
+            udp: UdpSettings::default(),
+            reassembly: ReassemblySettings::default(),
+            http: HttpSettings::default(),
+            upstream: UpstreamSettings::default(),
+            jsonl: JsonlSettings::default(),
+            status: StatusSettings::default(),
+            drain_timeout: Span(Duration::from_secs(10)),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A tracing filter: `info`, `rebuilder=debug`, ...
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptureSettings {
+    /// UDP destination ports that carry VXLAN.
+    pub vxlan_ports: Vec<u16>,
+    /// Only these VNIs (empty: all).
+    pub vni_allow: Vec<u32>,
+    /// Never these VNIs.
+    pub vni_deny: Vec<u32>,
+    /// Ports the mirrored servers listen on: decides the client side of a connection picked up
+    /// without its SYN. Empty: the content decides (a request line vs. a status line).
+    pub server_ports: Vec<u16>,
+    pub flow_key: FlowKeyMode,
+}
+
+impl Default for CaptureSettings {
+    fn default() -> Self {
+        Self {
+            vxlan_ports: vec![4789],
+            vni_allow: Vec::new(),
+            vni_deny: Vec::new(),
+            server_ports: Vec::new(),
+            flow_key: FlowKeyMode::Inner,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UdpSettings {
+    pub listen: SocketAddr,
+    /// Sockets bound with SO_REUSEPORT, one receiving thread each; 0 = one per core.
+    pub sockets: usize,
+    pub recv_buffer: ByteSize,
+    /// Datagrams per recvmmsg call.
+    pub batch: usize,
+}
+
+impl Default for UdpSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 4789)),
+            sockets: 0,
+            recv_buffer: ByteSize(64 << 20),
+            batch: 64,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReassemblySettings {
+    /// Reassembly workers (threads); 0 = one per core.
+    pub workers: usize,
+    /// How long a hole in a stream waits for its missing segment.
+    pub reorder_timeout: Span,
+    /// A flow with no segment for this long is closed.
+    pub idle_timeout: Span,
+    /// Out-of-order bytes one stream may hold before its oldest hole is skipped.
+    pub max_flow_buffer: ByteSize,
+    /// Segments further than this beyond the next expected byte are out of window.
+    pub max_window: ByteSize,
+    /// All bytes buffered by all flows (out-of-order data, partial requests, flow state). Over
+    /// it, the least recently active flows are evicted and counted.
+    pub memory_budget: ByteSize,
+}
+
+impl Default for ReassemblySettings {
+    fn default() -> Self {
+        Self {
+            workers: 0,
+            reorder_timeout: Span(Duration::from_secs(1)),
+            idle_timeout: Span(Duration::from_secs(60)),
+            max_flow_buffer: ByteSize(4 << 20),
+            max_window: ByteSize(8 << 20),
+            memory_budget: ByteSize(256 << 20),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    pub max_head_bytes: ByteSize,
+    pub max_headers: usize,
+    pub max_body_bytes: ByteSize,
+    /// Header stating the original body length of a request whose body was over the limit.
+    pub original_length_header: String,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        let d = crate::http::HttpLimits::default();
+        Self {
+            max_head_bytes: ByteSize(d.max_head_bytes as u64),
+            max_headers: d.max_headers,
+            max_body_bytes: ByteSize(d.max_body_bytes),
+            original_length_header: d.original_length_header,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamSettings {
+    /// `http://HOST:PORT` of the WAF; absent: no replay.
+    pub url: Option<String>,
+    pub pool_size: usize,
+    pub connect_timeout: Span,
+    pub response_timeout: Span,
+    pub queue_requests: usize,
+    pub queue_bytes: ByteSize,
+    /// Add the client IP in this header (appended to an existing one, as proxies do).
+    pub client_ip_header: Option<String>,
+    /// Add the VNI in this header.
+    pub vni_header: Option<String>,
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            pool_size: 16,
+            connect_timeout: Span(Duration::from_secs(2)),
+            response_timeout: Span(Duration::from_secs(10)),
+            queue_requests: 10_000,
+            queue_bytes: ByteSize(64 << 20),
+            client_ip_header: None,
+            vni_header: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JsonlSettings {
+    /// File to append JSON lines to, or `-` for stdout; absent: no JSON output.
+    pub path: Option<PathBuf>,
+    pub queue_requests: usize,
+    pub queue_bytes: ByteSize,
+}
+
+impl Default for JsonlSettings {
+    fn default() -> Self {
+        Self {
+            path: None,
+            queue_requests: 10_000,
+            queue_bytes: ByteSize(64 << 20),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusSettings {
+    /// Address of the `/healthz` and `/metrics` server. `run` serves it by default; `replay`
+    /// only when set.
+    pub listen: Option<SocketAddr>,
+    /// A pipeline component silent for longer than this makes `/healthz` fail.
+    pub max_silence: Span,
+}
+
+impl Default for StatusSettings {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            max_silence: Span(Duration::from_secs(5)),
+        }
+    }
+}
+
+/// Default status address for `run` when none is configured.
+pub const DEFAULT_STATUS_ADDR: &str = "0.0.0.0:9479";
+
+impl Settings {
+    /// Reads a TOML file; errors name the file and the key.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let de = toml::Deserializer::parse(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let settings: Settings = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            // toml's message repeats the source excerpt; keep the first line, the cause.
+            let inner = e.into_inner().to_string();
+            let message = inner
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key,
+                message,
+            }
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn bad(key: &str, message: impl Into<String>) -> ConfigError {
+            ConfigError::Value {
+                key: key.into(),
+                message: message.into(),
+            }
+        }
+        if self.capture.vxlan_ports.is_empty() {
+            return Err(bad("capture.vxlan_ports", "at least one port is needed"));
+        }
+        if let Some(v) = self
+            .capture
+            .vni_allow
+            .iter()
+            .chain(&self.capture.vni_deny)
+            .find(|v| **v > 0xFF_FFFF)
+        {
+            return Err(bad(
+                "capture.vni_allow/vni_deny",
+                format!("VNI {v} is over 16777215 (24 bits)"),
+            ));
+        }
+        if self.udp.batch == 0 || self.udp.batch > 1024 {
+            return Err(bad("udp.batch", "must be 1..=1024"));
+        }
+        if self.reassembly.max_flow_buffer.bytes() == 0 {
+            return Err(bad("reassembly.max_flow_buffer", "must be above 0"));
+        }
+        if self.reassembly.memory_budget < ByteSize(1 << 20) {
+            return Err(bad("reassembly.memory_budget", "must be at least 1MiB"));
+        }
+        if self.reassembly.idle_timeout.0.is_zero() {
+            return Err(bad("reassembly.idle_timeout", "must be above 0"));
+        }
+        if self.http.max_head_bytes < ByteSize(64) {
+            return Err(bad("http.max_head_bytes", "must be at least 64 bytes"));
+        }
+        if self.http.max_headers == 0 {
+            return Err(bad("http.max_headers", "must be above 0"));
+        }
+        check_header_name(
+            "http.original_length_header",
+            &self.http.original_length_header,
+        )?;
+        if self.upstream.pool_size == 0 {
+            return Err(bad("upstream.pool_size", "must be above 0"));
+        }
+        if self.upstream.queue_requests == 0 || self.jsonl.queue_requests == 0 {
+            return Err(bad(
+                "upstream.queue_requests/jsonl.queue_requests",
+                "must be above 0",
+            ));
+        }
+        if let Some(h) = &self.upstream.client_ip_header {
+            check_header_name("upstream.client_ip_header", h)?;
+        }
+        if let Some(h) = &self.upstream.vni_header {
+            check_header_name("upstream.vni_header", h)?;
+        }
+        if let Some(url) = &self.upstream.url {
+            let _ = url; // crate::output::upstream::parse_url(url).map_err(|e| bad("upstream.url", e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    pub fn http_limits(&self) -> crate::http::HttpLimits {
+        crate::http::HttpLimits {
+            max_head_bytes: self.http.max_head_bytes.as_usize(),
+            max_headers: self.http.max_headers,
+            max_body_bytes: self.http.max_body_bytes.bytes(),
+            original_length_header: self.http.original_length_header.clone(),
+        }
+    }
+
+    pub fn stream_config(&self) -> crate::reassembly::StreamConfig {
+        crate::reassembly::StreamConfig {
+            reorder_timeout_ns: self.reassembly.reorder_timeout.0.as_nanos() as u64,
+            max_buffered: self.reassembly.max_flow_buffer.as_usize(),
+            max_window: self.reassembly.max_window.bytes(),
+        }
+    }
+}
+
+/// A header name must be an RFC 9110 token, or the inserted line would corrupt the request.
+fn check_header_name(key: &str, name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Value {
+            key: key.into(),
+            message: format!("{name:?} is not a valid header name"),
+        })
+    }
+}
+
+/// Number of threads to use when a setting says 0.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Settings, ConfigError> {
+        Settings::from_toml(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn sizes_and_durations_parse_with_units() {
+        assert_eq!("64MiB".parse::<ByteSize>(), Ok(ByteSize(64 << 20)));
+        assert_eq!("512 KiB".parse::<ByteSize>(), Ok(ByteSize(512 << 10)));
+        assert_eq!("1g".parse::<ByteSize>(), Ok(ByteSize(1 << 30)));
+        assert_eq!("100".parse::<ByteSize>(), Ok(ByteSize(100)));
+        assert!("12 parsecs".parse::<ByteSize>().is_err());
+        assert!("99999999999999999999G".parse::<ByteSize>().is_err());
+        assert_eq!(
+            "500ms".parse::<Span>(),
+            Ok(Span(Duration::from_millis(500)))
+        );
+        assert_eq!("2m".parse::<Span>(), Ok(Span(Duration::from_secs(120))));
+        assert_eq!("3".parse::<Span>(), Ok(Span(Duration::from_secs(3))));
+        assert!("1 fortnight".parse::<Span>().is_err());
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(parse("").unwrap(), Settings::default());
+    }
+
+    #[test]
+    fn a_full_file_parses() {
+        let s = parse(
+            r#"
+            drain_timeout = "5s"
+            [log]
+            format = "json"
+            [capture]
+            vxlan_ports = [4789, 8472]
+            vni_allow = [7, 8]
+            server_ports = [80, 8080]
+            flow_key = "vni"
+            [udp]
+            listen = "127.0.0.1:4789"
+            recv_buffer = "16MiB"
+            [reassembly]
+            workers = 2
+            reorder_timeout = "250ms"
+            memory_budget = "512MiB"
+            [http]
+            max_body_bytes = "1MiB"
+            [upstream]
+            url = "http://10.0.0.5:8080"
+            client_ip_header = "X-Forwarded-For"
+            vni_header = "X-Mirror-VNI"
+            [jsonl]
+            path = "-"
+            [status]
+            listen = "0.0.0.0:9479"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(s.capture.vxlan_ports, vec![4789, 8472]);
+        assert_eq!(s.capture.flow_key, FlowKeyMode::Vni);
+        assert_eq!(s.udp.recv_buffer, ByteSize(16 << 20));
+        assert_eq!(
+            s.reassembly.reorder_timeout,
+            Span(Duration::from_millis(250))
+        );
+        assert_eq!(s.http.max_body_bytes, ByteSize(1 << 20));
+        assert_eq!(s.upstream.url.as_deref(), Some("http://10.0.0.5:8080"));
+        assert_eq!(s.log.format, LogFormat::Json);
+        assert_eq!(s.drain_timeout, Span(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = parse("[upstream]\nurll = \"http://x:1\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("upstream") && e.contains("urll"), "{e}");
+        let e = parse("bogus = 1\n").unwrap_err().to_string();
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = parse("[reassembly]\nidle_timeout = \"5 parsecs\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("reassembly.idle_timeout") && e.contains("parsecs"),
+            "{e}"
+        );
+        let e = parse("[udp]\nlisten = \"nowhere\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("udp.listen"), "{e}");
+        let e = parse("[capture]\nvni_allow = [16777216]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("vni_allow") && e.contains("16777216"), "{e}");
+        let e = parse("[upstream]\nvni_header = \"X Bad\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("upstream.vni_header"), "{e}");
+        let e = parse("[upstream]\nurl = \"https://waf:443\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("upstream.url"), "{e}");
+        let e = parse("[capture\n").unwrap_err().to_string();
+        assert!(e.contains("test.toml"), "{e}");
+    }
+}

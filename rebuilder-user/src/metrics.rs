@@ -1,0 +1,188 @@
+//! Prometheus metrics of the capture and reassembly stages.
+//!
+//! The hot path counts in plain integers (`DecodeStats`, `WorkerStats`); each thread publishes
+//! the difference since its last publication every few hundred milliseconds. So a packet costs
+//! no atomic operation, and the registry still sees every count. The outputs register their own
+//! metrics (per request, not per packet).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::capture::decode::DecodeStats;
+use crate::reassembly::GAP_REASONS;
+use crate::worker::WorkerStats;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PacketLabels {
+    pub source: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
+/// Metrics of everything before the outputs.
+pub struct PipelineMetrics {
+    pub packets: Family<PacketLabels, Counter>,
+    pub capture_records: Family<OutcomeLabel, Counter>,
+    pub udp_kernel_drops: Counter,
+    pub segments_dispatched: Counter,
+    pub segments_dropped: Family<ReasonLabel, Counter>,
+    pub stream_segments: Family<OutcomeLabel, Counter>,
+    pub stream_bytes: Family<OutcomeLabel, Counter>,
+    pub gaps: Family<ReasonLabel, Counter>,
+    pub gap_bytes: Family<ReasonLabel, Counter>,
+    pub gaps_buffer_full: Counter,
+    pub flows: Family<OutcomeLabel, Counter>,
+    pub flows_open: Gauge,
+    pub buffered_bytes: Gauge,
+    pub http_streams: Family<KindLabel, Counter>,
+    pub http_resync_skipped_bytes: Counter,
+    pub requests_rebuilt: Counter,
+    pub requests_flagged: Family<KindLabel, Counter>,
+    /// Requests lost before reaching any output, by reason. The outputs count their own drops
+    /// in `rebuilder_output_dropped_total`.
+    pub requests_lost: Family<ReasonLabel, Counter>,
+}
+
+impl PipelineMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            packets: Family::default(),
+            capture_records: Family::default(),
+            udp_kernel_drops: Counter::default(),
+            segments_dispatched: Counter::default(),
+            segments_dropped: Family::default(),
+            stream_segments: Family::default(),
+            stream_bytes: Family::default(),
+            gaps: Family::default(),
+            gap_bytes: Family::default(),
+            gaps_buffer_full: Counter::default(),
+            flows: Family::default(),
+            flows_open: Gauge::default(),
+            buffered_bytes: Gauge::default(),
+            http_streams: Family::default(),
+            http_resync_skipped_bytes: Counter::default(),
+            requests_rebuilt: Counter::default(),
+            requests_flagged: Family::default(),
+            requests_lost: Family::default(),
+        };
+        let r = registry;
+        r.register("rebuilder_packets", "Packets by capture source and outcome (segment, or the reason for dropping it)", m.packets.clone());
+        r.register("rebuilder_capture_records", "Capture file records by outcome", m.capture_records.clone());
+        r.register("rebuilder_udp_kernel_drops", "Datagrams the kernel dropped on the VXLAN sockets for lack of buffer room", m.udp_kernel_drops.clone());
+        r.register("rebuilder_segments_dispatched", "Segments handed to reassembly workers", m.segments_dispatched.clone());
+        r.register("rebuilder_segments_dropped", "Segments dropped before reassembly, by reason", m.segments_dropped.clone());
+        r.register("rebuilder_stream_segments", "Segments by what reassembly did with them", m.stream_segments.clone());
+        r.register("rebuilder_stream_bytes", "Payload bytes by what reassembly did with them", m.stream_bytes.clone());
+        r.register("rebuilder_gaps", "Holes skipped in streams, by reason", m.gaps.clone());
+        r.register("rebuilder_gap_bytes", "Bytes skipped in streams, by reason", m.gap_bytes.clone());
+        r.register("rebuilder_gaps_buffer_full", "Holes skipped early because a stream's out-of-order buffer was full (part of reason=lost)", m.gaps_buffer_full.clone());
+        r.register("rebuilder_flows", "Flow lifecycle events", m.flows.clone());
+        r.register("rebuilder_flows_open", "Flows currently tracked", m.flows_open.clone());
+        r.register("rebuilder_buffered_bytes", "Bytes held by all flows (out-of-order data, partial requests, flow state)", m.buffered_bytes.clone());
+        r.register("rebuilder_http_streams", "Streams whose HTTP/1.x parsing ended early, by kind", m.http_streams.clone());
+        r.register("rebuilder_http_resync_skipped_bytes", "Bytes skipped while looking for the next request line", m.http_resync_skipped_bytes.clone());
+        r.register("rebuilder_requests_rebuilt", "Requests rebuilt from streams (including those flagged with a gap)", m.requests_rebuilt.clone());
+        r.register("rebuilder_requests_flagged", "Rebuilt requests by flag", m.requests_flagged.clone());
+        r.register("rebuilder_requests_lost", "Requests lost before any output, by reason", m.requests_lost.clone());
+        m
+    }
+
+    fn packets(&self, source: &'static str, outcome: &'static str, n: u64) {
+        if n > 0 {
+            self.packets.get_or_create(&PacketLabels { source, outcome }).inc_by(n);
+        }
+    }
+
+    /// Publishes `now - before` of a capture thread's decode counts.
+    pub fn publish_decode(&self, source: &'static str, now: &DecodeStats, before: &DecodeStats) {
+        self.packets(source, "segment", now.segments() - before.segments());
+        for ((drop, n), (_, b)) in now.drops().zip(before.drops()) {
+            self.packets(source, drop.as_str(), n - b);
+        }
+    }
+
+    /// Publishes `now - before` of a worker's counts.
+    pub fn publish_worker(&self, now: &WorkerStats, before: &WorkerStats) {
+        let inc = |f: &Family<OutcomeLabel, Counter>, outcome: &'static str, a: u64, b: u64| {
+            if a > b {
+                f.get_or_create(&OutcomeLabel { outcome }).inc_by(a - b);
+            }
+        };
+        let (s, p) = (&now.stream, &before.stream);
+        let seg = &self.stream_segments;
+        let in_order = |x: &crate::reassembly::StreamStats| x.segments - x.out_of_order_segments;
+        inc(seg, "in_order", in_order(s), in_order(p));
+        inc(seg, "out_of_order", s.out_of_order_segments, p.out_of_order_segments);
+        inc(seg, "out_of_window", s.out_of_window_segments, p.out_of_window_segments);
+        inc(seg, "after_end", s.after_end_segments, p.after_end_segments);
+        inc(seg, "ignored", now.segments_ignored, before.segments_ignored);
+        inc(seg, "after_close", now.segments_after_close, before.segments_after_close);
+        inc(seg, "without_flow", now.segments_without_flow, before.segments_without_flow);
+        let bytes = &self.stream_bytes;
+        inc(bytes, "delivered", s.delivered_bytes, p.delivered_bytes);
+        inc(bytes, "duplicate", s.duplicate_bytes, p.duplicate_bytes);
+        inc(bytes, "conflict", s.conflict_bytes, p.conflict_bytes);
+        inc(bytes, "before_start", s.before_start_bytes, p.before_start_bytes);
+        for (i, reason) in GAP_REASONS.iter().enumerate() {
+            let r = ReasonLabel { reason: reason.as_str() };
+            if s.gaps[i] > p.gaps[i] {
+                self.gaps.get_or_create(&r).inc_by(s.gaps[i] - p.gaps[i]);
+            }
+            if s.gap_bytes[i] > p.gap_bytes[i] {
+                self.gap_bytes.get_or_create(&r).inc_by(s.gap_bytes[i] - p.gap_bytes[i]);
+            }
+        }
+        self.gaps_buffer_full.inc_by(s.buffer_full_skips - p.buffer_full_skips);
+        let fl = &self.flows;
+        inc(fl, "created", now.flows_created, before.flows_created);
+        inc(fl, "closed", now.flows_closed, before.flows_closed);
+        inc(fl, "expired", now.flows_expired, before.flows_expired);
+        inc(fl, "evicted", now.flows_evicted, before.flows_evicted);
+        self.flows_open.inc_by(now.flows_open as i64 - before.flows_open as i64);
+        self.buffered_bytes.inc_by(now.buffered_bytes as i64 - before.buffered_bytes as i64);
+
+        let (h, q) = (&now.http, &before.http);
+        let kind = |f: &Family<KindLabel, Counter>, kind: &'static str, a: u64, b: u64| {
+            if a > b {
+                f.get_or_create(&KindLabel { kind }).inc_by(a - b);
+            }
+        };
+        kind(&self.http_streams, "http2", h.h2_preface, q.h2_preface);
+        kind(&self.http_streams, "upgrade", h.upgrades, q.upgrades);
+        kind(&self.http_streams, "connect", h.connects, q.connects);
+        kind(&self.http_streams, "response", h.response_streams, q.response_streams);
+        kind(&self.http_streams, "not_http", h.non_http_streams, q.non_http_streams);
+        kind(&self.requests_flagged, "malformed", h.malformed_replayed, q.malformed_replayed);
+        kind(&self.requests_flagged, "body_over_limit", h.body_over_limit, q.body_over_limit);
+        kind(&self.requests_flagged, "expect_continue", h.expect_continue, q.expect_continue);
+        self.http_resync_skipped_bytes.inc_by(h.resync_skipped_bytes - q.resync_skipped_bytes);
+        self.requests_rebuilt.inc_by(now.requests - before.requests);
+        let lost = |reason: &'static str, a: u64, b: u64| {
+            if a > b {
+                self.requests_lost.get_or_create(&ReasonLabel { reason }).inc_by(a - b);
+            }
+        };
+        lost("gap", h.dropped_gap, q.dropped_gap);
+        lost("head_too_large", h.dropped_head_too_large, q.dropped_head_too_large);
+        lost("too_many_headers", h.dropped_too_many_headers, q.dropped_too_many_headers);
+        lost("invalid", h.dropped_invalid, q.dropped_invalid);
+        lost("incomplete", h.dropped_incomplete, q.dropped_incomplete);
+    }
+}

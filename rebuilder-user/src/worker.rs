@@ -1,0 +1,445 @@
+//! A reassembly worker: owns the flows its dispatcher sends it, runs each client stream through
+//! reassembly and HTTP framing, and hands out the rebuilt requests.
+//!
+//! The flow table lives here rather than in `reassembly` because a flow's life (which side is
+//! the client, when it is ignored, closed or evicted) depends on both the TCP stream and what
+//! the framer found in it.
+
+use std::collections::HashMap;
+use std::mem::size_of;
+use std::sync::Arc;
+
+use crate::config::FlowKeyMode;
+use crate::http::{FlowContext, HttpLimits, HttpStats, RequestFramer};
+use crate::reassembly::{EndReason, Stream, StreamConfig, StreamEvent, StreamStats};
+use crate::request::RebuiltRequest;
+use crate::segment::{FlowKey, Segment, Timestamp};
+
+const NS_PER_SEC: u64 = 1_000_000_000;
+
+/// A flow is one direction of a connection, scoped by VNI when flows are told apart by VNI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TableKey {
+    /// The VNI in `FlowKeyMode::Vni`, 0 otherwise.
+    pub scope: u32,
+    pub flow: FlowKey,
+}
+
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    pub flow_key: FlowKeyMode,
+    /// Sorted.
+    pub server_ports: Vec<u16>,
+    pub stream: StreamConfig,
+    pub http: Arc<HttpLimits>,
+    pub idle_timeout_ns: u64,
+    /// How long a closed flow is remembered, so that late duplicates (retransmissions, the
+    /// second copy of a doubly mirrored connection) are absorbed instead of starting a new
+    /// stream that would replay requests twice.
+    pub linger_ns: u64,
+    /// Bytes this worker may hold across all its flows.
+    pub budget: usize,
+}
+
+/// Counts kept by one worker, published as metrics by the pipeline.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    pub stream: StreamStats,
+    pub http: HttpStats,
+    pub flows_created: u64,
+    pub flows_closed: u64,
+    pub flows_expired: u64,
+    pub flows_evicted: u64,
+    /// Segments of directions that carry no requests (server side, not HTTP, upgraded).
+    pub segments_ignored: u64,
+    /// Segments that reached a closed flow (late duplicates, retransmitted FINs).
+    pub segments_after_close: u64,
+    /// Pure ACKs (and lone FIN/RST) of flows never seen: they carry nothing to rebuild.
+    pub segments_without_flow: u64,
+    pub requests: u64,
+    /// Gauges, as of the last update.
+    pub flows_open: u64,
+    pub buffered_bytes: u64,
+}
+
+impl WorkerStats {
+    pub fn add(&mut self, o: &WorkerStats) {
+        self.stream.add(&o.stream);
+        add_http(&mut self.http, &o.http);
+        self.flows_created += o.flows_created;
+        self.flows_closed += o.flows_closed;
+        self.flows_expired += o.flows_expired;
+        self.flows_evicted += o.flows_evicted;
+        self.segments_ignored += o.segments_ignored;
+        self.segments_after_close += o.segments_after_close;
+        self.segments_without_flow += o.segments_without_flow;
+        self.requests += o.requests;
+        self.flows_open += o.flows_open;
+        self.buffered_bytes += o.buffered_bytes;
+    }
+}
+
+fn add_http(a: &mut HttpStats, b: &HttpStats) {
+    a.requests += b.requests;
+    a.malformed_replayed += b.malformed_replayed;
+    a.body_over_limit += b.body_over_limit;
+    a.expect_continue += b.expect_continue;
+    a.dropped_gap += b.dropped_gap;
+    a.dropped_head_too_large += b.dropped_head_too_large;
+    a.dropped_too_many_headers += b.dropped_too_many_headers;
+    a.dropped_invalid += b.dropped_invalid;
+    a.dropped_incomplete += b.dropped_incomplete;
+    a.resync_skipped_bytes += b.resync_skipped_bytes;
+    a.h2_preface += b.h2_preface;
+    a.upgrades += b.upgrades;
+    a.connects += b.connects;
+    a.response_streams += b.response_streams;
+    a.non_http_streams += b.non_http_streams;
+}
+
+enum FlowState {
+    /// A client stream being rebuilt.
+    Active {
+        stream: Stream,
+        framer: RequestFramer,
+    },
+    /// A direction that carries no requests: its segments are counted and dropped.
+    Ignored { client: bool },
+    /// Ended by FIN or RST: remembered for `linger_ns` to absorb late duplicates.
+    Closed { isn: Option<u32> },
+}
+
+struct Flow {
+    state: FlowState,
+    last_seen: Timestamp,
+    /// What this flow was last charged against the budget.
+    cost: usize,
+}
+
+/// Fixed memory of one flow (table entry, state, framer), charged on top of its buffers so
+/// that floods of empty flows are bounded by the budget too.
+const FLOW_OVERHEAD: usize = size_of::<(TableKey, Flow)>() + 64;
+
+impl Flow {
+    fn current_cost(&self) -> usize {
+        FLOW_OVERHEAD
+            + match &self.state {
+                FlowState::Active { stream, framer } => stream.buffered() + framer.buffered_bytes(),
+                _ => 0,
+            }
+    }
+}
+
+/// The flows of one worker and everything that happens to them.
+pub struct FlowTable {
+    cfg: WorkerConfig,
+    flows: HashMap<TableKey, Flow, foldhash::fast::RandomState>,
+    clock: Timestamp,
+    last_sweep: Timestamp,
+    buffered: usize,
+    events: Vec<StreamEvent>,
+    stats: WorkerStats,
+}
+
+impl FlowTable {
+    pub fn new(cfg: WorkerConfig) -> Self {
+        Self {
+            cfg,
+            flows: HashMap::default(),
+            clock: 0,
+            last_sweep: 0,
+            buffered: 0,
+            events: Vec::new(),
+            stats: WorkerStats::default(),
+        }
+    }
+
+    pub fn stats(&mut self) -> &WorkerStats {
+        self.stats.flows_open = self.flows.len() as u64;
+        self.stats.buffered_bytes = self.buffered as u64;
+        &self.stats
+    }
+
+    pub fn flows(&self) -> usize {
+        self.flows.len()
+    }
+
+    pub fn buffered(&self) -> usize {
+        self.buffered
+    }
+
+    fn key_of(&self, seg: &Segment) -> TableKey {
+        let scope = match self.cfg.flow_key {
+            FlowKeyMode::Inner => 0,
+            FlowKeyMode::Vni => seg.vni,
+        };
+        TableKey {
+            scope,
+            flow: seg.flow,
+        }
+    }
+
+    /// Processes one segment; complete requests go to `emit`.
+    pub fn push(&mut self, seg: &Segment, emit: &mut impl FnMut(RebuiltRequest)) {
+        if seg.ts > self.clock {
+            self.clock = seg.ts;
+        }
+        let key = self.key_of(seg);
+        let carries = !seg.payload.is_empty() || seg.wire_len > 0 || seg.flags.syn();
+
+        let replace = match self.flows.get(&key) {
+            None if !carries => {
+                self.stats.segments_without_flow += 1;
+                false
+            }
+            None => true,
+            Some(flow) => match flow.state {
+                // A new SYN on a closed 4-tuple is a new connection; anything else is late.
+                FlowState::Closed { isn } => {
+                    if seg.flags.syn() && !seg.flags.ack() && isn != Some(seg.seq) {
+                        true
+                    } else {
+                        self.stats.segments_after_close += 1;
+                        false
+                    }
+                }
+                FlowState::Active { ref stream, .. } => {
+                    // Port reuse without a FIN or RST seen: end the old stream first.
+                    if seg.flags.syn()
+                        && !seg.flags.ack()
+                        && stream.started_with_syn()
+                        && stream.isn() != seg.seq
+                    {
+                        self.end_flow(&key, EndReason::NewConnection, emit);
+                        true
+                    } else {
+                        false
+                    }
+                }
+                FlowState::Ignored { .. } => false,
+            },
+        };
+        if replace {
+            let flow = self.new_flow(&key, seg);
+            self.stats.flows_created += 1;
+            let cost = flow.cost;
+            if let Some(old) = self.flows.insert(key, flow) {
+                self.buffered -= old.cost;
+            }
+            self.buffered += cost;
+        }
+
+        if let Some(flow) = self.flows.get_mut(&key) {
+            flow.last_seen = self.clock;
+            match &mut flow.state {
+                FlowState::Active { stream, framer } => {
+                    stream.push(
+                        seg,
+                        &self.cfg.stream,
+                        &mut self.events,
+                        &mut self.stats.stream,
+                    );
+                    feed(framer, &mut self.events, &mut self.stats, emit);
+                    let done = framer.is_done();
+                    let ended = stream.ended().is_some();
+                    if ended {
+                        self.stats.flows_closed += 1;
+                        flow.state = FlowState::Closed {
+                            isn: stream.started_with_syn().then(|| stream.isn()),
+                        };
+                    } else if done {
+                        flow.state = FlowState::Ignored { client: true };
+                    }
+                }
+                FlowState::Ignored { .. } => {
+                    if !replace {
+                        self.stats.segments_ignored += 1;
+                    }
+                    if seg.flags.rst() || seg.flags.fin() {
+                        flow.state = FlowState::Closed { isn: None };
+                    }
+                }
+                FlowState::Closed { .. } => {}
+            }
+            let new_cost = flow.current_cost();
+            self.buffered = self.buffered + new_cost - flow.cost;
+            flow.cost = new_cost;
+        }
+
+        if self.buffered > self.cfg.budget {
+            self.evict(emit);
+        }
+        if self.clock.saturating_sub(self.last_sweep) >= NS_PER_SEC {
+            self.sweep(emit);
+        }
+    }
+
+    /// Decides which side a new flow is: SYN first, then configured server ports, then what
+    /// the reverse direction already is, then the content (the framer looks for request lines
+    /// and gives up on response streams).
+    fn new_flow(&self, key: &TableKey, seg: &Segment) -> Flow {
+        let client = if seg.flags.syn() {
+            Some(!seg.flags.ack())
+        } else if !self.cfg.server_ports.is_empty()
+            && self
+                .cfg
+                .server_ports
+                .binary_search(&key.flow.dst_port)
+                .is_ok()
+        {
+            Some(true)
+        } else if !self.cfg.server_ports.is_empty()
+            && self
+                .cfg
+                .server_ports
+                .binary_search(&key.flow.src_port)
+                .is_ok()
+        {
+            Some(false)
+        } else {
+            let rev = TableKey {
+                scope: key.scope,
+                flow: key.flow.reversed(),
+            };
+            match self.flows.get(&rev).map(|f| &f.state) {
+                Some(FlowState::Active { .. }) => Some(false),
+                Some(FlowState::Ignored { client }) => Some(!client),
+                _ => None,
+            }
+        };
+        let state = if client == Some(false) {
+            FlowState::Ignored { client: false }
+        } else {
+            let ctx = FlowContext {
+                vni: seg.vni,
+                client: key.flow.src_addr(),
+                server: key.flow.dst_addr(),
+            };
+            let stream = Stream::new(seg);
+            let framer = RequestFramer::new(ctx, self.cfg.http.clone(), stream.started_with_syn());
+            FlowState::Active { stream, framer }
+        };
+        let mut flow = Flow {
+            state,
+            last_seen: self.clock,
+            cost: 0,
+        };
+        flow.cost = flow.current_cost();
+        flow
+    }
+
+    /// Closes a flow's stream, delivers what it held and forgets the flow.
+    fn end_flow(
+        &mut self,
+        key: &TableKey,
+        reason: EndReason,
+        emit: &mut impl FnMut(RebuiltRequest),
+    ) {
+        if let Some(mut flow) = self.flows.remove(key) {
+            self.buffered -= flow.cost;
+            if let FlowState::Active { stream, framer } = &mut flow.state {
+                stream.close(self.clock, reason, &mut self.events, &mut self.stats.stream);
+                feed(framer, &mut self.events, &mut self.stats, emit);
+            }
+        }
+    }
+
+    /// Over budget: the least recently active flows go first, down to 90% of the budget so
+    /// eviction runs in batches rather than on every segment.
+    fn evict(&mut self, emit: &mut impl FnMut(RebuiltRequest)) {
+        let target = self.cfg.budget / 10 * 9;
+        let mut by_age: Vec<(Timestamp, TableKey)> =
+            self.flows.iter().map(|(k, f)| (f.last_seen, *k)).collect();
+        by_age.sort_unstable_by_key(|(t, _)| *t);
+        for (_, key) in by_age {
+            if self.buffered <= target {
+                break;
+            }
+            self.end_flow(&key, EndReason::Evicted, emit);
+            self.stats.flows_evicted += 1;
+        }
+    }
+
+    /// Once a second of capture time: expires idle flows and holes that waited too long.
+    fn sweep(&mut self, emit: &mut impl FnMut(RebuiltRequest)) {
+        self.last_sweep = self.clock;
+        let now = self.clock;
+        let idle = self.cfg.idle_timeout_ns;
+        let linger = self.cfg.linger_ns.min(idle);
+        let mut idle_keys = Vec::new();
+        for (key, flow) in self.flows.iter_mut() {
+            let silent = now.saturating_sub(flow.last_seen);
+            match &mut flow.state {
+                FlowState::Active { stream, framer } => {
+                    if silent >= idle {
+                        idle_keys.push(*key);
+                    } else if stream.has_hole() {
+                        stream.tick(
+                            now,
+                            &self.cfg.stream,
+                            &mut self.events,
+                            &mut self.stats.stream,
+                        );
+                        feed(framer, &mut self.events, &mut self.stats, emit);
+                        let cost = flow.current_cost();
+                        self.buffered = self.buffered + cost - flow.cost;
+                        flow.cost = cost;
+                    }
+                }
+                FlowState::Ignored { .. } if silent >= idle => idle_keys.push(*key),
+                FlowState::Closed { .. } if silent >= linger => idle_keys.push(*key),
+                _ => {}
+            }
+        }
+        for key in idle_keys {
+            if matches!(
+                self.flows.get(&key).map(|f| &f.state),
+                Some(FlowState::Active { .. })
+            ) {
+                self.stats.flows_expired += 1;
+            }
+            self.end_flow(&key, EndReason::Idle, emit);
+        }
+    }
+
+    /// Advances time without segments (live capture ticks).
+    pub fn tick(&mut self, now: Timestamp, emit: &mut impl FnMut(RebuiltRequest)) {
+        if now > self.clock {
+            self.clock = now;
+        }
+        if self.clock.saturating_sub(self.last_sweep) >= NS_PER_SEC {
+            self.sweep(emit);
+        }
+    }
+
+    /// The input is over: every stream is closed and what can be delivered is.
+    pub fn finish(&mut self, emit: &mut impl FnMut(RebuiltRequest)) {
+        let keys: Vec<TableKey> = self.flows.keys().copied().collect();
+        for key in keys {
+            self.end_flow(&key, EndReason::Shutdown, emit);
+        }
+    }
+}
+
+/// Runs a stream's pending events through its framer.
+fn feed(
+    framer: &mut RequestFramer,
+    events: &mut Vec<StreamEvent>,
+    stats: &mut WorkerStats,
+    emit: &mut impl FnMut(RebuiltRequest),
+) {
+    if events.is_empty() {
+        return;
+    }
+    let mut out = Vec::new();
+    for ev in events.drain(..) {
+        framer.on_event(ev, &mut out, &mut stats.http);
+    }
+    stats.requests += out.len() as u64;
+    for req in out {
+        emit(req);
+    }
+}
+
+/// The default for `linger_ns`.
+pub const DEFAULT_LINGER_NS: u64 = 30 * NS_PER_SEC;
