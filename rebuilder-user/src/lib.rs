@@ -8,3 +8,4 @@ pub mod http;
 pub mod reassembly;
 pub mod request;
 pub mod segment;
+pub mod status;
