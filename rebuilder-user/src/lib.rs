@@ -5,6 +5,7 @@
 //! `capture` → `dispatch` → workers (`reassembly` → `http`) → `output`.
 
 pub mod http;
+pub mod output;
 pub mod reassembly;
 pub mod request;
 pub mod segment;
