@@ -5,6 +5,16 @@
 //! output never holds up another, and in `Live` mode never holds up capture (DESIGN §4). Every
 //! request an output does not deliver is counted in `rebuilder_output_dropped_total` with its
 //! output and reason.
+//!
+//! Metrics (registered by [`Outputs::start`] under these full names):
+//! - `rebuilder_output_dropped_total{output,reason}`: reason is `queue_full`, `gap`,
+//!   `upstream_error`, `shutdown` or `write_error`;
+//! - `rebuilder_output_queue_requests{output}`, `rebuilder_output_queue_bytes{output}`;
+//! - `rebuilder_upstream_replayed_total`, `rebuilder_upstream_errors_total{kind}` (one per
+//!   `upstream_error` drop, kinds in [`ErrorKind`]), `rebuilder_upstream_stale_retries_total`,
+//!   `rebuilder_upstream_latency_seconds` (histogram), `rebuilder_upstream_connections_opened_total`,
+//!   `rebuilder_upstream_responses_total{class}` (`1xx`..`5xx`, `other`);
+//! - `rebuilder_jsonl_written_total` (counted once flushed), `rebuilder_jsonl_write_errors_total`.
 
 pub mod headers;
 pub mod jsonl;
@@ -497,6 +507,14 @@ pub(crate) mod tests {
         }
         drop(outputs);
         let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn handles_cross_threads() {
+        fn shareable<T: Send + Sync + Clone + 'static>() {}
+        shareable::<Outputs>();
+        fn sendable<T: Send + Clone + 'static>() {}
+        sendable::<crate::status::Heartbeat>();
     }
 
     #[test]
