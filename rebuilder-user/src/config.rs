@@ -502,7 +502,7 @@ impl Settings {
             check_header_name("upstream.vni_header", h)?;
         }
         if let Some(url) = &self.upstream.url {
-            let _ = url; // crate::output::upstream::parse_url(url).map_err(|e| bad("upstream.url", e.to_string()))?;
+            crate::output::upstream::UpstreamAddr::parse(url).map_err(|e| bad("upstream.url", e.to_string()))?;
         }
         Ok(())
     }

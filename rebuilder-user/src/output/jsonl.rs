@@ -1,0 +1,542 @@
+//! One JSON object per line per request: the forensic record. Requests cut by a gap are written
+//! too (flagged), unlike upstream replay.
+//!
+//! Line format (keys in this order):
+//! `{"first_ts":"2023-11-14T22:13:20.123456789Z","last_ts":"…","vni":7,"client":"10.0.0.1:40000",
+//! "server":"10.0.0.2:80","method":"GET","target":"/","host":"example.com","body_len":0,
+//! "flags":{"body_over_limit":false,"gap":false,"malformed":false},"raw":"R0VUIC8…"}`
+//! - timestamps: RFC 3339 in UTC with exactly nine fractional digits (nanoseconds), so they sort
+//!   as strings and lose nothing;
+//! - `client`/`server`: `ip:port`, IPv6 in brackets;
+//! - `method`, `target`, `host`: lossy UTF-8; `host` null when the request has none;
+//! - `raw`: the request's bytes, standard base64 with padding.
+//!
+//! Writing is blocking I/O, so it runs on its own thread, not on the runtime.
+
+use std::borrow::Cow;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use serde::Serialize;
+
+use super::metrics::JsonlMetrics;
+use super::queue::Queue;
+use super::{DropReason, OutputError, DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_REQUESTS};
+use crate::request::RebuiltRequest;
+use crate::segment::Timestamp;
+
+const WRITE_BUFFER: usize = 256 * 1024;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JsonlConfig {
+    /// File to append to, or `-` for standard output.
+    pub path: PathBuf,
+    pub queue_requests: usize,
+    pub queue_bytes: usize,
+}
+
+impl JsonlConfig {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            queue_requests: DEFAULT_QUEUE_REQUESTS,
+            queue_bytes: DEFAULT_QUEUE_BYTES,
+        }
+    }
+
+    pub fn is_stdout(&self) -> bool {
+        self.path == Path::new("-")
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), OutputError> {
+        if self.queue_requests == 0 {
+            return Err(OutputError::Zero {
+                what: "jsonl queue_requests",
+            });
+        }
+        if self.queue_bytes == 0 {
+            return Err(OutputError::Zero {
+                what: "jsonl queue_bytes",
+            });
+        }
+        Ok(())
+    }
+
+    /// Opens the destination: appends to an existing file rather than truncating a record.
+    pub(crate) fn open(&self) -> Result<Box<dyn Write + Send>, OutputError> {
+        if self.is_stdout() {
+            return Ok(Box::new(std::io::stdout()));
+        }
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(|source| OutputError::JsonlOpen {
+                path: self.path.clone(),
+                source,
+            })?;
+        Ok(Box::new(f))
+    }
+}
+
+#[derive(Serialize)]
+struct Flags {
+    body_over_limit: bool,
+    gap: bool,
+    malformed: bool,
+}
+
+#[derive(Serialize)]
+struct Record<'a> {
+    first_ts: String,
+    last_ts: String,
+    vni: u32,
+    client: String,
+    server: String,
+    method: Cow<'a, str>,
+    target: Cow<'a, str>,
+    host: Option<Cow<'a, str>>,
+    body_len: u64,
+    flags: Flags,
+    raw: String,
+}
+
+/// The JSON line (with its newline) for one request.
+pub fn encode_line(req: &RebuiltRequest) -> Vec<u8> {
+    let text = |r: &std::ops::Range<usize>| {
+        String::from_utf8_lossy(req.raw.get(r.clone()).unwrap_or_default())
+    };
+    let rec = Record {
+        first_ts: rfc3339_nanos(req.first_ts),
+        last_ts: rfc3339_nanos(req.last_ts),
+        vni: req.vni,
+        client: req.client.to_string(),
+        server: req.server.to_string(),
+        method: text(&req.method),
+        target: text(&req.target),
+        host: req.host.as_ref().map(text),
+        body_len: req.body_len,
+        flags: Flags {
+            body_over_limit: req.flags.body_over_limit,
+            gap: req.flags.gap,
+            malformed: req.flags.malformed,
+        },
+        raw: base64::engine::general_purpose::STANDARD.encode(&req.raw),
+    };
+    // Serialising plain strings and integers into a Vec cannot fail.
+    let mut line = serde_json::to_vec(&rec).unwrap_or_default();
+    line.push(b'\n');
+    line
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` for nanoseconds since the UNIX epoch (UTC).
+pub fn rfc3339_nanos(ts: Timestamp) -> String {
+    let secs = ts / 1_000_000_000;
+    let nanos = ts % 1_000_000_000;
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm, for
+/// non-negative days only, which is all a u64 timestamp can give).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Where the writer stands: lines are counted as written only once a flush has put them in the
+/// destination, so a failing destination (disk full, closed pipe) counts exactly the lines it
+/// lost.
+struct Writer {
+    out: BufWriter<Box<dyn Write + Send>>,
+    /// Lines in the buffer, not yet flushed.
+    pending: u64,
+    queue: Arc<Queue>,
+    metrics: JsonlMetrics,
+    name: String,
+    logged: bool,
+}
+
+impl Writer {
+    fn write_line(&mut self, line: &[u8]) {
+        // Flush before the buffer would spill by itself, so every flush is one we observe.
+        if self.out.buffer().len() + line.len() > self.out.capacity() {
+            self.flush();
+        }
+        self.pending += 1;
+        if let Err(e) = self.out.write_all(line) {
+            self.failed(e, "write");
+        } else if line.len() >= self.out.capacity() {
+            // Too large for the buffer: it went straight to the destination.
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        match self.out.flush() {
+            Ok(()) => {
+                self.metrics.written.inc_by(self.pending);
+                self.pending = 0;
+            }
+            Err(e) => self.failed(e, "flush"),
+        }
+    }
+
+    /// The buffered lines are lost: count them and start over with an empty buffer, so a
+    /// half-written buffer is not retried into the middle of a line forever.
+    fn failed(&mut self, e: std::io::Error, what: &str) {
+        self.metrics.write_errors.inc();
+        self.queue.count_drops(DropReason::WriteError, self.pending);
+        self.pending = 0;
+        if !self.logged {
+            self.logged = true;
+            tracing::error!(output = %self.name, error = %e, "JSONL {what} failed; further errors are only counted");
+        }
+        let out = std::mem::replace(&mut self.out, BufWriter::new(Box::new(std::io::sink())));
+        let (inner, _discarded) = out.into_parts();
+        self.out = BufWriter::with_capacity(WRITE_BUFFER, inner);
+    }
+}
+
+/// The writer thread: drains the queue into `out`, flushing whenever the queue runs empty (so
+/// a reader following the file sees lines promptly while bursts still batch) and at the end.
+/// When `abandon` is set (drain deadline passed) the rest is counted as dropped for shutdown.
+pub(crate) fn run(
+    queue: Arc<Queue>,
+    out: Box<dyn Write + Send>,
+    metrics: JsonlMetrics,
+    abandon: Arc<AtomicBool>,
+    name: String,
+) {
+    let mut w = Writer {
+        out: BufWriter::with_capacity(WRITE_BUFFER, out),
+        pending: 0,
+        queue: Arc::clone(&queue),
+        metrics,
+        name,
+        logged: false,
+    };
+    loop {
+        let taken = match queue.try_pop() {
+            Some(t) => t,
+            None => {
+                w.flush();
+                match queue.pop_blocking() {
+                    Some(t) => t,
+                    None => break,
+                }
+            }
+        };
+        if abandon.load(Ordering::Relaxed) {
+            taken.drop_as(DropReason::Shutdown);
+            continue;
+        }
+        w.write_line(&encode_line(taken.request()));
+        // Counted by the writer from here on (written at flush, or dropped on failure).
+        taken.done();
+    }
+    w.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::RequestFlags;
+    use bytes::Bytes;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(rfc3339_nanos(0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(
+            rfc3339_nanos(1_700_000_000_123_456_789),
+            "2023-11-14T22:13:20.123456789Z"
+        );
+        assert_eq!(
+            rfc3339_nanos(1_709_164_800_000_000_001),
+            "2024-02-29T00:00:00.000000001Z"
+        );
+        assert_eq!(
+            rfc3339_nanos(951_782_400_999_999_999),
+            "2000-02-29T00:00:00.999999999Z"
+        );
+        assert_eq!(
+            rfc3339_nanos(4_102_444_800_000_000_000),
+            "2100-01-01T00:00:00.000000000Z"
+        );
+        assert_eq!(rfc3339_nanos(u64::MAX), "2554-07-21T23:34:33.709551615Z");
+    }
+
+    fn decode_raw(line: &str) -> Vec<u8> {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        base64::engine::general_purpose::STANDARD
+            .decode(v["raw"].as_str().unwrap())
+            .unwrap()
+    }
+
+    #[test]
+    fn exact_line_for_a_request_with_host() {
+        let raw = b"POST /a?b=c HTTP/1.1\r\nHost: example.com\r\nContent-Length: 2\r\n\r\nhi";
+        let req = RebuiltRequest {
+            first_ts: 1_700_000_000_123_456_789,
+            last_ts: 1_700_000_000_223_456_789,
+            vni: 4242,
+            client: "10.0.0.1:40000".parse().unwrap(),
+            server: "[2001:db8::2]:8080".parse().unwrap(),
+            raw: Bytes::from_static(raw),
+            head_len: raw.len() - 2,
+            method: 0..4,
+            target: 5..11,
+            host: Some(28..39),
+            version_minor: 1,
+            body_len: 2,
+            flags: RequestFlags {
+                body_over_limit: false,
+                gap: false,
+                malformed: true,
+            },
+        };
+        let line = String::from_utf8(encode_line(&req)).unwrap();
+        assert_eq!(
+            line,
+            concat!(
+                r#"{"first_ts":"2023-11-14T22:13:20.123456789Z","last_ts":"2023-11-14T22:13:20.223456789Z","#,
+                r#""vni":4242,"client":"10.0.0.1:40000","server":"[2001:db8::2]:8080","method":"POST","#,
+                r#""target":"/a?b=c","host":"example.com","body_len":2,"#,
+                r#""flags":{"body_over_limit":false,"gap":false,"malformed":true},"#,
+                r#""raw":"UE9TVCAvYT9iPWMgSFRUUC8xLjENCkhvc3Q6IGV4YW1wbGUuY29tDQpDb250ZW50LUxlbmd0aDogMg0KDQpoaQ=="}"#,
+                "\n"
+            )
+        );
+        assert_eq!(decode_raw(&line), raw);
+    }
+
+    #[test]
+    fn no_host_gap_and_non_utf8() {
+        let raw = b"G\xffT /\xfe\"q HTTP/1.0\r\n\r\n\x00\x01";
+        let req = RebuiltRequest {
+            first_ts: 5,
+            last_ts: 6,
+            vni: 0,
+            client: "[::1]:1".parse().unwrap(),
+            server: "127.0.0.1:80".parse().unwrap(),
+            raw: Bytes::from_static(raw),
+            head_len: 21,
+            method: 0..3,
+            target: 4..8,
+            host: None,
+            version_minor: 0,
+            body_len: 100,
+            flags: RequestFlags {
+                body_over_limit: true,
+                gap: true,
+                malformed: false,
+            },
+        };
+        let line = String::from_utf8(encode_line(&req)).unwrap();
+        assert_eq!(
+            line,
+            concat!(
+                r#"{"first_ts":"1970-01-01T00:00:00.000000005Z","last_ts":"1970-01-01T00:00:00.000000006Z","#,
+                r#""vni":0,"client":"[::1]:1","server":"127.0.0.1:80","method":"G�T","target":"/�\"q","#,
+                r#""host":null,"body_len":100,"flags":{"body_over_limit":true,"gap":true,"malformed":false},"#,
+                r#""raw":"R/9UIC/+InEgSFRUUC8xLjANCg0KAAE="}"#,
+                "\n"
+            )
+        );
+        assert_eq!(decode_raw(&line), raw);
+    }
+
+    #[test]
+    fn out_of_range_fields_become_empty_not_a_panic() {
+        let req = RebuiltRequest {
+            first_ts: 0,
+            last_ts: 0,
+            vni: 1,
+            client: "1.1.1.1:1".parse().unwrap(),
+            server: "2.2.2.2:2".parse().unwrap(),
+            raw: Bytes::from_static(b"GE"),
+            head_len: 0,
+            method: 0..3,
+            target: 10..20,
+            host: Some(std::ops::Range { start: 5, end: 1 }),
+            version_minor: 1,
+            body_len: 0,
+            flags: RequestFlags::default(),
+        };
+        let v: serde_json::Value = serde_json::from_slice(&encode_line(&req)).unwrap();
+        assert_eq!(
+            (
+                v["method"].as_str(),
+                v["target"].as_str(),
+                v["host"].as_str()
+            ),
+            (Some(""), Some(""), Some(""))
+        );
+    }
+
+    mod through_outputs {
+        use super::*;
+        use crate::output::tests::request;
+        use crate::output::{Mode, Outputs, OutputsConfig};
+        use crate::status::Health;
+        use prometheus_client::registry::Registry;
+        use std::time::Duration;
+
+        fn temp_path(tag: &str) -> PathBuf {
+            let p = std::env::temp_dir().join(format!(
+                "rebuilder-jsonl-{}-{tag}.jsonl",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_file(&p);
+            p
+        }
+
+        fn sample(registry: &Registry, name: &str) -> f64 {
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+            text.lines()
+                .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+                .unwrap_or_else(|| panic!("no {name} in {text}"))
+                .parse()
+                .unwrap()
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn writes_every_request_gaps_included_and_appends() {
+            let path = temp_path("all");
+            std::fs::write(&path, "earlier line\n").unwrap();
+            let mut registry = Registry::default();
+            let outputs = Outputs::start(
+                &OutputsConfig {
+                    upstream: None,
+                    jsonl: Some(JsonlConfig::new(&path)),
+                },
+                Mode::Offline,
+                &mut registry,
+                Health::new(),
+                &tokio::runtime::Handle::current(),
+            )
+            .unwrap();
+            let mut gap =
+                (*request(b"POST /cut HTTP/1.1\r\nContent-Length: 100\r\n\r\npart")).clone();
+            gap.flags.gap = true;
+            let reqs = vec![
+                request(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"),
+                Arc::new(gap),
+                request(b"GET /3 HTTP/1.1\r\n\r\n"),
+            ];
+            for r in &reqs {
+                outputs.submit(Arc::clone(r));
+            }
+            let report = outputs.drain(Duration::from_secs(5)).await;
+            assert!(report.finished() && report.abandoned() == 0, "{report:?}");
+
+            let text = std::fs::read_to_string(&path).unwrap();
+            let mut lines = text.lines();
+            assert_eq!(lines.next(), Some("earlier line"));
+            let written: Vec<&str> = lines.collect();
+            let expected: Vec<String> = reqs
+                .iter()
+                .map(|r| {
+                    String::from_utf8(encode_line(r))
+                        .unwrap()
+                        .trim_end()
+                        .to_string()
+                })
+                .collect();
+            assert_eq!(written, expected);
+            for (line, req) in written.iter().zip(&reqs) {
+                assert_eq!(decode_raw(line), req.raw.to_vec());
+            }
+            let v: serde_json::Value = serde_json::from_str(written[1]).unwrap();
+            assert_eq!(v["flags"]["gap"], serde_json::Value::Bool(true));
+            assert_eq!(sample(&registry, "rebuilder_jsonl_written_total"), 3.0);
+            assert_eq!(
+                sample(
+                    &registry,
+                    "rebuilder_output_dropped_total{output=\"jsonl\",reason=\"gap\"}"
+                ),
+                0.0
+            );
+            let _ = std::fs::remove_file(&path);
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn dropping_the_last_handle_flushes_and_stops_the_writer() {
+            let path = temp_path("drop");
+            let mut registry = Registry::default();
+            let outputs = Outputs::start(
+                &OutputsConfig {
+                    upstream: None,
+                    jsonl: Some(JsonlConfig::new(&path)),
+                },
+                Mode::Live,
+                &mut registry,
+                Health::new(),
+                &tokio::runtime::Handle::current(),
+            )
+            .unwrap();
+            let clone = outputs.clone();
+            clone.submit(request(b"GET /kept HTTP/1.1\r\n\r\n"));
+            drop(outputs);
+            drop(clone);
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while sample(&registry, "rebuilder_jsonl_written_total") < 1.0 {
+                assert!(std::time::Instant::now() < deadline, "writer never flushed");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert_eq!(text.lines().count(), 1);
+            assert!(text.contains(r#""target":"/kept""#), "{text}");
+            let _ = std::fs::remove_file(&path);
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn write_errors_are_counted_not_fatal() {
+            let mut registry = Registry::default();
+            let outputs = Outputs::start(
+                &OutputsConfig {
+                    upstream: None,
+                    jsonl: Some(JsonlConfig::new("/dev/full")),
+                },
+                Mode::Live,
+                &mut registry,
+                Health::new(),
+                &tokio::runtime::Handle::current(),
+            )
+            .unwrap();
+            for _ in 0..5 {
+                outputs.submit(request(b"GET / HTTP/1.1\r\n\r\n"));
+            }
+            let report = outputs.drain(Duration::from_secs(5)).await;
+            assert!(report.finished(), "{report:?}");
+            assert_eq!(sample(&registry, "rebuilder_jsonl_written_total"), 0.0);
+            assert_eq!(
+                sample(
+                    &registry,
+                    "rebuilder_output_dropped_total{output=\"jsonl\",reason=\"write_error\"}"
+                ),
+                5.0
+            );
+            assert!(sample(&registry, "rebuilder_jsonl_write_errors_total") >= 1.0);
+        }
+    }
+}

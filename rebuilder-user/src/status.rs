@@ -1,0 +1,452 @@
+//! Health and metrics over HTTP: `/healthz` for the NLB's health check (DESIGN §2: it must say
+//! whether the pipeline really works, not merely that the process is up) and `/metrics` for
+//! Prometheus.
+//!
+//! Liveness is tracked by heartbeats: every pipeline component that must keep running (capture
+//! thread, workers) gets a [`Heartbeat`] and beats while it makes progress. `beat()` sits on the
+//! hot path, so it is a single relaxed store of a flag; [`Health::check`] (called per health
+//! probe) consumes the flag and remembers when it last saw it. A component is therefore reported
+//! silent at most one check interval later than its real silence exceeded `max_silence`, which
+//! is well within what a health checker polling every few seconds can notice anyway.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+
+/// Content type of what `prometheus_client::encoding::text::encode` produces.
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A slow or stuck health client must not hold a connection forever.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error("cannot bind the status server to {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("status server failed to accept connections on {addr}: {source}")]
+    Accept {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+struct Component {
+    name: String,
+    max_silence: Duration,
+    /// Set by `beat()`, cleared by `check()`.
+    beaten: AtomicBool,
+    stopped: AtomicBool,
+    /// Nanoseconds since `Health::epoch` when `check()` last saw a beat (or the component was
+    /// registered).
+    last_seen: AtomicU64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum UpstreamState {
+    /// No upstream configured, or nothing tried yet.
+    Unknown,
+    Reachable,
+    Unreachable(String),
+}
+
+/// Whether the pipeline is healthy: every registered component beats, none has stopped, and
+/// the upstream (if one reported) is reachable.
+pub struct Health {
+    epoch: Instant,
+    components: Mutex<Vec<Arc<Component>>>,
+    upstream: Mutex<UpstreamState>,
+}
+
+/// A component's handle on its own liveness. Cheap to clone; every clone beats for the same
+/// component.
+#[derive(Clone)]
+pub struct Heartbeat {
+    component: Arc<Component>,
+}
+
+impl Heartbeat {
+    /// The component made progress. One relaxed store: fine to call per packet.
+    #[inline]
+    pub fn beat(&self) {
+        self.component.beaten.store(true, Ordering::Relaxed);
+    }
+
+    /// The component is gone for good (thread ended); health fails from now on.
+    pub fn stopped(&self) {
+        self.component.stopped.store(true, Ordering::Relaxed);
+    }
+
+    pub fn name(&self) -> &str {
+        &self.component.name
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere while holding the lock leaves plain data that is still meaningful.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Health {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            epoch: Instant::now(),
+            components: Mutex::new(Vec::new()),
+            upstream: Mutex::new(UpstreamState::Unknown),
+        })
+    }
+
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// A pipeline component (capture thread, worker) that must beat at least every
+    /// `max_silence`.
+    pub fn component(&self, name: &str, max_silence: Duration) -> Heartbeat {
+        let component = Arc::new(Component {
+            name: name.to_string(),
+            max_silence,
+            beaten: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            last_seen: AtomicU64::new(self.now_ns()),
+        });
+        lock(&self.components).push(Arc::clone(&component));
+        Heartbeat { component }
+    }
+
+    pub fn set_upstream(&self, reachable: bool, reason: &str) {
+        let state = if reachable {
+            UpstreamState::Reachable
+        } else {
+            UpstreamState::Unreachable(reason.to_string())
+        };
+        let mut cur = lock(&self.upstream);
+        if *cur != state {
+            match &state {
+                UpstreamState::Unreachable(r) => {
+                    tracing::warn!(reason = %r, "upstream unreachable")
+                }
+                _ => tracing::info!("upstream reachable"),
+            }
+            *cur = state;
+        }
+    }
+
+    /// Whether the upstream was last seen unreachable (false while unknown).
+    pub fn upstream_unreachable(&self) -> bool {
+        matches!(*lock(&self.upstream), UpstreamState::Unreachable(_))
+    }
+
+    /// Ok, or the reasons the pipeline is not healthy (silent components by name, upstream
+    /// unreachable with its reason, component stopped).
+    pub fn check(&self) -> Result<(), String> {
+        let now = self.now_ns();
+        let mut reasons = Vec::new();
+        for c in lock(&self.components).iter() {
+            if c.stopped.load(Ordering::Relaxed) {
+                reasons.push(format!("{} stopped", c.name));
+                continue;
+            }
+            if c.beaten.swap(false, Ordering::Relaxed) {
+                c.last_seen.store(now, Ordering::Relaxed);
+                continue;
+            }
+            let silent =
+                Duration::from_nanos(now.saturating_sub(c.last_seen.load(Ordering::Relaxed)));
+            if silent > c.max_silence {
+                reasons.push(format!(
+                    "{} silent for {:.1}s (max {:.1}s)",
+                    c.name,
+                    silent.as_secs_f64(),
+                    c.max_silence.as_secs_f64()
+                ));
+            }
+        }
+        if let UpstreamState::Unreachable(r) = &*lock(&self.upstream) {
+            reasons.push(format!("upstream unreachable: {r}"));
+        }
+        if reasons.is_empty() {
+            Ok(())
+        } else {
+            Err(reasons.join("; "))
+        }
+    }
+}
+
+/// Binds `addr` and serves `/healthz` and `/metrics` until `shutdown` completes.
+pub async fn serve(
+    addr: SocketAddr,
+    registry: Arc<Registry>,
+    health: Arc<Health>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StatusError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StatusError::Bind { addr, source })?;
+    serve_listener(listener, registry, health, shutdown).await
+}
+
+/// Like [`serve`] on an already bound listener (lets a caller bind port 0 and learn the port).
+pub async fn serve_listener(
+    listener: TcpListener,
+    registry: Arc<Registry>,
+    health: Arc<Health>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StatusError> {
+    let addr = listener
+        .local_addr()
+        .map_err(|source| StatusError::Accept {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            source,
+        })?;
+    tracing::info!(%addr, "status server listening");
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                // Per-connection failures (the peer reset before accept, fd pressure) must not
+                // take the health endpoint down; back off briefly so fd exhaustion cannot spin.
+                Err(e) if is_transient_accept_error(&e) => {
+                    tracing::debug!(error = %e, "status accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+                Err(source) => return Err(StatusError::Accept { addr, source }),
+            },
+        };
+        let registry = Arc::clone(&registry);
+        let health = Arc::clone(&health);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let registry = Arc::clone(&registry);
+                let health = Arc::clone(&health);
+                async move { Ok::<_, Infallible>(route(&req, &registry, &health)) }
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            if let Err(e) = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(error = %e, "status connection ended with an error");
+            }
+        });
+    }
+}
+
+fn is_transient_accept_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | Interrupted | WouldBlock
+    ) || matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+fn route(req: &Request<Incoming>, registry: &Registry, health: &Health) -> Response<Full<Bytes>> {
+    const PLAIN: &str = "text/plain; charset=utf-8";
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(StatusCode::NOT_FOUND, PLAIN, "not found\n".to_string());
+    }
+    match req.uri().path() {
+        "/healthz" => match health.check() {
+            Ok(()) => text(StatusCode::OK, PLAIN, "ok\n".to_string()),
+            Err(reasons) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                PLAIN,
+                format!("{reasons}\n"),
+            ),
+        },
+        "/metrics" => {
+            let mut body = String::new();
+            match prometheus_client::encoding::text::encode(&mut body, registry) {
+                Ok(()) => text(StatusCode::OK, METRICS_CONTENT_TYPE, body),
+                Err(_) => text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    PLAIN,
+                    "metrics encoding failed\n".to_string(),
+                ),
+            }
+        }
+        _ => text(StatusCode::NOT_FOUND, PLAIN, "not found\n".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus_client::metrics::counter::Counter;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// One request on its own connection; returns (status code, headers+body text).
+    async fn get(addr: SocketAddr, method: &str, path: &str) -> (u16, String, String) {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.unwrap();
+        let text = String::from_utf8(buf).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+        (code, head.to_string(), body.to_string())
+    }
+
+    async fn start(
+        registry: Registry,
+        health: Arc<Health>,
+    ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(serve_listener(
+            listener,
+            Arc::new(registry),
+            health,
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        (addr, tx)
+    }
+
+    #[test]
+    fn check_reports_silence_stop_and_upstream() {
+        let health = Health::new();
+        assert_eq!(health.check(), Ok(()));
+        let hb = health.component("worker-0", Duration::from_millis(50));
+        let other = health.component("capture", Duration::from_secs(3600));
+        hb.beat();
+        assert_eq!(health.check(), Ok(()));
+        std::thread::sleep(Duration::from_millis(80));
+        let err = health.check().unwrap_err();
+        assert!(err.starts_with("worker-0 silent for "), "{err}");
+        assert!(!err.contains("capture"), "{err}");
+        hb.clone().beat();
+        assert_eq!(health.check(), Ok(()));
+
+        health.set_upstream(false, "connection refused");
+        assert_eq!(
+            health.check(),
+            Err("upstream unreachable: connection refused".to_string())
+        );
+        assert!(health.upstream_unreachable());
+        health.set_upstream(true, "");
+        assert_eq!(health.check(), Ok(()));
+
+        other.stopped();
+        assert_eq!(health.check(), Err("capture stopped".to_string()));
+    }
+
+    #[tokio::test]
+    async fn healthz_follows_heartbeats_and_upstream() {
+        let health = Health::new();
+        let hb = health.component("worker-1", Duration::from_millis(150));
+        let (addr, _stop) = start(Registry::default(), Arc::clone(&health)).await;
+
+        hb.beat();
+        let (code, head, body) = get(addr, "GET", "/healthz").await;
+        assert_eq!((code, body.as_str()), (200, "ok\n"));
+        assert!(head.contains("content-type: text/plain"), "{head}");
+
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let (code, _, body) = get(addr, "GET", "/healthz").await;
+        assert_eq!(code, 503);
+        assert!(body.starts_with("worker-1 silent for "), "{body}");
+
+        hb.beat();
+        let (code, _, body) = get(addr, "GET", "/healthz").await;
+        assert_eq!((code, body.as_str()), (200, "ok\n"));
+
+        health.set_upstream(false, "connect: Connection refused");
+        let (code, _, body) = get(addr, "GET", "/healthz").await;
+        assert_eq!(
+            (code, body.as_str()),
+            (503, "upstream unreachable: connect: Connection refused\n")
+        );
+
+        health.set_upstream(true, "");
+        hb.beat();
+        let (code, _, body) = get(addr, "GET", "/healthz").await;
+        assert_eq!((code, body.as_str()), (200, "ok\n"));
+    }
+
+    #[tokio::test]
+    async fn metrics_and_not_found() {
+        let mut registry = Registry::default();
+        let c: Counter = Counter::default();
+        c.inc_by(7);
+        registry.register("rebuilder_test_things", "Things seen by the test", c);
+        let (addr, stop) = start(registry, Health::new()).await;
+
+        let (code, head, body) = get(addr, "GET", "/metrics").await;
+        assert_eq!(code, 200);
+        assert!(
+            head.contains(&format!("content-type: {METRICS_CONTENT_TYPE}")),
+            "{head}"
+        );
+        assert!(
+            body.contains("# TYPE rebuilder_test_things counter\n"),
+            "{body}"
+        );
+        assert!(body.contains("\nrebuilder_test_things_total 7\n"), "{body}");
+        assert!(body.ends_with("# EOF\n"), "{body}");
+
+        assert_eq!(get(addr, "GET", "/").await.0, 404);
+        assert_eq!(get(addr, "GET", "/healthz/x").await.0, 404);
+        assert_eq!(get(addr, "POST", "/healthz").await.0, 404);
+
+        // After shutdown the listener is gone.
+        stop.send(()).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn bind_failure_names_the_address() {
+        let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = taken.local_addr().unwrap();
+        let err = serve(
+            addr,
+            Arc::new(Registry::default()),
+            Health::new(),
+            std::future::pending(),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, StatusError::Bind { .. }));
+        assert!(err.to_string().contains(&addr.to_string()), "{err}");
+    }
+}
