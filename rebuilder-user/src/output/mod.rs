@@ -126,6 +126,17 @@ pub struct OutputDrain {
     pub abandoned: u64,
 }
 
+/// What one output did over the run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputTotals {
+    /// `upstream` or `jsonl`.
+    pub output: &'static str,
+    /// Requests replayed (upstream) or written (jsonl).
+    pub delivered: u64,
+    /// Requests not delivered, by reason (only reasons that happened).
+    pub dropped: Vec<(&'static str, u64)>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QueueDepth {
     pub output: &'static str,
@@ -159,6 +170,8 @@ enum Runner {
 
 struct Slot {
     queue: Arc<Queue>,
+    /// Requests this output delivered (replayed, or written).
+    delivered: prometheus_client::metrics::counter::Counter,
     /// Requests cut by a gap are not whole requests: never replayed.
     skip_gaps: bool,
     runner: Mutex<Runner>,
@@ -221,10 +234,12 @@ impl Outputs {
                 &metrics,
             );
             let um = UpstreamMetrics::register(registry);
+            let delivered = um.replayed.clone();
             let tasks =
                 upstream::spawn(ucfg, addr, Arc::clone(&queue), Arc::clone(&health), um, rt);
             slots.push(Slot {
                 queue,
+                delivered,
                 skip_gaps: true,
                 runner: Mutex::new(Runner::Tasks(tasks)),
             });
@@ -238,6 +253,7 @@ impl Outputs {
                 &metrics,
             );
             let jm = JsonlMetrics::register(registry);
+            let delivered = jm.written.clone();
             let abandon = Arc::new(AtomicBool::new(false));
             let (done_tx, done) = tokio::sync::oneshot::channel();
             let (q, a, name) = (
@@ -260,6 +276,7 @@ impl Outputs {
             }
             slots.push(Slot {
                 queue,
+                delivered,
                 skip_gaps: false,
                 runner: Mutex::new(Runner::Thread { done, abandon }),
             });
@@ -279,6 +296,22 @@ impl Outputs {
             }
             s.queue.push(Arc::clone(&req));
         }
+    }
+
+    /// What each output delivered and dropped so far: for the end-of-run summary.
+    pub fn totals(&self) -> Vec<OutputTotals> {
+        self.slots
+            .iter()
+            .map(|s| OutputTotals {
+                output: s.queue.name,
+                delivered: s.delivered.get(),
+                dropped: DropReason::ALL
+                    .iter()
+                    .map(|r| (r.as_str(), s.queue.dropped(*r)))
+                    .filter(|(_, n)| *n > 0)
+                    .collect(),
+            })
+            .collect()
     }
 
     /// What waits in each output's queue now (requests, bytes): for progress reports.
