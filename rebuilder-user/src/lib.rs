@@ -4,6 +4,7 @@
 //! Data flows one way (DESIGN §3):
 //! `capture` → `dispatch` → workers (`reassembly` → `http`) → `output`.
 
+pub mod capture;
 pub mod http;
 pub mod reassembly;
 pub mod request;
