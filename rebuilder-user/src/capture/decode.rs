@@ -71,7 +71,11 @@ pub struct DecodeConfig {
 
 impl Default for DecodeConfig {
     fn default() -> Self {
-        Self { vxlan_ports: vec![VXLAN_PORT], vni_allow: Vec::new(), vni_deny: Vec::new() }
+        Self {
+            vxlan_ports: vec![VXLAN_PORT],
+            vni_allow: Vec::new(),
+            vni_deny: Vec::new(),
+        }
     }
 }
 
@@ -293,12 +297,21 @@ impl Decoder {
         let mut ports = cfg.vxlan_ports.clone();
         ports.sort_unstable();
         ports.dedup();
-        Self { vxlan_ports: ports, vni_allow: sorted(&cfg.vni_allow), vni_deny: sorted(&cfg.vni_deny) }
+        Self {
+            vxlan_ports: ports,
+            vni_allow: sorted(&cfg.vni_allow),
+            vni_deny: sorted(&cfg.vni_deny),
+        }
     }
 
     /// A whole outer frame (link layer first): outer IPv4/IPv6 → UDP to one of `vxlan_ports` →
     /// VXLAN.
-    pub fn decode_frame(&self, link: LinkType, frame: &Bytes, ts: Timestamp) -> Result<Segment, Drop> {
+    pub fn decode_frame(
+        &self,
+        link: LinkType,
+        frame: &Bytes,
+        ts: Timestamp,
+    ) -> Result<Segment, Drop> {
         let d: &[u8] = frame;
         let (ethertype, net) = link_layer(link, d)?;
         if ethertype != ETHERTYPE_IPV4 && ethertype != ETHERTYPE_IPV6 {
@@ -343,10 +356,20 @@ impl Decoder {
     }
 
     /// Decodes the VXLAN datagram that occupies `frame[start..end]` (`end <= frame.len()`).
-    fn decode_vxlan_at(&self, frame: &Bytes, start: usize, end: usize, ts: Timestamp) -> Result<Segment, Drop> {
+    fn decode_vxlan_at(
+        &self,
+        frame: &Bytes,
+        start: usize,
+        end: usize,
+        ts: Timestamp,
+    ) -> Result<Segment, Drop> {
         // Everything past the datagram (Ethernet padding, trailers) is not ours.
-        let d = frame.get(..end).ok_or(Drop::Malformed("datagram beyond the frame"))?;
-        let vx = d.get(start..start + VXLAN_HEADER_LEN).ok_or(Drop::VxlanTooShort)?;
+        let d = frame
+            .get(..end)
+            .ok_or(Drop::Malformed("datagram beyond the frame"))?;
+        let vx = d
+            .get(start..start + VXLAN_HEADER_LEN)
+            .ok_or(Drop::VxlanTooShort)?;
         if vx[0] & VXLAN_FLAG_I == 0 {
             return Err(Drop::VxlanNoIFlag);
         }
@@ -357,7 +380,8 @@ impl Decoder {
 
         let eth = start + VXLAN_HEADER_LEN;
         let ethertype = be16(d, eth + 12).ok_or(Drop::HeadersTruncated)?;
-        let (ethertype, net) = skip_vlan_tags(d, ethertype, eth + ETHERNET_HEADER_LEN, Drop::InnerNotIp)?;
+        let (ethertype, net) =
+            skip_vlan_tags(d, ethertype, eth + ETHERNET_HEADER_LEN, Drop::InnerNotIp)?;
         if ethertype != ETHERTYPE_IPV4 && ethertype != ETHERTYPE_IPV6 {
             return Err(Drop::InnerNotIp);
         }
@@ -387,13 +411,19 @@ impl Decoder {
 
         // The IP header's length is the truth about the wire; what arrived may be less.
         let arrived_end = ip.end.min(d.len());
-        let wire_len = u32::try_from(ip.end - payload_start).map_err(|_| Drop::Malformed("inner ip length"))?;
+        let wire_len = u32::try_from(ip.end - payload_start)
+            .map_err(|_| Drop::Malformed("inner ip length"))?;
         let payload = frame.slice(payload_start..arrived_end);
 
         Ok(Segment {
             ts,
             vni,
-            flow: FlowKey { src: ip.src, dst: ip.dst, src_port: tcp.source_port(), dst_port: tcp.destination_port() },
+            flow: FlowKey {
+                src: ip.src,
+                dst: ip.dst,
+                src_port: tcp.source_port(),
+                dst_port: tcp.destination_port(),
+            },
             seq: tcp.sequence_number(),
             ack: tcp.acknowledgment_number(),
             flags: TcpFlags(tcp.slice()[13]),
@@ -441,7 +471,12 @@ fn link_layer(link: LinkType, d: &[u8]) -> Result<(u16, usize), Drop> {
 }
 
 /// Follows up to two 802.1Q/802.1ad tags; `ethertype` is the type field just before `off`.
-fn skip_vlan_tags(d: &[u8], mut ethertype: u16, mut off: usize, too_deep: Drop) -> Result<(u16, usize), Drop> {
+fn skip_vlan_tags(
+    d: &[u8],
+    mut ethertype: u16,
+    mut off: usize,
+    too_deep: Drop,
+) -> Result<(u16, usize), Drop> {
     let mut tags = 0;
     while ethertype == ETHERTYPE_VLAN || ethertype == ETHERTYPE_QINQ {
         if tags == MAX_VLAN_TAGS {
@@ -502,8 +537,8 @@ fn ipv6(h: &[u8], off: usize) -> Result<IpInfo, Drop> {
     let mut fragment = false;
     for _ in 0..=MAX_IPV6_EXT_HEADERS {
         let ext_len = match next {
-            IPV6_EXT_HOP_BY_HOP | IPV6_EXT_ROUTING | IPV6_EXT_DEST_OPTS | IPV6_EXT_MOBILITY | IPV6_EXT_HIP
-            | IPV6_EXT_SHIM6 => h.get(pos + 1).map(|&l| (usize::from(l) + 1) * 8),
+            IPV6_EXT_HOP_BY_HOP | IPV6_EXT_ROUTING | IPV6_EXT_DEST_OPTS | IPV6_EXT_MOBILITY
+            | IPV6_EXT_HIP | IPV6_EXT_SHIM6 => h.get(pos + 1).map(|&l| (usize::from(l) + 1) * 8),
             IPV6_EXT_AUTH => h.get(pos + 1).map(|&l| (usize::from(l) + 2) * 4),
             IPV6_EXT_FRAGMENT => {
                 fragment = true;
@@ -523,11 +558,15 @@ fn ipv6(h: &[u8], off: usize) -> Result<IpInfo, Drop> {
         // Lengths first against the header's own claim (contradiction), then against what
         // arrived (truncation).
         if pos + 2 > end {
-            return Err(Drop::Malformed("ipv6 extension header beyond the payload length"));
+            return Err(Drop::Malformed(
+                "ipv6 extension header beyond the payload length",
+            ));
         }
         let ext_len = ext_len.ok_or(Drop::HeadersTruncated)?;
         if pos + ext_len > end {
-            return Err(Drop::Malformed("ipv6 extension header beyond the payload length"));
+            return Err(Drop::Malformed(
+                "ipv6 extension header beyond the payload length",
+            ));
         }
         if pos + ext_len > h.len() {
             return Err(Drop::HeadersTruncated);
@@ -554,7 +593,8 @@ fn ipv6(h: &[u8], off: usize) -> Result<IpInfo, Drop> {
 mod tests {
     use super::*;
     use etherparse::{
-        IpHeaders, IpNumber, Ipv4Header, Ipv4Options, LinuxSllPacketType, PacketBuilder, TcpOptionElement, VlanId,
+        IpHeaders, IpNumber, Ipv4Header, Ipv4Options, LinuxSllPacketType, PacketBuilder,
+        TcpOptionElement, VlanId,
     };
     use proptest::prelude::*;
 
@@ -574,34 +614,54 @@ mod tests {
 
     /// Inner Ethernet + IPv4 + TCP (PSH|ACK).
     fn inner_v4(payload: &[u8]) -> Vec<u8> {
-        let b = PacketBuilder::ethernet2(MAC_A, MAC_B).ipv4(CLIENT4, SERVER4, 64).tcp(40000, 80, SEQ, 1000).ack(ACK).psh();
+        let b = PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4(CLIENT4, SERVER4, 64)
+            .tcp(40000, 80, SEQ, 1000)
+            .ack(ACK)
+            .psh();
         let mut v = Vec::new();
         b.write(&mut v, payload).unwrap();
         v
     }
 
     fn inner_v6(payload: &[u8]) -> Vec<u8> {
-        let b = PacketBuilder::ethernet2(MAC_A, MAC_B).ipv6(CLIENT6, SERVER6, 64).tcp(40000, 443, SEQ, 1000).ack(ACK);
+        let b = PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv6(CLIENT6, SERVER6, 64)
+            .tcp(40000, 443, SEQ, 1000)
+            .ack(ACK);
         let mut v = Vec::new();
         b.write(&mut v, payload).unwrap();
         v
     }
 
     fn vxlan(vni: u32, inner: &[u8]) -> Vec<u8> {
-        let mut v = vec![VXLAN_FLAG_I, 0, 0, 0, (vni >> 16) as u8, (vni >> 8) as u8, vni as u8, 0];
+        let mut v = vec![
+            VXLAN_FLAG_I,
+            0,
+            0,
+            0,
+            (vni >> 16) as u8,
+            (vni >> 8) as u8,
+            vni as u8,
+            0,
+        ];
         v.extend_from_slice(inner);
         v
     }
 
     fn outer_v4(dst_port: u16, datagram: &[u8]) -> Vec<u8> {
-        let b = PacketBuilder::ethernet2(MAC_B, MAC_A).ipv4([172, 31, 0, 5], [172, 31, 0, 9], 64).udp(51234, dst_port);
+        let b = PacketBuilder::ethernet2(MAC_B, MAC_A)
+            .ipv4([172, 31, 0, 5], [172, 31, 0, 9], 64)
+            .udp(51234, dst_port);
         let mut v = Vec::new();
         b.write(&mut v, datagram).unwrap();
         v
     }
 
     fn outer_v6(dst_port: u16, datagram: &[u8]) -> Vec<u8> {
-        let b = PacketBuilder::ethernet2(MAC_B, MAC_A).ipv6(SERVER6, CLIENT6, 64).udp(51234, dst_port);
+        let b = PacketBuilder::ethernet2(MAC_B, MAC_A)
+            .ipv6(SERVER6, CLIENT6, 64)
+            .udp(51234, dst_port);
         let mut v = Vec::new();
         b.write(&mut v, datagram).unwrap();
         v
@@ -630,14 +690,19 @@ mod tests {
     fn assert_inside(seg: &Segment, frame: &Bytes) {
         let f = frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len();
         let p = seg.payload.as_ptr() as usize;
-        assert!(f.contains(&p) && p + seg.payload.len() <= f.end, "payload must be a slice of the frame");
+        assert!(
+            f.contains(&p) && p + seg.payload.len() <= f.end,
+            "payload must be a slice of the frame"
+        );
     }
 
     #[test]
     fn ethernet_ipv4_outer_ipv4_inner() {
         let payload = http_payload();
         let frame = Bytes::from(outer_v4(VXLAN_PORT, &vxlan(0x12_3456, &inner_v4(&payload))));
-        let seg = decoder().decode_frame(LinkType::Ethernet, &frame, TS).unwrap();
+        let seg = decoder()
+            .decode_frame(LinkType::Ethernet, &frame, TS)
+            .unwrap();
         assert_v4_segment(&seg, 0x12_3456, &payload);
         assert!(!seg.is_truncated());
         assert_inside(&seg, &frame);
@@ -647,7 +712,9 @@ mod tests {
     fn ipv6_outer_and_ipv6_inner() {
         let payload = vec![0x5a; 1200];
         let frame = Bytes::from(outer_v6(VXLAN_PORT, &vxlan(7, &inner_v6(&payload))));
-        let seg = decoder().decode_frame(LinkType::Ethernet, &frame, TS).unwrap();
+        let seg = decoder()
+            .decode_frame(LinkType::Ethernet, &frame, TS)
+            .unwrap();
         assert_eq!(seg.vni, 7);
         assert_eq!(seg.flow.src, IpAddr::V6(Ipv6Addr::from(CLIENT6)));
         assert_eq!(seg.flow.dst, IpAddr::V6(Ipv6Addr::from(SERVER6)));
@@ -667,7 +734,9 @@ mod tests {
         let mut v = Vec::new();
         b.write(&mut v, &vxlan(42, &inner_v4(&payload))).unwrap();
         assert_eq!(&v[14..16], &[0x08, 0x00]);
-        let seg = decoder().decode_frame(LinkType::LinuxSll, &Bytes::from(v), TS).unwrap();
+        let seg = decoder()
+            .decode_frame(LinkType::LinuxSll, &Bytes::from(v), TS)
+            .unwrap();
         assert_v4_segment(&seg, 42, &payload);
     }
 
@@ -682,23 +751,34 @@ mod tests {
     fn linux_sll2_link() {
         let payload = http_payload();
         // protocol, reserved, ifindex, ARPHRD_ETHER, packet type, address length, address.
-        let mut v = vec![0x86, 0xdd, 0, 0, 0, 0, 0, 3, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0];
+        let mut v = vec![
+            0x86, 0xdd, 0, 0, 0, 0, 0, 3, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0,
+        ];
         let b = PacketBuilder::ipv6(SERVER6, CLIENT6, 64).udp(51234, VXLAN_PORT);
         b.write(&mut v, &vxlan(42, &inner_v4(&payload))).unwrap();
-        let seg = decoder().decode_frame(LinkType::LinuxSll2, &Bytes::from(v.clone()), TS).unwrap();
+        let seg = decoder()
+            .decode_frame(LinkType::LinuxSll2, &Bytes::from(v.clone()), TS)
+            .unwrap();
         assert_v4_segment(&seg, 42, &payload);
 
         // The same bytes under the wrong link type are not mistaken for a segment.
-        assert!(decoder().decode_frame(LinkType::Ethernet, &Bytes::from(v), TS).is_err());
+        assert!(decoder()
+            .decode_frame(LinkType::Ethernet, &Bytes::from(v), TS)
+            .is_err());
     }
 
     #[test]
     fn raw_ip_link() {
         let payload = http_payload();
         let v = raw_ip_v4_udp(&vxlan(1, &inner_v4(&payload)));
-        let seg = decoder().decode_frame(LinkType::RawIp, &Bytes::from(v), TS).unwrap();
+        let seg = decoder()
+            .decode_frame(LinkType::RawIp, &Bytes::from(v), TS)
+            .unwrap();
         assert_v4_segment(&seg, 1, &payload);
-        assert_eq!(decoder().decode_frame(LinkType::RawIp, &Bytes::from_static(&[0x50, 0, 0]), TS), Err(Drop::NotIp));
+        assert_eq!(
+            decoder().decode_frame(LinkType::RawIp, &Bytes::from_static(&[0x50, 0, 0]), TS),
+            Err(Drop::NotIp)
+        );
     }
 
     #[test]
@@ -725,7 +805,11 @@ mod tests {
         let mut inner = Vec::new();
         one.write(&mut inner, &payload).unwrap();
         assert_eq!(&inner[12..14], &[0x81, 0x00]);
-        assert_v4_segment(&decode_eth(outer_v4(VXLAN_PORT, &vxlan(9, &inner))).unwrap(), 9, &payload);
+        assert_v4_segment(
+            &decode_eth(outer_v4(VXLAN_PORT, &vxlan(9, &inner))).unwrap(),
+            9,
+            &payload,
+        );
 
         let two = PacketBuilder::ethernet2(MAC_A, MAC_B)
             .double_vlan(VlanId::try_new(10).unwrap(), VlanId::try_new(20).unwrap())
@@ -736,13 +820,20 @@ mod tests {
         let mut inner = Vec::new();
         two.write(&mut inner, &payload).unwrap();
         assert_eq!(&inner[12..14], &[0x88, 0xa8]);
-        assert_v4_segment(&decode_eth(outer_v4(VXLAN_PORT, &vxlan(9, &inner))).unwrap(), 9, &payload);
+        assert_v4_segment(
+            &decode_eth(outer_v4(VXLAN_PORT, &vxlan(9, &inner))).unwrap(),
+            9,
+            &payload,
+        );
 
         // A third tag is more than the decoder follows.
         let mut three = inner[..12].to_vec();
         three.extend_from_slice(&[0x81, 0x00, 0, 30]);
         three.extend_from_slice(&inner[12..]);
-        assert_eq!(decode_eth(outer_v4(VXLAN_PORT, &vxlan(9, &three))), Err(Drop::InnerNotIp));
+        assert_eq!(
+            decode_eth(outer_v4(VXLAN_PORT, &vxlan(9, &three))),
+            Err(Drop::InnerNotIp)
+        );
     }
 
     #[test]
@@ -759,7 +850,11 @@ mod tests {
         let mut inner = Vec::new();
         b.write(&mut inner, &payload).unwrap();
         assert_eq!(inner[14] & 0x0f, 8, "ihl 8: 20 bytes + 12 of options");
-        assert_v4_segment(&decode_eth(outer_v4(VXLAN_PORT, &vxlan(5, &inner))).unwrap(), 5, &payload);
+        assert_v4_segment(
+            &decode_eth(outer_v4(VXLAN_PORT, &vxlan(5, &inner))).unwrap(),
+            5,
+            &payload,
+        );
     }
 
     /// Inserts raw IPv6 extension bytes after the inner IPv6 header (Ethernet is 14 bytes),
@@ -783,7 +878,11 @@ mod tests {
         let inner = inner_v6(&payload);
         // Destination options (8 bytes: PadN), then hop-by-hop in front of it (16 bytes).
         let inner = with_v6_ext(&inner, IPV6_EXT_DEST_OPTS, &[0, 0, 1, 4, 0, 0, 0, 0]);
-        let inner = with_v6_ext(&inner, IPV6_EXT_HOP_BY_HOP, &[0, 1, 1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let inner = with_v6_ext(
+            &inner,
+            IPV6_EXT_HOP_BY_HOP,
+            &[0, 1, 1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        );
         let seg = decode_eth(outer_v4(VXLAN_PORT, &vxlan(5, &inner))).unwrap();
         assert_eq!(&seg.payload[..], &payload[..]);
         assert_eq!(seg.wire_len as usize, payload.len());
@@ -792,7 +891,10 @@ mod tests {
         // An extension header that claims to run past the IPv6 payload length is malformed.
         let mut bad = inner.clone();
         bad[54 + 1] = 200;
-        assert!(matches!(decode_eth(outer_v4(VXLAN_PORT, &vxlan(5, &bad))), Err(Drop::Malformed(_))));
+        assert!(matches!(
+            decode_eth(outer_v4(VXLAN_PORT, &vxlan(5, &bad))),
+            Err(Drop::Malformed(_))
+        ));
     }
 
     #[test]
@@ -812,13 +914,24 @@ mod tests {
             .unwrap();
         let mut inner = Vec::new();
         b.write(&mut inner, &payload).unwrap();
-        assert_eq!(inner[14 + 20 + 12] >> 4, 9, "data offset 9: 20 + 16 bytes of options");
-        assert_v4_segment(&decode_eth(outer_v4(VXLAN_PORT, &vxlan(5, &inner))).unwrap(), 5, &payload);
+        assert_eq!(
+            inner[14 + 20 + 12] >> 4,
+            9,
+            "data offset 9: 20 + 16 bytes of options"
+        );
+        assert_v4_segment(
+            &decode_eth(outer_v4(VXLAN_PORT, &vxlan(5, &inner))).unwrap(),
+            5,
+            &payload,
+        );
     }
 
     #[test]
     fn syn_and_fin_flags() {
-        let b = PacketBuilder::ethernet2(MAC_A, MAC_B).ipv4(CLIENT4, SERVER4, 64).tcp(40000, 80, 77, 1000).syn();
+        let b = PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4(CLIENT4, SERVER4, 64)
+            .tcp(40000, 80, 77, 1000)
+            .syn();
         let mut inner = Vec::new();
         b.write(&mut inner, &[]).unwrap();
         let seg = decode_eth(outer_v4(VXLAN_PORT, &vxlan(5, &inner))).unwrap();
@@ -833,7 +946,9 @@ mod tests {
         let full = outer_v4(VXLAN_PORT, &vxlan(5, &inner_v4(&payload)));
         // Cut 400 bytes off the end, as a snaplen or PacketLength would.
         let cut = Bytes::from(full[..full.len() - 400].to_vec());
-        let seg = decoder().decode_frame(LinkType::Ethernet, &cut, TS).unwrap();
+        let seg = decoder()
+            .decode_frame(LinkType::Ethernet, &cut, TS)
+            .unwrap();
         assert!(seg.is_truncated());
         assert_eq!(seg.wire_len, 1000);
         assert_eq!(&seg.payload[..], &payload[..600]);
@@ -841,7 +956,9 @@ mod tests {
 
         // The socket path: the datagram itself is cut (the outer headers are consistent).
         let dgram = vxlan(5, &inner_v4(&payload));
-        let seg = decoder().decode_vxlan(&Bytes::from(dgram[..dgram.len() - 1].to_vec()), TS).unwrap();
+        let seg = decoder()
+            .decode_vxlan(&Bytes::from(dgram[..dgram.len() - 1].to_vec()), TS)
+            .unwrap();
         assert_eq!((seg.payload.len(), seg.wire_len), (999, 1000));
     }
 
@@ -851,9 +968,15 @@ mod tests {
         let dgram = vxlan(5, &inner_v4(&payload));
         // VXLAN 8 + Ethernet 14 + IPv4 20 + 10 bytes of the TCP header.
         let cut = Bytes::from(dgram[..8 + 14 + 20 + 10].to_vec());
-        assert_eq!(decoder().decode_vxlan(&cut, TS), Err(Drop::HeadersTruncated));
+        assert_eq!(
+            decoder().decode_vxlan(&cut, TS),
+            Err(Drop::HeadersTruncated)
+        );
         let cut = Bytes::from(dgram[..8 + 14 + 10].to_vec());
-        assert_eq!(decoder().decode_vxlan(&cut, TS), Err(Drop::HeadersTruncated));
+        assert_eq!(
+            decoder().decode_vxlan(&cut, TS),
+            Err(Drop::HeadersTruncated)
+        );
         // The same through a frame whose outer lengths say the datagram was whole.
         let frame = outer_v4(VXLAN_PORT, &dgram);
         let cut = frame[..14 + 20 + 8 + 8 + 14 + 20 + 19].to_vec();
@@ -863,7 +986,10 @@ mod tests {
     #[test]
     fn ethernet_padding_is_not_payload() {
         // A bare ACK is shorter than Ethernet's minimum, so the inner frame carries padding.
-        let b = PacketBuilder::ethernet2(MAC_A, MAC_B).ipv4(CLIENT4, SERVER4, 64).tcp(40000, 80, SEQ, 1000).ack(ACK);
+        let b = PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4(CLIENT4, SERVER4, 64)
+            .tcp(40000, 80, SEQ, 1000)
+            .ack(ACK);
         let mut inner = Vec::new();
         b.write(&mut inner, &[]).unwrap();
         inner.extend_from_slice(&[0xee; 6]);
@@ -878,10 +1004,19 @@ mod tests {
     fn wrong_udp_port_and_configured_ports() {
         let dgram = vxlan(5, &inner_v4(&http_payload()));
         assert_eq!(decode_eth(outer_v4(4790, &dgram)), Err(Drop::NotVxlanPort));
-        let d = Decoder::new(&DecodeConfig { vxlan_ports: vec![8472, 4790], ..Default::default() });
-        assert!(d.decode_frame(LinkType::Ethernet, &Bytes::from(outer_v4(4790, &dgram)), TS).is_ok());
+        let d = Decoder::new(&DecodeConfig {
+            vxlan_ports: vec![8472, 4790],
+            ..Default::default()
+        });
+        assert!(d
+            .decode_frame(LinkType::Ethernet, &Bytes::from(outer_v4(4790, &dgram)), TS)
+            .is_ok());
         assert_eq!(
-            d.decode_frame(LinkType::Ethernet, &Bytes::from(outer_v4(VXLAN_PORT, &dgram)), TS),
+            d.decode_frame(
+                LinkType::Ethernet,
+                &Bytes::from(outer_v4(VXLAN_PORT, &dgram)),
+                TS
+            ),
             Err(Drop::NotVxlanPort)
         );
     }
@@ -890,39 +1025,83 @@ mod tests {
     fn vxlan_without_i_flag_or_too_short() {
         let mut dgram = vxlan(5, &inner_v4(&http_payload()));
         dgram[0] = 0;
-        assert_eq!(decode_eth(outer_v4(VXLAN_PORT, &dgram)), Err(Drop::VxlanNoIFlag));
-        assert_eq!(decode_eth(outer_v4(VXLAN_PORT, &[8, 0, 0, 0, 0, 0])), Err(Drop::VxlanTooShort));
-        assert_eq!(decoder().decode_vxlan(&Bytes::from_static(&[8, 0, 0]), TS), Err(Drop::VxlanTooShort));
+        assert_eq!(
+            decode_eth(outer_v4(VXLAN_PORT, &dgram)),
+            Err(Drop::VxlanNoIFlag)
+        );
+        assert_eq!(
+            decode_eth(outer_v4(VXLAN_PORT, &[8, 0, 0, 0, 0, 0])),
+            Err(Drop::VxlanTooShort)
+        );
+        assert_eq!(
+            decoder().decode_vxlan(&Bytes::from_static(&[8, 0, 0]), TS),
+            Err(Drop::VxlanTooShort)
+        );
     }
 
     #[test]
     fn vni_allow_and_deny() {
         let frame = |vni| Bytes::from(outer_v4(VXLAN_PORT, &vxlan(vni, &inner_v4(b"x"))));
-        let allow = Decoder::new(&DecodeConfig { vni_allow: vec![300, 100, 200], ..Default::default() });
-        assert_eq!(allow.decode_frame(LinkType::Ethernet, &frame(200), TS).unwrap().vni, 200);
-        assert_eq!(allow.decode_frame(LinkType::Ethernet, &frame(201), TS), Err(Drop::VniDenied));
+        let allow = Decoder::new(&DecodeConfig {
+            vni_allow: vec![300, 100, 200],
+            ..Default::default()
+        });
+        assert_eq!(
+            allow
+                .decode_frame(LinkType::Ethernet, &frame(200), TS)
+                .unwrap()
+                .vni,
+            200
+        );
+        assert_eq!(
+            allow.decode_frame(LinkType::Ethernet, &frame(201), TS),
+            Err(Drop::VniDenied)
+        );
 
-        let deny = Decoder::new(&DecodeConfig { vni_deny: vec![0xff_ffff], ..Default::default() });
-        assert_eq!(deny.decode_frame(LinkType::Ethernet, &frame(0xff_ffff), TS), Err(Drop::VniDenied));
+        let deny = Decoder::new(&DecodeConfig {
+            vni_deny: vec![0xff_ffff],
+            ..Default::default()
+        });
+        assert_eq!(
+            deny.decode_frame(LinkType::Ethernet, &frame(0xff_ffff), TS),
+            Err(Drop::VniDenied)
+        );
         assert!(deny.decode_frame(LinkType::Ethernet, &frame(1), TS).is_ok());
 
-        let both = Decoder::new(&DecodeConfig { vni_allow: vec![1, 2], vni_deny: vec![2], ..Default::default() });
+        let both = Decoder::new(&DecodeConfig {
+            vni_allow: vec![1, 2],
+            vni_deny: vec![2],
+            ..Default::default()
+        });
         assert!(both.decode_frame(LinkType::Ethernet, &frame(1), TS).is_ok());
-        assert_eq!(both.decode_frame(LinkType::Ethernet, &frame(2), TS), Err(Drop::VniDenied));
+        assert_eq!(
+            both.decode_frame(LinkType::Ethernet, &frame(2), TS),
+            Err(Drop::VniDenied)
+        );
     }
 
     #[test]
     fn inner_udp_and_icmp_are_not_tcp() {
         let mut udp = Vec::new();
-        PacketBuilder::ethernet2(MAC_A, MAC_B).ipv4(CLIENT4, SERVER4, 64).udp(53, 53).write(&mut udp, b"dns").unwrap();
-        assert_eq!(decode_eth(outer_v4(VXLAN_PORT, &vxlan(5, &udp))), Err(Drop::InnerNotTcp));
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4(CLIENT4, SERVER4, 64)
+            .udp(53, 53)
+            .write(&mut udp, b"dns")
+            .unwrap();
+        assert_eq!(
+            decode_eth(outer_v4(VXLAN_PORT, &vxlan(5, &udp))),
+            Err(Drop::InnerNotTcp)
+        );
         let mut icmp = Vec::new();
         PacketBuilder::ethernet2(MAC_A, MAC_B)
             .ipv6(CLIENT6, SERVER6, 64)
             .icmpv6_echo_request(1, 2)
             .write(&mut icmp, b"ping")
             .unwrap();
-        assert_eq!(decode_eth(outer_v4(VXLAN_PORT, &vxlan(5, &icmp))), Err(Drop::InnerNotTcp));
+        assert_eq!(
+            decode_eth(outer_v4(VXLAN_PORT, &vxlan(5, &icmp))),
+            Err(Drop::InnerNotTcp)
+        );
     }
 
     #[test]
@@ -932,19 +1111,32 @@ mod tests {
             let mut ip = Ipv4Header::new(0, 64, IpNumber::TCP, CLIENT4, SERVER4).unwrap();
             ip.more_fragments = mf;
             ip.fragment_offset = etherparse::IpFragOffset::try_new(offset).unwrap();
-            let b = PacketBuilder::ethernet2(MAC_A, MAC_B).ip(IpHeaders::Ipv4(ip, Default::default())).tcp(1, 2, 3, 4);
+            let b = PacketBuilder::ethernet2(MAC_A, MAC_B)
+                .ip(IpHeaders::Ipv4(ip, Default::default()))
+                .tcp(1, 2, 3, 4);
             let mut inner = Vec::new();
             b.write(&mut inner, &payload).unwrap();
-            assert_eq!(decode_eth(outer_v4(VXLAN_PORT, &vxlan(5, &inner))), Err(Drop::InnerFragment));
+            assert_eq!(
+                decode_eth(outer_v4(VXLAN_PORT, &vxlan(5, &inner))),
+                Err(Drop::InnerFragment)
+            );
         }
-        let inner = with_v6_ext(&inner_v6(&payload), IPV6_EXT_FRAGMENT, &[0, 0, 0, 1, 0, 0, 0, 9]);
-        assert_eq!(decode_eth(outer_v4(VXLAN_PORT, &vxlan(5, &inner))), Err(Drop::InnerFragment));
+        let inner = with_v6_ext(
+            &inner_v6(&payload),
+            IPV6_EXT_FRAGMENT,
+            &[0, 0, 0, 1, 0, 0, 0, 9],
+        );
+        assert_eq!(
+            decode_eth(outer_v4(VXLAN_PORT, &vxlan(5, &inner))),
+            Err(Drop::InnerFragment)
+        );
     }
 
     #[test]
     fn outer_fragment_and_outer_not_udp() {
         let dgram = vxlan(5, &inner_v4(&http_payload()));
-        let mut ip = Ipv4Header::new(0, 64, IpNumber::UDP, [172, 31, 0, 5], [172, 31, 0, 9]).unwrap();
+        let mut ip =
+            Ipv4Header::new(0, 64, IpNumber::UDP, [172, 31, 0, 5], [172, 31, 0, 9]).unwrap();
         ip.more_fragments = true;
         let mut v = Vec::new();
         PacketBuilder::ethernet2(MAC_B, MAC_A)
@@ -968,12 +1160,18 @@ mod tests {
         let mut g = vxlan(5, &[]);
         g.extend_from_slice(b"this is not an ethernet frame at all, just text");
         assert_eq!(decode_eth(outer_v4(VXLAN_PORT, &g)), Err(Drop::InnerNotIp));
-        assert_eq!(decode_eth(outer_v4(VXLAN_PORT, &vxlan(5, b"short"))), Err(Drop::HeadersTruncated));
+        assert_eq!(
+            decode_eth(outer_v4(VXLAN_PORT, &vxlan(5, b"short"))),
+            Err(Drop::HeadersTruncated)
+        );
         // An IPv4 ethertype over bytes that are not IPv4.
         let mut bad = vxlan(5, &[0; 12]);
         bad.extend_from_slice(&[0x08, 0x00, 0x60, 0, 0, 0]);
         bad.extend_from_slice(&[0; 40]);
-        assert!(matches!(decode_eth(outer_v4(VXLAN_PORT, &bad)), Err(Drop::Malformed(_))));
+        assert!(matches!(
+            decode_eth(outer_v4(VXLAN_PORT, &bad)),
+            Err(Drop::Malformed(_))
+        ));
     }
 
     #[test]
@@ -1010,7 +1208,10 @@ mod tests {
         // TCP data offset below 5.
         let mut v = good.clone();
         v[inner_ip + 20 + 12] = 0x40;
-        assert_eq!(decode_eth(v), Err(Drop::Malformed("inner tcp data offset below 5")));
+        assert_eq!(
+            decode_eth(v),
+            Err(Drop::Malformed("inner tcp data offset below 5"))
+        );
         // Inner IPv4 header length below 20.
         let mut v = good;
         v[inner_ip] = 0x44;
@@ -1045,7 +1246,11 @@ mod tests {
         a.add(&b);
         assert_eq!(a.segments(), 2);
         assert_eq!(a.dropped(), 3);
-        let drops: Vec<_> = a.drops().filter(|(_, n)| *n > 0).map(|(d, n)| (d.as_str(), n)).collect();
+        let drops: Vec<_> = a
+            .drops()
+            .filter(|(_, n)| *n > 0)
+            .map(|(d, n)| (d.as_str(), n))
+            .collect();
         assert_eq!(drops, vec![("not_vxlan_port", 2), ("malformed", 1)]);
         assert_eq!(a.drops().count(), Drop::COUNT);
     }

@@ -110,7 +110,12 @@ pub struct PcapSource {
 }
 
 enum Format {
-    Pcap { parser: PcapParser, link: LinkType, big: bool, nanos: bool },
+    Pcap {
+        parser: PcapParser,
+        link: LinkType,
+        big: bool,
+        nanos: bool,
+    },
     PcapNg(NgState),
 }
 
@@ -180,17 +185,25 @@ impl PcapSource {
     /// As `open`, reading `chunk_bytes` at a time (at least one record's worth is always read).
     pub fn open_with_chunk_size(path: &Path, chunk_bytes: usize) -> Result<Self, CaptureError> {
         let file = File::open(path).map_err(|source| match source.kind() {
-            io::ErrorKind::NotFound => CaptureError::NotFound { path: path.to_path_buf() },
-            _ => CaptureError::Io { path: path.to_path_buf(), source },
+            io::ErrorKind::NotFound => CaptureError::NotFound {
+                path: path.to_path_buf(),
+            },
+            _ => CaptureError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
         })?;
-        let meta = file.metadata().map_err(|source| CaptureError::Io { path: path.to_path_buf(), source })?;
+        let meta = file.metadata().map_err(|source| CaptureError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         if meta.is_dir() {
             return Err(CaptureError::Io {
                 path: path.to_path_buf(),
                 source: io::Error::new(io::ErrorKind::InvalidInput, "is a directory"),
             });
         }
-        let total = meta.is_file().then(|| meta.len());
+        let total = meta.is_file().then_some(meta.len());
         Self::start(Box::new(file), path.to_path_buf(), total, chunk_bytes)
     }
 
@@ -210,7 +223,10 @@ impl PcapSource {
         chunk_bytes: usize,
     ) -> Result<Self, CaptureError> {
         let mut input = Chunked::new(src, chunk_bytes);
-        let io_err = |path: &Path, source| CaptureError::Io { path: path.to_path_buf(), source };
+        let io_err = |path: &Path, source| CaptureError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         if !input.fill(4).map_err(|e| io_err(&path, e))? {
             return Err(if input.available() == 0 {
                 CaptureError::Empty { path }
@@ -223,10 +239,16 @@ impl PcapSource {
         let format = match magic {
             0xA1B2_C3D4 | 0xD4C3_B2A1 | 0xA1B2_3C4D | 0x4D3C_B2A1 => {
                 if !input.fill(PCAP_HEADER_LEN).map_err(|e| io_err(&path, e))? {
-                    return Err(CaptureError::BadHeader { path, detail: "pcap file header cut short" });
+                    return Err(CaptureError::BadHeader {
+                        path,
+                        detail: "pcap file header cut short",
+                    });
                 }
-                let (_, parser) = PcapParser::new(input.avail())
-                    .map_err(|_| CaptureError::BadHeader { path: path.clone(), detail: "invalid pcap file header" })?;
+                let (_, parser) =
+                    PcapParser::new(input.avail()).map_err(|_| CaptureError::BadHeader {
+                        path: path.clone(),
+                        detail: "invalid pcap file header",
+                    })?;
                 let header = parser.header();
                 let linktype = u32::from(header.datalink);
                 let link = LinkType::from_linktype(linktype)
@@ -240,18 +262,28 @@ impl PcapSource {
                 }
             }
             SHB => {
-                let bad = |detail| CaptureError::BadHeader { path: path.clone(), detail };
-                if !input.fill(BLOCK_MIN_LEN as usize).map_err(|e| io_err(&path, e))? {
+                let bad = |detail| CaptureError::BadHeader {
+                    path: path.clone(),
+                    detail,
+                };
+                if !input
+                    .fill(BLOCK_MIN_LEN as usize)
+                    .map_err(|e| io_err(&path, e))?
+                {
                     return Err(bad("pcapng section header cut short"));
                 }
-                let (_, len, big) = block_header(input.avail(), false).ok_or_else(|| bad("pcapng section header"))?;
+                let (_, len, big) = block_header(input.avail(), false)
+                    .ok_or_else(|| bad("pcapng section header"))?;
                 if !plausible_block(SHB, len) {
                     return Err(bad("pcapng section header length"));
                 }
                 if !input.fill(len as usize).map_err(|e| io_err(&path, e))? {
                     return Err(bad("pcapng section header cut short"));
                 }
-                let block = input.avail().get(..len as usize).ok_or_else(|| bad("pcapng section header"))?;
+                let block = input
+                    .avail()
+                    .get(..len as usize)
+                    .ok_or_else(|| bad("pcapng section header"))?;
                 let ok = matches!(
                     RawBlock::from_slice::<byteorder::BigEndian>(block)
                         .and_then(|(_, raw)| raw.try_into_block::<byteorder::BigEndian>()),
@@ -261,11 +293,24 @@ impl PcapSource {
                     return Err(bad("invalid pcapng section header block"));
                 }
                 input.consume(len as usize);
-                Format::PcapNg(NgState { big, ifaces: Vec::new(), resyncing: false, last_ts: 0 })
+                Format::PcapNg(NgState {
+                    big,
+                    ifaces: Vec::new(),
+                    resyncing: false,
+                    last_ts: 0,
+                })
             }
             _ => return Err(CaptureError::NotPcap { path }),
         };
-        Ok(Self { path, input, format, stats: PcapStats::default(), total_bytes, error: None, done: false })
+        Ok(Self {
+            path,
+            input,
+            format,
+            stats: PcapStats::default(),
+            total_bytes,
+            error: None,
+            done: false,
+        })
     }
 
     /// The next frame, or `None` at the end of the file (or after an I/O error: see `error`).
@@ -274,9 +319,19 @@ impl PcapSource {
             return None;
         }
         let r = match &mut self.format {
-            Format::Pcap { parser, link, big, nanos } => {
-                next_pcap(&mut self.input, &mut self.stats, parser, *link, *big, *nanos)
-            }
+            Format::Pcap {
+                parser,
+                link,
+                big,
+                nanos,
+            } => next_pcap(
+                &mut self.input,
+                &mut self.stats,
+                parser,
+                *link,
+                *big,
+                *nanos,
+            ),
             Format::PcapNg(st) => next_pcapng(&mut self.input, &mut self.stats, st),
         };
         self.stats.bytes_read = self.input.bytes_read;
@@ -288,7 +343,10 @@ impl PcapSource {
             }
             Err(source) => {
                 tracing::error!(path = %self.path.display(), error = %source, "reading the capture failed");
-                self.error = Some(CaptureError::Io { path: self.path.clone(), source });
+                self.error = Some(CaptureError::Io {
+                    path: self.path.clone(),
+                    source,
+                });
                 self.done = true;
                 None
             }
@@ -329,17 +387,29 @@ impl Iterator for PcapSource {
 
 fn rd16(b: &[u8], off: usize, big: bool) -> Option<u16> {
     let s: [u8; 2] = b.get(off..off + 2)?.try_into().ok()?;
-    Some(if big { u16::from_be_bytes(s) } else { u16::from_le_bytes(s) })
+    Some(if big {
+        u16::from_be_bytes(s)
+    } else {
+        u16::from_le_bytes(s)
+    })
 }
 
 fn rd32(b: &[u8], off: usize, big: bool) -> Option<u32> {
     let s: [u8; 4] = b.get(off..off + 4)?.try_into().ok()?;
-    Some(if big { u32::from_be_bytes(s) } else { u32::from_le_bytes(s) })
+    Some(if big {
+        u32::from_be_bytes(s)
+    } else {
+        u32::from_le_bytes(s)
+    })
 }
 
 fn rd64(b: &[u8], off: usize, big: bool) -> Option<u64> {
     let s: [u8; 8] = b.get(off..off + 8)?.try_into().ok()?;
-    Some(if big { u64::from_be_bytes(s) } else { u64::from_le_bytes(s) })
+    Some(if big {
+        u64::from_be_bytes(s)
+    } else {
+        u64::from_le_bytes(s)
+    })
 }
 
 fn next_pcap(
@@ -353,7 +423,10 @@ fn next_pcap(
     if !input.fill(PCAP_RECORD_HEADER_LEN)? {
         if input.available() > 0 {
             stats.corrupt += 1;
-            tracing::warn!(bytes = input.available(), "capture ends inside a record header");
+            tracing::warn!(
+                bytes = input.available(),
+                "capture ends inside a record header"
+            );
         }
         return Ok(None);
     }
@@ -382,11 +455,20 @@ fn next_pcap(
             return Ok(None);
         }
     };
-    let frac_ns = if nanos { u64::from(ts_frac) } else { u64::from(ts_frac) * 1000 };
+    let frac_ns = if nanos {
+        u64::from(ts_frac)
+    } else {
+        u64::from(ts_frac) * 1000
+    };
     let ts = u64::from(ts_sec) * NANOS_PER_SEC + frac_ns;
     let data = input.take(PCAP_RECORD_HEADER_LEN, caplen as usize);
     stats.records += 1;
-    Ok(Some(Frame { link, ts, data, orig_len }))
+    Ok(Some(Frame {
+        link,
+        ts,
+        data,
+        orig_len,
+    }))
 }
 
 /// The type, total length and byte order of the block at the start of `b`. A section header
@@ -414,7 +496,10 @@ fn plausible_block(type_: u32, len: u32) -> bool {
 }
 
 fn known_block(type_: u32) -> bool {
-    matches!(type_, SHB | IDB | PB | SPB | NRB | ISB | EPB | SJE | DSB | CB_COPY | CB_NO_COPY)
+    matches!(
+        type_,
+        SHB | IDB | PB | SPB | NRB | ISB | EPB | SJE | DSB | CB_COPY | CB_NO_COPY
+    )
 }
 
 /// The outcome of one block.
@@ -428,7 +513,11 @@ enum NgStep {
     End,
 }
 
-fn next_pcapng(input: &mut Chunked, stats: &mut PcapStats, st: &mut NgState) -> io::Result<Option<Frame>> {
+fn next_pcapng(
+    input: &mut Chunked,
+    stats: &mut PcapStats,
+    st: &mut NgState,
+) -> io::Result<Option<Frame>> {
     loop {
         if st.resyncing && !resync(input, stats, st)? {
             return Ok(None);
@@ -438,12 +527,18 @@ fn next_pcapng(input: &mut Chunked, stats: &mut PcapStats, st: &mut NgState) -> 
             NgStep::Skipped => {}
             NgStep::BadBlock => {
                 stats.corrupt += 1;
-                tracing::warn!(offset = input.bytes_read - input.available() as u64, "corrupt pcapng block skipped");
+                tracing::warn!(
+                    offset = input.bytes_read - input.available() as u64,
+                    "corrupt pcapng block skipped"
+                );
             }
             NgStep::Corrupt => {
                 stats.corrupt += 1;
                 st.resyncing = true;
-                tracing::warn!(offset = input.bytes_read - input.available() as u64, "corrupt pcapng block: resynchronising");
+                tracing::warn!(
+                    offset = input.bytes_read - input.available() as u64,
+                    "corrupt pcapng block: resynchronising"
+                );
             }
             NgStep::End => return Ok(None),
         }
@@ -454,7 +549,10 @@ fn ng_step(input: &mut Chunked, stats: &mut PcapStats, st: &mut NgState) -> io::
     if !input.fill(BLOCK_MIN_LEN as usize)? {
         if input.available() > 0 {
             stats.corrupt += 1;
-            tracing::warn!(bytes = input.available(), "capture ends inside a block header");
+            tracing::warn!(
+                bytes = input.available(),
+                "capture ends inside a block header"
+            );
         }
         return Ok(NgStep::End);
     }
@@ -494,7 +592,13 @@ fn ng_step(input: &mut Chunked, stats: &mut PcapStats, st: &mut NgState) -> io::
             input.consume(len);
             return Ok(NgStep::Skipped);
         }
-        BlockAction::Packet { iface, raw_ts, data_off, caplen, orig_len } => (iface, raw_ts, data_off, caplen, orig_len),
+        BlockAction::Packet {
+            iface,
+            raw_ts,
+            data_off,
+            caplen,
+            orig_len,
+        } => (iface, raw_ts, data_off, caplen, orig_len),
     };
     let Some(i) = st.ifaces.get(iface as usize).copied() else {
         input.consume(len);
@@ -519,7 +623,12 @@ fn ng_step(input: &mut Chunked, stats: &mut PcapStats, st: &mut NgState) -> io::
     // `take` consumed up to the end of the packet data; options and padding follow.
     input.consume(len - data_off - caplen);
     stats.records += 1;
-    Ok(NgStep::Frame(Frame { link, ts, data, orig_len }))
+    Ok(NgStep::Frame(Frame {
+        link,
+        ts,
+        data,
+        orig_len,
+    }))
 }
 
 /// What a well-framed block means, computed without holding on to the input.
@@ -561,9 +670,19 @@ fn classify_block(block: &[u8], type_: u32, len_big: bool, big: bool) -> BlockAc
     const PACKET_FIELDS: usize = 20;
     match type_ {
         SHB => BlockAction::Section { big: len_big },
-        IDB => BlockAction::Interface(parse_idb(RawBlock { body: std::borrow::Cow::Borrowed(body), ..raw }, big)),
+        IDB => BlockAction::Interface(parse_idb(
+            RawBlock {
+                body: std::borrow::Cow::Borrowed(body),
+                ..raw
+            },
+            big,
+        )),
         EPB | PB => {
-            let iface = if type_ == EPB { rd32(body, 0, big) } else { rd16(body, 0, big).map(u32::from) };
+            let iface = if type_ == EPB {
+                rd32(body, 0, big)
+            } else {
+                rd16(body, 0, big).map(u32::from)
+            };
             let ts_high = rd32(body, 4, big);
             let ts_low = rd32(body, 8, big);
             let caplen = rd32(body, 12, big);
@@ -618,7 +737,9 @@ fn parse_idb(raw: RawBlock<'_>, big: bool) -> Iface {
             };
             for opt in &idb.options {
                 match opt {
-                    InterfaceDescriptionOption::IfTsResol(r) => iface.units = TsUnits::from_tsresol(*r),
+                    InterfaceDescriptionOption::IfTsResol(r) => {
+                        iface.units = TsUnits::from_tsresol(*r)
+                    }
                     InterfaceDescriptionOption::IfTsOffset(o) => iface.offset_secs = *o as i64,
                     _ => {}
                 }
@@ -705,7 +826,14 @@ struct Chunked {
 
 impl Chunked {
     fn new(src: Box<dyn Read + Send>, chunk_bytes: usize) -> Self {
-        Self { src, buf: Bytes::new(), pos: 0, eof: false, chunk_bytes: chunk_bytes.max(1), bytes_read: 0 }
+        Self {
+            src,
+            buf: Bytes::new(),
+            pos: 0,
+            eof: false,
+            chunk_bytes: chunk_bytes.max(1),
+            bytes_read: 0,
+        }
     }
 
     fn available(&self) -> usize {
@@ -764,7 +892,9 @@ impl Chunked {
             if filled >= next.len() {
                 break Ok(());
             }
-            let Some(room) = next.get_mut(filled..) else { break Ok(()) };
+            let Some(room) = next.get_mut(filled..) else {
+                break Ok(());
+            };
             match self.src.read(room) {
                 Ok(0) => {
                     self.eof = true;
@@ -808,7 +938,10 @@ mod tests {
         fn new(name: &str, contents: &[u8]) -> Self {
             static N: AtomicUsize = AtomicUsize::new(0);
             let n = N.fetch_add(1, Ordering::Relaxed);
-            let p = std::env::temp_dir().join(format!("rebuilder-capture-{}-{n}-{name}", std::process::id()));
+            let p = std::env::temp_dir().join(format!(
+                "rebuilder-capture-{}-{n}-{name}",
+                std::process::id()
+            ));
             std::fs::write(&p, contents).unwrap();
             Self(p)
         }
@@ -826,16 +959,35 @@ mod tests {
             .map(|i| {
                 let len = 40 + (i * 7919) % (max - 40);
                 let data = (0..len).map(|j| (i * 31 + j) as u8).collect();
-                (1_700_000_000_000_000_000 + i as u64 * 1_234_567_891 + 789, data)
+                (
+                    1_700_000_000_000_000_000 + i as u64 * 1_234_567_891 + 789,
+                    data,
+                )
             })
             .collect()
     }
 
-    fn pcap_bytes(frames: &[(u64, Vec<u8>)], res: TsResolution, endianness: Endianness, datalink: DataLink) -> Vec<u8> {
-        let header = PcapHeader { ts_resolution: res, endianness, datalink, snaplen: 65535, ..Default::default() };
+    fn pcap_bytes(
+        frames: &[(u64, Vec<u8>)],
+        res: TsResolution,
+        endianness: Endianness,
+        datalink: DataLink,
+    ) -> Vec<u8> {
+        let header = PcapHeader {
+            ts_resolution: res,
+            endianness,
+            datalink,
+            snaplen: 65535,
+            ..Default::default()
+        };
         let mut w = PcapWriter::with_header(Vec::new(), header).unwrap();
         for (ts, data) in frames {
-            w.write_packet(&PcapPacket::new(Duration::from_nanos(*ts), data.len() as u32 + 4, data)).unwrap();
+            w.write_packet(&PcapPacket::new(
+                Duration::from_nanos(*ts),
+                data.len() as u32 + 4,
+                data,
+            ))
+            .unwrap();
         }
         w.into_writer()
     }
@@ -846,19 +998,33 @@ mod tests {
 
     fn check_pcap(res: TsResolution, endianness: Endianness, chunk: usize, n: usize) {
         let want = frames(n, 1500);
-        let file = TempFile::new("t.pcap", &pcap_bytes(&want, res, endianness, DataLink::ETHERNET));
+        let file = TempFile::new(
+            "t.pcap",
+            &pcap_bytes(&want, res, endianness, DataLink::ETHERNET),
+        );
         let mut src = PcapSource::open_with_chunk_size(&file.0, chunk).unwrap();
         let got = read_all(&mut src);
         assert_eq!(got.len(), want.len());
         for ((ts, data), f) in want.iter().zip(&got) {
-            let ts = if res == TsResolution::MicroSecond { ts / 1000 * 1000 } else { *ts };
+            let ts = if res == TsResolution::MicroSecond {
+                ts / 1000 * 1000
+            } else {
+                *ts
+            };
             assert_eq!(f.ts, ts);
             assert_eq!(&f.data[..], &data[..]);
             assert_eq!(f.orig_len as usize, data.len() + 4);
             assert_eq!(f.link, LinkType::Ethernet);
         }
         let size = std::fs::metadata(&file.0).unwrap().len();
-        assert_eq!(src.stats(), &PcapStats { records: n as u64, bytes_read: size, ..Default::default() });
+        assert_eq!(
+            src.stats(),
+            &PcapStats {
+                records: n as u64,
+                bytes_read: size,
+                ..Default::default()
+            }
+        );
         assert_eq!((src.bytes_read(), src.total_bytes()), (size, Some(size)));
         assert!(src.error().is_none());
         assert!(src.next_frame().is_none(), "stays at the end");
@@ -883,13 +1049,23 @@ mod tests {
 
     #[test]
     fn pcap_larger_than_the_default_chunk() {
-        check_pcap(TsResolution::NanoSecond, Endianness::Little, DEFAULT_CHUNK_BYTES, 4000);
+        check_pcap(
+            TsResolution::NanoSecond,
+            Endianness::Little,
+            DEFAULT_CHUNK_BYTES,
+            4000,
+        );
     }
 
     #[test]
     fn chunk_memory_is_reused_when_frames_are_dropped() {
         let want = frames(400, 1500);
-        let bytes = pcap_bytes(&want, TsResolution::NanoSecond, Endianness::Little, DataLink::ETHERNET);
+        let bytes = pcap_bytes(
+            &want,
+            TsResolution::NanoSecond,
+            Endianness::Little,
+            DataLink::ETHERNET,
+        );
         let mut src = PcapSource::from_reader(Cursor::new(bytes), "memory", 3000).unwrap();
         let mut bases = std::collections::HashSet::new();
         for (ts, data) in &want {
@@ -905,8 +1081,14 @@ mod tests {
     #[test]
     fn frames_are_slices_of_one_chunk() {
         let want = frames(3, 200);
-        let bytes = pcap_bytes(&want, TsResolution::NanoSecond, Endianness::Little, DataLink::ETHERNET);
-        let mut src = PcapSource::from_reader(Cursor::new(bytes), "memory", DEFAULT_CHUNK_BYTES).unwrap();
+        let bytes = pcap_bytes(
+            &want,
+            TsResolution::NanoSecond,
+            Endianness::Little,
+            DataLink::ETHERNET,
+        );
+        let mut src =
+            PcapSource::from_reader(Cursor::new(bytes), "memory", DEFAULT_CHUNK_BYTES).unwrap();
         let got = read_all(&mut src);
         // Consecutive records sit 16 header bytes apart in the same buffer.
         let p0 = got[0].data.as_ptr() as usize;
@@ -918,13 +1100,28 @@ mod tests {
     #[test]
     fn pcap_other_link_types() {
         let want = frames(3, 200);
-        for (dl, link) in [(DataLink::LINUX_SLL, LinkType::LinuxSll), (DataLink::LINUX_SLL2, LinkType::LinuxSll2), (DataLink::RAW, LinkType::RawIp)] {
-            let file = TempFile::new("l.pcap", &pcap_bytes(&want, TsResolution::NanoSecond, Endianness::Little, dl));
+        for (dl, link) in [
+            (DataLink::LINUX_SLL, LinkType::LinuxSll),
+            (DataLink::LINUX_SLL2, LinkType::LinuxSll2),
+            (DataLink::RAW, LinkType::RawIp),
+        ] {
+            let file = TempFile::new(
+                "l.pcap",
+                &pcap_bytes(&want, TsResolution::NanoSecond, Endianness::Little, dl),
+            );
             let got = read_all(&mut PcapSource::open(&file.0).unwrap());
             assert_eq!(got.len(), 3);
             assert!(got.iter().all(|f| f.link == link));
         }
-        let file = TempFile::new("wifi.pcap", &pcap_bytes(&want, TsResolution::NanoSecond, Endianness::Little, DataLink::IEEE802_11));
+        let file = TempFile::new(
+            "wifi.pcap",
+            &pcap_bytes(
+                &want,
+                TsResolution::NanoSecond,
+                Endianness::Little,
+                DataLink::IEEE802_11,
+            ),
+        );
         match PcapSource::open(&file.0) {
             Err(CaptureError::UnsupportedLinkType(p, 105)) => assert_eq!(p, file.0),
             other => panic!("{:?}", other.err()),
@@ -934,7 +1131,12 @@ mod tests {
     #[test]
     fn pcap_impossible_caplen_ends_the_file_counted() {
         let want = frames(10, 300);
-        let mut bytes = pcap_bytes(&want, TsResolution::NanoSecond, Endianness::Little, DataLink::ETHERNET);
+        let mut bytes = pcap_bytes(
+            &want,
+            TsResolution::NanoSecond,
+            Endianness::Little,
+            DataLink::ETHERNET,
+        );
         // The 6th record's caplen field.
         let off = PCAP_HEADER_LEN + want[..5].iter().map(|(_, d)| 16 + d.len()).sum::<usize>() + 8;
         bytes[off..off + 4].copy_from_slice(&0x7fff_0000u32.to_le_bytes());
@@ -950,13 +1152,19 @@ mod tests {
     #[test]
     fn capture_cut_short_counts_one_corrupt_record() {
         let want = frames(10, 300);
-        let bytes = pcap_bytes(&want, TsResolution::NanoSecond, Endianness::Little, DataLink::ETHERNET);
+        let bytes = pcap_bytes(
+            &want,
+            TsResolution::NanoSecond,
+            Endianness::Little,
+            DataLink::ETHERNET,
+        );
         let file = TempFile::new("cut.pcap", &bytes[..bytes.len() - 10]);
         let mut src = PcapSource::open(&file.0).unwrap();
         assert_eq!(read_all(&mut src).len(), 9);
         assert_eq!(src.stats().corrupt, 1);
         let ng = ng_file(&frames(4, 300), Endianness::Little).0;
-        let mut src = PcapSource::from_reader(Cursor::new(ng[..ng.len() - 3].to_vec()), "m", 1024).unwrap();
+        let mut src =
+            PcapSource::from_reader(Cursor::new(ng[..ng.len() - 3].to_vec()), "m", 1024).unwrap();
         assert_eq!(read_all(&mut src).len(), 3);
         assert_eq!(src.stats().corrupt, 1);
     }
@@ -967,17 +1175,31 @@ mod tests {
     /// expected (unsupported ones left out).
     fn ng_file(want: &[(u64, Vec<u8>)], e: Endianness) -> (Vec<u8>, Vec<usize>, Vec<Frame>) {
         let mut w = PcapNgWriter::with_endianness(Vec::new(), e).unwrap();
-        let idb = |linktype, options| InterfaceDescriptionBlock { linktype, snaplen: 0, options };
-        w.write_pcapng_block(idb(DataLink::ETHERNET, vec![InterfaceDescriptionOption::IfTsResol(9)])).unwrap();
-        w.write_pcapng_block(idb(DataLink::LINUX_SLL2, vec![])).unwrap();
-        w.write_pcapng_block(idb(DataLink::IEEE802_11, vec![])).unwrap();
+        let idb = |linktype, options| InterfaceDescriptionBlock {
+            linktype,
+            snaplen: 0,
+            options,
+        };
+        w.write_pcapng_block(idb(
+            DataLink::ETHERNET,
+            vec![InterfaceDescriptionOption::IfTsResol(9)],
+        ))
+        .unwrap();
+        w.write_pcapng_block(idb(DataLink::LINUX_SLL2, vec![]))
+            .unwrap();
+        w.write_pcapng_block(idb(DataLink::IEEE802_11, vec![]))
+            .unwrap();
         let mut offsets = Vec::new();
         let mut expected = Vec::new();
         for (i, (ts, data)) in want.iter().enumerate() {
             offsets.push(w.get_ref().len());
             let iface = if i % 5 == 4 { 2 } else { (i % 2) as u32 };
             // pcap-file writes the Duration's nanoseconds as the raw count of if_tsresol units.
-            let (raw, ts) = if iface == 0 { (*ts, *ts) } else { (ts / 1000, ts / 1000 * 1000) };
+            let (raw, ts) = if iface == 0 {
+                (*ts, *ts)
+            } else {
+                (ts / 1000, ts / 1000 * 1000)
+            };
             let epb = EnhancedPacketBlock {
                 interface_id: iface,
                 timestamp: Duration::from_nanos(raw),
@@ -986,9 +1208,18 @@ mod tests {
                 options: vec![],
             };
             w.write_pcapng_block(epb).unwrap();
-            let link = if iface == 0 { LinkType::Ethernet } else { LinkType::LinuxSll2 };
+            let link = if iface == 0 {
+                LinkType::Ethernet
+            } else {
+                LinkType::LinuxSll2
+            };
             if iface != 2 {
-                expected.push(Frame { link, ts, data: Bytes::from(data.clone()), orig_len: data.len() as u32 });
+                expected.push(Frame {
+                    link,
+                    ts,
+                    data: Bytes::from(data.clone()),
+                    orig_len: data.len() as u32,
+                });
             }
         }
         (w.into_inner(), offsets, expected)
@@ -1006,7 +1237,12 @@ mod tests {
                 assert_eq!(got, expected);
                 assert_eq!(
                     src.stats(),
-                    &PcapStats { records: 240, unsupported_link: 60, bytes_read: bytes.len() as u64, ..Default::default() }
+                    &PcapStats {
+                        records: 240,
+                        unsupported_link: 60,
+                        bytes_read: bytes.len() as u64,
+                        ..Default::default()
+                    }
                 );
             }
         }
@@ -1015,22 +1251,57 @@ mod tests {
     #[test]
     fn pcapng_simple_packet_blocks_and_second_section() {
         let mut w = PcapNgWriter::with_endianness(Vec::new(), Endianness::Little).unwrap();
-        w.write_pcapng_block(InterfaceDescriptionBlock { linktype: DataLink::ETHERNET, snaplen: 4, options: vec![InterfaceDescriptionOption::IfTsResol(3)] }).unwrap();
-        let epb = EnhancedPacketBlock { interface_id: 0, timestamp: Duration::from_nanos(5_000), original_len: 3, data: Cow::Borrowed(&[1, 2, 3]), options: vec![] };
+        w.write_pcapng_block(InterfaceDescriptionBlock {
+            linktype: DataLink::ETHERNET,
+            snaplen: 4,
+            options: vec![InterfaceDescriptionOption::IfTsResol(3)],
+        })
+        .unwrap();
+        let epb = EnhancedPacketBlock {
+            interface_id: 0,
+            timestamp: Duration::from_nanos(5_000),
+            original_len: 3,
+            data: Cow::Borrowed(&[1, 2, 3]),
+            options: vec![],
+        };
         w.write_pcapng_block(epb).unwrap();
         // snaplen 4 cuts the simple packet; it inherits the previous timestamp.
-        w.write_pcapng_block(SimplePacketBlock { original_len: 6, data: Cow::Borrowed(&[9, 8, 7, 6, 5, 4]) }).unwrap();
+        w.write_pcapng_block(SimplePacketBlock {
+            original_len: 6,
+            data: Cow::Borrowed(&[9, 8, 7, 6, 5, 4]),
+        })
+        .unwrap();
         let mut bytes = w.into_inner();
         // A second section, big-endian this time, with its own interface list.
         let mut w = PcapNgWriter::with_endianness(Vec::new(), Endianness::Big).unwrap();
-        w.write_pcapng_block(InterfaceDescriptionBlock { linktype: DataLink::RAW, snaplen: 0, options: vec![InterfaceDescriptionOption::IfTsResol(0x80 | 10), InterfaceDescriptionOption::IfTsOffset(100)] }).unwrap();
-        let epb = EnhancedPacketBlock { interface_id: 0, timestamp: Duration::from_nanos(1024 * 3 + 512), original_len: 1, data: Cow::Borrowed(&[0x45]), options: vec![] };
+        w.write_pcapng_block(InterfaceDescriptionBlock {
+            linktype: DataLink::RAW,
+            snaplen: 0,
+            options: vec![
+                InterfaceDescriptionOption::IfTsResol(0x80 | 10),
+                InterfaceDescriptionOption::IfTsOffset(100),
+            ],
+        })
+        .unwrap();
+        let epb = EnhancedPacketBlock {
+            interface_id: 0,
+            timestamp: Duration::from_nanos(1024 * 3 + 512),
+            original_len: 1,
+            data: Cow::Borrowed(&[0x45]),
+            options: vec![],
+        };
         w.write_pcapng_block(epb).unwrap();
         bytes.extend_from_slice(&w.into_inner());
 
-        let mut src = PcapSource::from_reader(Cursor::new(bytes), "m", DEFAULT_CHUNK_BYTES).unwrap();
+        let mut src =
+            PcapSource::from_reader(Cursor::new(bytes), "m", DEFAULT_CHUNK_BYTES).unwrap();
         let got = read_all(&mut src);
-        let f = |link, ts, data: &[u8], orig_len| Frame { link, ts, data: Bytes::from(data.to_vec()), orig_len };
+        let f = |link, ts, data: &[u8], orig_len| Frame {
+            link,
+            ts,
+            data: Bytes::from(data.to_vec()),
+            orig_len,
+        };
         assert_eq!(
             got,
             vec![
@@ -1062,11 +1333,15 @@ mod tests {
         // that does not repeat its length; packet 30 (interface 0) a caplen past its block.
         let mut bad = bytes.clone();
         bad[offsets[10] + 4..offsets[10] + 8].copy_from_slice(&0x7fff_fff0u32.to_le_bytes());
-        let len20 = u32::from_le_bytes(bad[offsets[20] + 4..offsets[20] + 8].try_into().unwrap()) as usize;
+        let len20 =
+            u32::from_le_bytes(bad[offsets[20] + 4..offsets[20] + 8].try_into().unwrap()) as usize;
         bad[offsets[20] + len20 - 4] ^= 0x40;
         bad[offsets[30] + 20..offsets[30] + 24].copy_from_slice(&5000u32.to_le_bytes());
         let lost: Vec<_> = [10, 20, 30].iter().map(|&i| &want[i].1).collect();
-        let expected: Vec<_> = expected.into_iter().filter(|f| !lost.contains(&&f.data.to_vec())).collect();
+        let expected: Vec<_> = expected
+            .into_iter()
+            .filter(|f| !lost.contains(&&f.data.to_vec()))
+            .collect();
 
         for chunk in [DEFAULT_CHUNK_BYTES, 2048] {
             let file = TempFile::new("bad.pcapng", &bad);
@@ -1084,20 +1359,40 @@ mod tests {
     #[test]
     fn open_errors_name_the_problem() {
         let missing = std::env::temp_dir().join("rebuilder-capture-definitely-missing.pcap");
-        assert!(matches!(PcapSource::open(&missing), Err(CaptureError::NotFound { path }) if path == missing));
+        assert!(
+            matches!(PcapSource::open(&missing), Err(CaptureError::NotFound { path }) if path == missing)
+        );
         let empty = TempFile::new("empty.pcap", b"");
-        assert!(matches!(PcapSource::open(&empty.0), Err(CaptureError::Empty { .. })));
+        assert!(matches!(
+            PcapSource::open(&empty.0),
+            Err(CaptureError::Empty { .. })
+        ));
         let text = TempFile::new("text.pcap", b"GET / HTTP/1.1\r\nHost: example\r\n\r\n");
         let e = PcapSource::open(&text.0).err().unwrap();
         assert!(matches!(e, CaptureError::NotPcap { .. }));
         assert!(e.to_string().contains(&*text.0.to_string_lossy()), "{e}");
         let tiny = TempFile::new("tiny.pcap", b"ab");
-        assert!(matches!(PcapSource::open(&tiny.0), Err(CaptureError::NotPcap { .. })));
+        assert!(matches!(
+            PcapSource::open(&tiny.0),
+            Err(CaptureError::NotPcap { .. })
+        ));
         let cut = TempFile::new("cut.pcap", &[0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0]);
-        assert!(matches!(PcapSource::open(&cut.0), Err(CaptureError::BadHeader { .. })));
-        let ng_cut = TempFile::new("cut.pcapng", &[0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a]);
-        assert!(matches!(PcapSource::open(&ng_cut.0), Err(CaptureError::BadHeader { .. })));
-        assert!(matches!(PcapSource::open(&std::env::temp_dir()), Err(CaptureError::Io { .. })));
+        assert!(matches!(
+            PcapSource::open(&cut.0),
+            Err(CaptureError::BadHeader { .. })
+        ));
+        let ng_cut = TempFile::new(
+            "cut.pcapng",
+            &[0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a],
+        );
+        assert!(matches!(
+            PcapSource::open(&ng_cut.0),
+            Err(CaptureError::BadHeader { .. })
+        ));
+        assert!(matches!(
+            PcapSource::open(&std::env::temp_dir()),
+            Err(CaptureError::Io { .. })
+        ));
     }
 
     proptest! {

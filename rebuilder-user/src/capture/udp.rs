@@ -91,7 +91,12 @@ fn sock_err(addr: SocketAddr, op: &'static str) -> impl FnOnce(io::Error) -> Cap
 }
 
 /// `setsockopt` with an int value, for the options socket2 does not wrap.
-fn set_int_option(socket: &Socket, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+fn set_int_option(
+    socket: &Socket,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: the fd is owned by `socket` and open; the value pointer and the length passed
     // describe a c_int that outlives the call.
     let r = unsafe {
@@ -114,7 +119,9 @@ impl UdpReceiver {
     fn open(addr: SocketAddr, cfg: &UdpConfig) -> Result<Self, CaptureError> {
         let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
             .map_err(sock_err(addr, "create a socket"))?;
-        socket.set_reuse_port(true).map_err(sock_err(addr, "set SO_REUSEPORT"))?;
+        socket
+            .set_reuse_port(true)
+            .map_err(sock_err(addr, "set SO_REUSEPORT"))?;
 
         let wanted = cfg.recv_buffer_bytes;
         let as_int = libc::c_int::try_from(wanted).unwrap_or(libc::c_int::MAX);
@@ -126,7 +133,9 @@ impl UdpReceiver {
             }
         }
         // The kernel reports twice what it grants (the other half is its bookkeeping).
-        let effective = socket.recv_buffer_size().map_err(sock_err(addr, "read SO_RCVBUF"))?;
+        let effective = socket
+            .recv_buffer_size()
+            .map_err(sock_err(addr, "read SO_RCVBUF"))?;
         if effective / 2 < wanted {
             tracing::warn!(
                 %addr,
@@ -146,7 +155,9 @@ impl UdpReceiver {
             .local_addr()
             .map_err(sock_err(addr, "read the bound address"))?
             .as_socket()
-            .ok_or_else(|| sock_err(addr, "read the bound address")(io::Error::other("not an inet address")))?;
+            .ok_or_else(|| {
+                sock_err(addr, "read the bound address")(io::Error::other("not an inet address"))
+            })?;
 
         let batch = cfg.batch.clamp(1, MAX_BATCH);
         Ok(Self {
@@ -167,19 +178,28 @@ impl UdpReceiver {
     /// not at all), then taking what is already queued. Calls `f` for each datagram with its
     /// payload (a zero-copy slice of the batch buffer) and receive timestamp. Returns the number
     /// of datagrams passed to `f`; truncated ones are counted (`truncated_datagrams`) instead.
-    pub fn recv_batch(&mut self, timeout: Duration, mut f: impl FnMut(Bytes, Timestamp)) -> Result<usize, CaptureError> {
+    pub fn recv_batch(
+        &mut self,
+        timeout: Duration,
+        mut f: impl FnMut(Bytes, Timestamp),
+    ) -> Result<usize, CaptureError> {
         let nonblocking = timeout.is_zero();
         if !nonblocking && self.timeout != Some(timeout) {
             // A zero SO_RCVTIMEO would mean "forever": anything shorter than the kernel's
             // microsecond resolution becomes one microsecond.
             let t = timeout.max(Duration::from_micros(1));
-            self.socket.set_read_timeout(Some(t)).map_err(sock_err(self.local_addr, "set SO_RCVTIMEO"))?;
+            self.socket
+                .set_read_timeout(Some(t))
+                .map_err(sock_err(self.local_addr, "set SO_RCVTIMEO"))?;
             self.timeout = Some(timeout);
         }
 
         let n = self.batch;
         let mut buf = self.take_buffer(n * SLOT_BYTES);
-        let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_BATCH];
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; MAX_BATCH];
         // SAFETY: mmsghdr is a plain C struct for which all-zero is a valid value (null
         // pointers, zero lengths); its private padding fields on some libcs rule out a literal.
         let mut hdrs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
@@ -202,14 +222,26 @@ impl UdpReceiver {
         // describing memory of `buf` / `self.cmsg` that stays borrowed and alive, and unmoved,
         // until the call returns. The kernel writes at most the lengths given.
         let got = unsafe {
-            libc::recvmmsg(self.socket.as_raw_fd(), hdrs.as_mut_ptr(), n as libc::c_uint, flags, std::ptr::null_mut())
+            libc::recvmmsg(
+                self.socket.as_raw_fd(),
+                hdrs.as_mut_ptr(),
+                n as libc::c_uint,
+                flags,
+                std::ptr::null_mut(),
+            )
         };
         if got < 0 {
             let e = io::Error::last_os_error();
             self.last = Some(buf.freeze());
             return match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => Ok(0),
-                _ => Err(CaptureError::Socket { addr: self.local_addr, op: "receive", source: e }),
+                io::ErrorKind::WouldBlock
+                | io::ErrorKind::TimedOut
+                | io::ErrorKind::Interrupted => Ok(0),
+                _ => Err(CaptureError::Socket {
+                    addr: self.local_addr,
+                    op: "receive",
+                    source: e,
+                }),
             };
         }
         let got = usize::try_from(got).unwrap_or(0).min(n);
@@ -272,7 +304,9 @@ impl UdpReceiver {
 }
 
 fn now_nanos() -> Timestamp {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// The SO_RXQ_OVFL counter and the SCM_TIMESTAMPNS time, when the kernel attached them.
@@ -287,7 +321,9 @@ fn read_cmsgs(msg: &libc::msghdr) -> (Option<u32>, Option<Timestamp>) {
         while !c.is_null() {
             let data = libc::CMSG_DATA(c);
             match ((*c).cmsg_level, (*c).cmsg_type) {
-                (libc::SOL_SOCKET, libc::SO_RXQ_OVFL) => ovfl = Some(std::ptr::read_unaligned(data.cast::<u32>())),
+                (libc::SOL_SOCKET, libc::SO_RXQ_OVFL) => {
+                    ovfl = Some(std::ptr::read_unaligned(data.cast::<u32>()))
+                }
                 (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) => {
                     let t = std::ptr::read_unaligned(data.cast::<libc::timespec>());
                     if let (Ok(s), Ok(ns)) = (u64::try_from(t.tv_sec), u64::try_from(t.tv_nsec)) {
@@ -311,7 +347,13 @@ mod tests {
     use super::*;
 
     fn loopback(sockets: usize, recv_buffer_bytes: usize, batch: usize) -> Vec<UdpReceiver> {
-        bind(&UdpConfig { addr: "127.0.0.1:0".parse().unwrap(), sockets, recv_buffer_bytes, batch }).unwrap()
+        bind(&UdpConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            sockets,
+            recv_buffer_bytes,
+            batch,
+        })
+        .unwrap()
     }
 
     fn payload(i: usize) -> Vec<u8> {
@@ -329,7 +371,9 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(20);
         while got.len() < n && Instant::now() < deadline {
             for (k, r) in rx.iter_mut().enumerate() {
-                let c = r.recv_batch(Duration::from_millis(20), |b, _| got.push(b.to_vec())).unwrap();
+                let c = r
+                    .recv_batch(Duration::from_millis(20), |b, _| got.push(b.to_vec()))
+                    .unwrap();
                 per_socket[k] += c;
             }
         }
@@ -341,10 +385,16 @@ mod tests {
         let mut rx = loopback(2, 8 << 20, 16);
         let addr = rx[0].local_addr();
         assert_ne!(addr.port(), 0);
-        assert_eq!(rx[1].local_addr(), addr, "the second socket joins the first one's port");
+        assert_eq!(
+            rx[1].local_addr(),
+            addr,
+            "the second socket joins the first one's port"
+        );
 
         // The kernel spreads by 4-tuple, so many source ports reach both sockets.
-        let senders: Vec<UdpSocket> = (0..32).map(|_| UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
+        let senders: Vec<UdpSocket> = (0..32)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
         let n = 320;
         let mut want = Vec::new();
         for i in 0..n {
@@ -357,8 +407,16 @@ mod tests {
         got.sort();
         want.sort();
         assert_eq!(got, want);
-        assert!(per_socket.iter().all(|&c| c > 0), "both sockets of the group received: {per_socket:?}");
-        assert_eq!(rx.iter().map(|r| r.kernel_drops() + r.truncated_datagrams()).sum::<u64>(), 0);
+        assert!(
+            per_socket.iter().all(|&c| c > 0),
+            "both sockets of the group received: {per_socket:?}"
+        );
+        assert_eq!(
+            rx.iter()
+                .map(|r| r.kernel_drops() + r.truncated_datagrams())
+                .sum::<u64>(),
+            0
+        );
     }
 
     #[test]
@@ -372,7 +430,9 @@ mod tests {
         let mut got = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(10);
         while got.len() < 5 && Instant::now() < deadline {
-            rx[0].recv_batch(Duration::from_millis(50), |b, ts| got.push((b, ts))).unwrap();
+            rx[0]
+                .recv_batch(Duration::from_millis(50), |b, ts| got.push((b, ts)))
+                .unwrap();
         }
         let after = now_nanos();
         assert_eq!(got.len(), 5);
@@ -389,12 +449,16 @@ mod tests {
     fn oversized_datagrams_are_counted_not_delivered() {
         let mut rx = loopback(1, 1 << 20, 4);
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        tx.send_to(&vec![7u8; SLOT_BYTES + 1], rx[0].local_addr()).unwrap();
-        tx.send_to(&vec![8u8; SLOT_BYTES], rx[0].local_addr()).unwrap();
+        tx.send_to(&vec![7u8; SLOT_BYTES + 1], rx[0].local_addr())
+            .unwrap();
+        tx.send_to(&vec![8u8; SLOT_BYTES], rx[0].local_addr())
+            .unwrap();
         let mut got = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(10);
         while got.is_empty() && Instant::now() < deadline {
-            rx[0].recv_batch(Duration::from_millis(50), |b, _| got.push(b)).unwrap();
+            rx[0]
+                .recv_batch(Duration::from_millis(50), |b, _| got.push(b))
+                .unwrap();
         }
         assert_eq!(got.len(), 1);
         assert_eq!(&got[0][..], &vec![8u8; SLOT_BYTES][..]);
@@ -405,18 +469,39 @@ mod tests {
     fn timeouts_return_empty_batches() {
         let mut rx = loopback(1, 1 << 20, 4);
         let mut calls = 0;
-        assert_eq!(rx[0].recv_batch(Duration::ZERO, |_, _| calls += 1).unwrap(), 0);
-        assert_eq!(rx[0].recv_batch(Duration::from_millis(30), |_, _| calls += 1).unwrap(), 0);
-        assert_eq!(rx[0].recv_batch(Duration::from_nanos(1), |_, _| calls += 1).unwrap(), 0);
+        assert_eq!(
+            rx[0].recv_batch(Duration::ZERO, |_, _| calls += 1).unwrap(),
+            0
+        );
+        assert_eq!(
+            rx[0]
+                .recv_batch(Duration::from_millis(30), |_, _| calls += 1)
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            rx[0]
+                .recv_batch(Duration::from_nanos(1), |_, _| calls += 1)
+                .unwrap(),
+            0
+        );
         assert_eq!(calls, 0);
     }
 
     #[test]
     fn receive_buffer_is_raised() {
         let rx = loopback(1, 1 << 20, 4);
-        let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max").unwrap().trim().parse().unwrap();
+        let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         // SO_RCVBUFFORCE grants the request; plain SO_RCVBUF at least up to rmem_max.
-        assert!(rx[0].effective_recv_buffer() / 2 >= (1 << 20).min(rmem_max), "{}", rx[0].effective_recv_buffer());
+        assert!(
+            rx[0].effective_recv_buffer() / 2 >= (1 << 20).min(rmem_max),
+            "{}",
+            rx[0].effective_recv_buffer()
+        );
     }
 
     #[test]
@@ -429,19 +514,30 @@ mod tests {
             tx.send_to(&[i as u8; 200], rx[0].local_addr()).unwrap();
         }
         let mut delivered = 0;
-        while rx[0].recv_batch(Duration::from_millis(50), |_, _| delivered += 1).unwrap() > 0 {}
+        while rx[0]
+            .recv_batch(Duration::from_millis(50), |_, _| delivered += 1)
+            .unwrap()
+            > 0
+        {}
         // The counter travels with the next datagram queued after the drops.
         tx.send_to(b"last", rx[0].local_addr()).unwrap();
         let mut last = HashMap::new();
         let deadline = Instant::now() + Duration::from_secs(10);
         while last.is_empty() && Instant::now() < deadline {
-            rx[0].recv_batch(Duration::from_millis(50), |b, _| *last.entry(b.to_vec()).or_insert(0) += 1).unwrap();
+            rx[0]
+                .recv_batch(Duration::from_millis(50), |b, _| {
+                    *last.entry(b.to_vec()).or_insert(0) += 1
+                })
+                .unwrap();
         }
-        assert_eq!(last.get(&b"last".to_vec()), Some(&1));
+        assert_eq!(last.get(b"last".as_slice()), Some(&1));
         let drops = rx[0].kernel_drops();
         assert!(delivered < sent, "the buffer must have overflowed");
         assert!(drops > 0);
-        assert!(delivered as u64 + drops <= sent as u64, "{delivered} + {drops} > {sent}");
+        assert!(
+            delivered as u64 + drops <= sent as u64,
+            "{delivered} + {drops} > {sent}"
+        );
     }
 
     #[test]
@@ -449,7 +545,12 @@ mod tests {
         let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
         // A socket without SO_REUSEPORT holds the port, so the group cannot join it.
         let addr = taken.local_addr().unwrap();
-        let e = bind(&UdpConfig { addr, ..UdpConfig::default() }).err().unwrap();
+        let e = bind(&UdpConfig {
+            addr,
+            ..UdpConfig::default()
+        })
+        .err()
+        .unwrap();
         assert!(matches!(e, CaptureError::Socket { op: "bind", .. }), "{e}");
         assert!(e.to_string().contains(&addr.to_string()), "{e}");
     }
