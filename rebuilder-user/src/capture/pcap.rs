@@ -1314,6 +1314,58 @@ mod tests {
     }
 
     #[test]
+    fn interface_with_options_pcap_file_rejects_keeps_its_resolution() {
+        let le32 = |v: u32| v.to_le_bytes();
+        let mut bytes = PcapNgWriter::with_endianness(Vec::new(), Endianness::Little)
+            .unwrap()
+            .into_inner();
+        // IDB: Ethernet, snaplen 0, if_tsresol 9, if_tzone 0 (4 bytes, as the spec has it).
+        let mut idb = vec![
+            1, 0, 0, 0, 0, 0, 0, 0, 9, 0, 1, 0, 9, 0, 0, 0, 10, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        let idb_len = (12 + idb.len()) as u32;
+        let mut block = le32(IDB).to_vec();
+        block.extend_from_slice(&le32(idb_len));
+        block.append(&mut idb);
+        block.extend_from_slice(&le32(idb_len));
+        let raw = RawBlock::from_slice::<byteorder::LittleEndian>(&block)
+            .unwrap()
+            .1;
+        assert!(
+            raw.try_into_block::<byteorder::LittleEndian>().is_err(),
+            "pcap-file still rejects if_tzone"
+        );
+        bytes.extend_from_slice(&block);
+        // EPB on interface 0 at 1.5 s (ns units), 3 bytes of data padded to 4.
+        let epb_len = 12 + 20 + 4;
+        for v in [EPB, epb_len, 0, 0, 1_500_000_000, 3, 3] {
+            bytes.extend_from_slice(&le32(v));
+        }
+        bytes.extend_from_slice(&[0xaa, 0xbb, 0xcc, 0]);
+        bytes.extend_from_slice(&le32(epb_len));
+
+        let mut src =
+            PcapSource::from_reader(Cursor::new(bytes), "m", DEFAULT_CHUNK_BYTES).unwrap();
+        let got = read_all(&mut src);
+        let want = Frame {
+            link: LinkType::Ethernet,
+            ts: 1_500_000_000,
+            data: Bytes::from_static(&[0xaa, 0xbb, 0xcc]),
+            orig_len: 3,
+        };
+        assert_eq!(got, vec![want]);
+        assert_eq!(src.stats().corrupt, 0);
+    }
+
+    #[test]
+    fn sources_move_to_reader_threads() {
+        fn send<T: Send>() {}
+        send::<PcapSource>();
+        send::<Frame>();
+        send::<CaptureError>();
+    }
+
+    #[test]
     fn tsresol_units() {
         assert_eq!(TsUnits::from_tsresol(6).to_nanos(1_500_000), 1_500_000_000);
         assert_eq!(TsUnits::from_tsresol(9).to_nanos(42), 42);

@@ -541,6 +541,12 @@ mod tests {
     }
 
     #[test]
+    fn receivers_move_to_reader_threads() {
+        fn send<T: Send>() {}
+        send::<UdpReceiver>();
+    }
+
+    #[test]
     fn bind_errors_name_the_address() {
         let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
         // A socket without SO_REUSEPORT holds the port, so the group cannot join it.
