@@ -4,10 +4,12 @@
 //! Data flows one way (DESIGN §3):
 //! `capture` → `dispatch` → workers (`reassembly` → `http`) → `output`.
 
+pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod dispatch;
 pub mod http;
+pub mod metrics;
 pub mod output;
 pub mod reassembly;
 pub mod request;

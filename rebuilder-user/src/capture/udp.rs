@@ -1,0 +1,563 @@
+//! Live input: VXLAN datagrams from UDP sockets (the unprivileged path, DESIGN §3).
+//!
+//! Several sockets share one address with SO_REUSEPORT, so the kernel spreads datagrams over
+//! them by 4-tuple (one mirrored direction of a connection always reaches the same socket) and
+//! each can be read by its own thread. Every receive is one `recvmmsg` call for a whole batch.
+//!
+//! The incumbent lost jumbo tails in 1526-byte buffers and could not see its drops (DESIGN §4):
+//! here each slot holds [`SLOT_BYTES`] (more than a VXLAN payload under a 9001-byte MTU), a
+//! datagram that still did not fit (MSG_TRUNC) is counted and never decoded as if whole, the
+//! receive buffer is raised (SO_RCVBUFFORCE, then SO_RCVBUF, warning when the kernel capped it),
+//! and the kernel's own drop counter comes back with the datagrams (SO_RXQ_OVFL).
+//!
+//! Zero copy: a batch is received into one buffer, and each datagram handed out is a `Bytes`
+//! slice of it. When nobody holds a slice of the previous batch any more, its buffer is reused,
+//! so a steady state allocates nothing.
+
+use std::io;
+use std::mem::size_of;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use socket2::{Domain, Protocol, Socket, Type};
+
+pub use super::CaptureError;
+use crate::segment::Timestamp;
+
+/// Room for one datagram: a VXLAN payload under a 9001-byte MTU is at most 8973 bytes.
+pub const SLOT_BYTES: usize = 9216;
+/// The most datagrams one `recv_batch` asks for (its headers live on the stack).
+pub const MAX_BATCH: usize = 256;
+/// Control-message room per datagram, in 8-byte words (so the buffer is aligned for
+/// `cmsghdr`): SO_RXQ_OVFL (a u32) and SCM_TIMESTAMPNS (a timespec) need 24 + 32 bytes.
+const CMSG_WORDS: usize = 8;
+
+/// Where and how to listen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpConfig {
+    pub addr: SocketAddr,
+    /// Sockets sharing `addr` through SO_REUSEPORT, one reader thread each.
+    pub sockets: usize,
+    /// Receive buffer to ask for, per socket.
+    pub recv_buffer_bytes: usize,
+    /// Datagrams per `recvmmsg` call (at most [`MAX_BATCH`]).
+    pub batch: usize,
+}
+
+impl Default for UdpConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from((Ipv4Addr::UNSPECIFIED, super::decode::VXLAN_PORT)),
+            sockets: 1,
+            recv_buffer_bytes: 64 << 20,
+            batch: 64,
+        }
+    }
+}
+
+/// Binds `cfg.sockets` sockets with SO_REUSEPORT on `cfg.addr`. With port 0 the first socket's
+/// port is used for the others, so they form one group.
+pub fn bind(cfg: &UdpConfig) -> Result<Vec<UdpReceiver>, CaptureError> {
+    let mut addr = cfg.addr;
+    let mut out = Vec::with_capacity(cfg.sockets.max(1));
+    for _ in 0..cfg.sockets.max(1) {
+        let r = UdpReceiver::open(addr, cfg)?;
+        addr = r.local_addr;
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// One socket of the group, read by one thread.
+pub struct UdpReceiver {
+    socket: Socket,
+    local_addr: SocketAddr,
+    batch: usize,
+    effective_recv_buffer: usize,
+    /// The previous batch's buffer, reclaimed when no datagram of it is alive any more.
+    last: Option<Bytes>,
+    cmsg: Vec<u64>,
+    timeout: Option<Duration>,
+    /// The last SO_RXQ_OVFL value seen: the kernel's cumulative count, as a wrapping u32.
+    ovfl_seen: u32,
+    kernel_drops: u64,
+    truncated: u64,
+}
+
+fn sock_err(addr: SocketAddr, op: &'static str) -> impl FnOnce(io::Error) -> CaptureError {
+    move |source| CaptureError::Socket { addr, op, source }
+}
+
+/// `setsockopt` with an int value, for the options socket2 does not wrap.
+fn set_int_option(
+    socket: &Socket,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the fd is owned by `socket` and open; the value pointer and the length passed
+    // describe a c_int that outlives the call.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+impl UdpReceiver {
+    fn open(addr: SocketAddr, cfg: &UdpConfig) -> Result<Self, CaptureError> {
+        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
+            .map_err(sock_err(addr, "create a socket"))?;
+        socket
+            .set_reuse_port(true)
+            .map_err(sock_err(addr, "set SO_REUSEPORT"))?;
+
+        let wanted = cfg.recv_buffer_bytes;
+        let as_int = libc::c_int::try_from(wanted).unwrap_or(libc::c_int::MAX);
+        // SO_RCVBUFFORCE ignores net.core.rmem_max but needs CAP_NET_ADMIN; without it SO_RCVBUF
+        // is capped at rmem_max.
+        if set_int_option(&socket, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, as_int).is_err() {
+            if let Err(e) = socket.set_recv_buffer_size(wanted) {
+                tracing::warn!(%addr, error = %e, "cannot set the UDP receive buffer size");
+            }
+        }
+        // The kernel reports twice what it grants (the other half is its bookkeeping).
+        let effective = socket
+            .recv_buffer_size()
+            .map_err(sock_err(addr, "read SO_RCVBUF"))?;
+        if effective / 2 < wanted {
+            tracing::warn!(
+                %addr,
+                requested = wanted,
+                obtained = effective / 2,
+                "the kernel capped the UDP receive buffer: raise net.core.rmem_max (sysctl -w net.core.rmem_max={wanted}) or run with CAP_NET_ADMIN, or bursts will be dropped"
+            );
+        }
+        if let Err(e) = set_int_option(&socket, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1) {
+            tracing::warn!(%addr, error = %e, "SO_RXQ_OVFL unavailable: kernel drops on this socket cannot be counted");
+        }
+        if let Err(e) = set_int_option(&socket, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1) {
+            tracing::debug!(%addr, error = %e, "SO_TIMESTAMPNS unavailable: batches are stamped on return");
+        }
+        socket.bind(&addr.into()).map_err(sock_err(addr, "bind"))?;
+        let local_addr = socket
+            .local_addr()
+            .map_err(sock_err(addr, "read the bound address"))?
+            .as_socket()
+            .ok_or_else(|| {
+                sock_err(addr, "read the bound address")(io::Error::other("not an inet address"))
+            })?;
+
+        let batch = cfg.batch.clamp(1, MAX_BATCH);
+        Ok(Self {
+            socket,
+            local_addr,
+            batch,
+            effective_recv_buffer: effective,
+            last: None,
+            cmsg: vec![0; batch * CMSG_WORDS],
+            timeout: None,
+            ovfl_seen: 0,
+            kernel_drops: 0,
+            truncated: 0,
+        })
+    }
+
+    /// Receives one batch with recvmmsg, waiting at most `timeout` for the first datagram (zero:
+    /// not at all), then taking what is already queued. Calls `f` for each datagram with its
+    /// payload (a zero-copy slice of the batch buffer) and receive timestamp. Returns the number
+    /// of datagrams passed to `f`; truncated ones are counted (`truncated_datagrams`) instead.
+    pub fn recv_batch(
+        &mut self,
+        timeout: Duration,
+        mut f: impl FnMut(Bytes, Timestamp),
+    ) -> Result<usize, CaptureError> {
+        let nonblocking = timeout.is_zero();
+        if !nonblocking && self.timeout != Some(timeout) {
+            // A zero SO_RCVTIMEO would mean "forever": anything shorter than the kernel's
+            // microsecond resolution becomes one microsecond.
+            let t = timeout.max(Duration::from_micros(1));
+            self.socket
+                .set_read_timeout(Some(t))
+                .map_err(sock_err(self.local_addr, "set SO_RCVTIMEO"))?;
+            self.timeout = Some(timeout);
+        }
+
+        let n = self.batch;
+        let mut buf = self.take_buffer(n * SLOT_BYTES);
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; MAX_BATCH];
+        // SAFETY: mmsghdr is a plain C struct for which all-zero is a valid value (null
+        // pointers, zero lengths); its private padding fields on some libcs rule out a literal.
+        let mut hdrs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
+        let cmsg_bytes = CMSG_WORDS * size_of::<u64>();
+        for (((slot, ctrl), v), h) in buf
+            .chunks_mut(SLOT_BYTES)
+            .zip(self.cmsg.chunks_mut(CMSG_WORDS))
+            .zip(iov.iter_mut())
+            .zip(hdrs.iter_mut())
+        {
+            v.iov_base = slot.as_mut_ptr().cast();
+            v.iov_len = slot.len();
+            h.msg_hdr.msg_iov = v;
+            h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_control = ctrl.as_mut_ptr().cast();
+            h.msg_hdr.msg_controllen = cmsg_bytes as _;
+        }
+        let flags = libc::MSG_WAITFORONE | if nonblocking { libc::MSG_DONTWAIT } else { 0 };
+        // SAFETY: `hdrs[..n]` point at `n` iovecs and control buffers set up above, each
+        // describing memory of `buf` / `self.cmsg` that stays borrowed and alive, and unmoved,
+        // until the call returns. The kernel writes at most the lengths given.
+        let got = unsafe {
+            libc::recvmmsg(
+                self.socket.as_raw_fd(),
+                hdrs.as_mut_ptr(),
+                n as libc::c_uint,
+                flags,
+                std::ptr::null_mut(),
+            )
+        };
+        if got < 0 {
+            let e = io::Error::last_os_error();
+            self.last = Some(buf.freeze());
+            return match e.kind() {
+                io::ErrorKind::WouldBlock
+                | io::ErrorKind::TimedOut
+                | io::ErrorKind::Interrupted => Ok(0),
+                _ => Err(CaptureError::Socket {
+                    addr: self.local_addr,
+                    op: "receive",
+                    source: e,
+                }),
+            };
+        }
+        let got = usize::try_from(got).unwrap_or(0).min(n);
+        let batch_now = now_nanos();
+        let batch = buf.freeze();
+        let mut delivered = 0;
+        for (i, h) in hdrs.iter().take(got).enumerate() {
+            let (ovfl, kernel_ts) = read_cmsgs(&h.msg_hdr);
+            if let Some(v) = ovfl {
+                self.kernel_drops += u64::from(v.wrapping_sub(self.ovfl_seen));
+                self.ovfl_seen = v;
+            }
+            let ts = kernel_ts.unwrap_or(batch_now);
+            if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                self.truncated += 1;
+                continue;
+            }
+            let start = i * SLOT_BYTES;
+            let len = (h.msg_len as usize).min(SLOT_BYTES);
+            f(batch.slice(start..start + len), ts);
+            delivered += 1;
+        }
+        self.last = Some(batch);
+        Ok(delivered)
+    }
+
+    /// A buffer of exactly `len` initialised bytes: the previous batch's if nobody holds a slice
+    /// of it, else a new one.
+    fn take_buffer(&mut self, len: usize) -> BytesMut {
+        if let Some(last) = self.last.take() {
+            if let Ok(mut m) = last.try_into_mut() {
+                if m.len() != len {
+                    m.resize(len, 0);
+                }
+                return m;
+            }
+        }
+        BytesMut::zeroed(len)
+    }
+
+    /// Datagrams the kernel dropped on this socket for lack of buffer room (SO_RXQ_OVFL),
+    /// cumulative. Learned from the datagrams that follow a drop, so it lags by one batch.
+    pub fn kernel_drops(&self) -> u64 {
+        self.kernel_drops
+    }
+
+    /// Datagrams larger than [`SLOT_BYTES`], counted and not delivered.
+    pub fn truncated_datagrams(&self) -> u64 {
+        self.truncated
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The receive buffer as the kernel reports it (SO_RCVBUF: twice the usable payload room).
+    pub fn effective_recv_buffer(&self) -> usize {
+        self.effective_recv_buffer
+    }
+}
+
+fn now_nanos() -> Timestamp {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// The SO_RXQ_OVFL counter and the SCM_TIMESTAMPNS time, when the kernel attached them.
+fn read_cmsgs(msg: &libc::msghdr) -> (Option<u32>, Option<Timestamp>) {
+    let (mut ovfl, mut ts) = (None, None);
+    // SAFETY: `msg` was filled by recvmmsg; its control pointer and the length the kernel wrote
+    // describe the receiver's control buffer, which is alive and not otherwise accessed here,
+    // and CMSG_FIRSTHDR/CMSG_NXTHDR stay within msg_controllen. Payloads are read unaligned
+    // because nothing promises more.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(msg);
+        while !c.is_null() {
+            let data = libc::CMSG_DATA(c);
+            match ((*c).cmsg_level, (*c).cmsg_type) {
+                (libc::SOL_SOCKET, libc::SO_RXQ_OVFL) => {
+                    ovfl = Some(std::ptr::read_unaligned(data.cast::<u32>()))
+                }
+                (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) => {
+                    let t = std::ptr::read_unaligned(data.cast::<libc::timespec>());
+                    if let (Ok(s), Ok(ns)) = (u64::try_from(t.tv_sec), u64::try_from(t.tv_nsec)) {
+                        ts = Some(s.saturating_mul(1_000_000_000).saturating_add(ns));
+                    }
+                }
+                _ => {}
+            }
+            c = libc::CMSG_NXTHDR(msg, c);
+        }
+    }
+    (ovfl, ts)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::net::UdpSocket;
+    use std::time::Instant;
+
+    use super::*;
+
+    fn loopback(sockets: usize, recv_buffer_bytes: usize, batch: usize) -> Vec<UdpReceiver> {
+        bind(&UdpConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            sockets,
+            recv_buffer_bytes,
+            batch,
+        })
+        .unwrap()
+    }
+
+    fn payload(i: usize) -> Vec<u8> {
+        // Sizes up to a jumbo VXLAN payload; the index leads so every datagram is distinct.
+        let len = 8 + (i * 997) % 8960;
+        let mut v = (i as u64).to_be_bytes().to_vec();
+        v.extend((0..len - 8).map(|j| (i + j) as u8));
+        v
+    }
+
+    /// Reads from every receiver until `n` datagrams arrived or a generous deadline passed.
+    fn drain(rx: &mut [UdpReceiver], n: usize) -> (Vec<Vec<u8>>, Vec<usize>) {
+        let mut got = Vec::new();
+        let mut per_socket = vec![0; rx.len()];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while got.len() < n && Instant::now() < deadline {
+            for (k, r) in rx.iter_mut().enumerate() {
+                let c = r
+                    .recv_batch(Duration::from_millis(20), |b, _| got.push(b.to_vec()))
+                    .unwrap();
+                per_socket[k] += c;
+            }
+        }
+        (got, per_socket)
+    }
+
+    #[test]
+    fn reuseport_group_receives_every_datagram_exactly() {
+        let mut rx = loopback(2, 8 << 20, 16);
+        let addr = rx[0].local_addr();
+        assert_ne!(addr.port(), 0);
+        assert_eq!(
+            rx[1].local_addr(),
+            addr,
+            "the second socket joins the first one's port"
+        );
+
+        // The kernel spreads by 4-tuple, so many source ports reach both sockets.
+        let senders: Vec<UdpSocket> = (0..32)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let n = 320;
+        let mut want = Vec::new();
+        for i in 0..n {
+            let p = payload(i);
+            senders[i % senders.len()].send_to(&p, addr).unwrap();
+            want.push(p);
+        }
+        let (mut got, per_socket) = drain(&mut rx, n);
+        assert_eq!(got.len(), n);
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
+        assert!(
+            per_socket.iter().all(|&c| c > 0),
+            "both sockets of the group received: {per_socket:?}"
+        );
+        assert_eq!(
+            rx.iter()
+                .map(|r| r.kernel_drops() + r.truncated_datagrams())
+                .sum::<u64>(),
+            0
+        );
+    }
+
+    #[test]
+    fn batch_payloads_are_slices_of_one_buffer_with_receive_times() {
+        let mut rx = loopback(1, 1 << 20, 8);
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let before = now_nanos();
+        for i in 0..5u8 {
+            tx.send_to(&[i; 100], rx[0].local_addr()).unwrap();
+        }
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while got.len() < 5 && Instant::now() < deadline {
+            rx[0]
+                .recv_batch(Duration::from_millis(50), |b, ts| got.push((b, ts)))
+                .unwrap();
+        }
+        let after = now_nanos();
+        assert_eq!(got.len(), 5);
+        for (i, (b, ts)) in got.iter().enumerate() {
+            assert_eq!(&b[..], &[i as u8; 100]);
+            assert!((before..=after).contains(ts), "{before} <= {ts} <= {after}");
+        }
+        // Slots of one recvmmsg call sit SLOT_BYTES apart in one buffer.
+        let (a, b) = (got[0].0.as_ptr() as usize, got[1].0.as_ptr() as usize);
+        assert_eq!((b - a) % SLOT_BYTES, 0);
+    }
+
+    #[test]
+    fn oversized_datagrams_are_counted_not_delivered() {
+        let mut rx = loopback(1, 1 << 20, 4);
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.send_to(&vec![7u8; SLOT_BYTES + 1], rx[0].local_addr())
+            .unwrap();
+        tx.send_to(&vec![8u8; SLOT_BYTES], rx[0].local_addr())
+            .unwrap();
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while got.is_empty() && Instant::now() < deadline {
+            rx[0]
+                .recv_batch(Duration::from_millis(50), |b, _| got.push(b))
+                .unwrap();
+        }
+        assert_eq!(got.len(), 1);
+        assert_eq!(&got[0][..], &vec![8u8; SLOT_BYTES][..]);
+        assert_eq!(rx[0].truncated_datagrams(), 1);
+    }
+
+    #[test]
+    fn timeouts_return_empty_batches() {
+        let mut rx = loopback(1, 1 << 20, 4);
+        let mut calls = 0;
+        assert_eq!(
+            rx[0].recv_batch(Duration::ZERO, |_, _| calls += 1).unwrap(),
+            0
+        );
+        assert_eq!(
+            rx[0]
+                .recv_batch(Duration::from_millis(30), |_, _| calls += 1)
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            rx[0]
+                .recv_batch(Duration::from_nanos(1), |_, _| calls += 1)
+                .unwrap(),
+            0
+        );
+        assert_eq!(calls, 0);
+    }
+
+    #[test]
+    fn receive_buffer_is_raised() {
+        let rx = loopback(1, 1 << 20, 4);
+        let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // SO_RCVBUFFORCE grants the request; plain SO_RCVBUF at least up to rmem_max.
+        assert!(
+            rx[0].effective_recv_buffer() / 2 >= (1 << 20).min(rmem_max),
+            "{}",
+            rx[0].effective_recv_buffer()
+        );
+    }
+
+    #[test]
+    fn kernel_drops_are_reported() {
+        // A receive buffer this small overflows at once.
+        let mut rx = loopback(1, 4096, 64);
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sent = 2000;
+        for i in 0..sent {
+            tx.send_to(&[i as u8; 200], rx[0].local_addr()).unwrap();
+        }
+        let mut delivered = 0;
+        while rx[0]
+            .recv_batch(Duration::from_millis(50), |_, _| delivered += 1)
+            .unwrap()
+            > 0
+        {}
+        // The counter travels with the next datagram queued after the drops.
+        tx.send_to(b"last", rx[0].local_addr()).unwrap();
+        let mut last = HashMap::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while last.is_empty() && Instant::now() < deadline {
+            rx[0]
+                .recv_batch(Duration::from_millis(50), |b, _| {
+                    *last.entry(b.to_vec()).or_insert(0) += 1
+                })
+                .unwrap();
+        }
+        assert_eq!(last.get(b"last".as_slice()), Some(&1));
+        let drops = rx[0].kernel_drops();
+        assert!(delivered < sent, "the buffer must have overflowed");
+        assert!(drops > 0);
+        assert!(
+            delivered as u64 + drops <= sent as u64,
+            "{delivered} + {drops} > {sent}"
+        );
+    }
+
+    #[test]
+    fn receivers_move_to_reader_threads() {
+        fn send<T: Send>() {}
+        send::<UdpReceiver>();
+    }
+
+    #[test]
+    fn bind_errors_name_the_address() {
+        let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // A socket without SO_REUSEPORT holds the port, so the group cannot join it.
+        let addr = taken.local_addr().unwrap();
+        let e = bind(&UdpConfig {
+            addr,
+            ..UdpConfig::default()
+        })
+        .err()
+        .unwrap();
+        assert!(matches!(e, CaptureError::Socket { op: "bind", .. }), "{e}");
+        assert!(e.to_string().contains(&addr.to_string()), "{e}");
+    }
+}
