@@ -11,6 +11,7 @@ pub mod dispatch;
 pub mod http;
 pub mod metrics;
 pub mod output;
+pub mod pipeline;
 pub mod reassembly;
 pub mod request;
 pub mod segment;

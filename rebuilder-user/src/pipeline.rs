@@ -1,0 +1,645 @@
+//! Wires the stages together and runs them: capture threads → dispatcher → reassembly workers
+//! → outputs, with the status server and signal handling beside them.
+//!
+//! Threads, not tasks, for capture and reassembly: they are CPU-bound loops that must never be
+//! delayed by an executor. The outputs and the status server are I/O and live on a small tokio
+//! runtime.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use prometheus_client::registry::Registry;
+
+use crate::capture::decode::{DecodeConfig, DecodeStats, Decoder};
+use crate::capture::pcap::{PcapSource, PcapStats};
+use crate::capture::udp::{self, UdpConfig};
+use crate::capture::CaptureError;
+use crate::config::{cores, Settings};
+use crate::dispatch::{self, Dispatcher, WorkItem};
+use crate::metrics::{OutcomeLabel, PipelineMetrics, ReasonLabel};
+use crate::output::jsonl::JsonlConfig;
+use crate::output::upstream::UpstreamConfig;
+use crate::output::{Mode, OutputError, OutputTotals, Outputs, OutputsConfig};
+use crate::status::{Health, Heartbeat};
+use crate::worker::{FlowTable, WorkerConfig, WorkerStats, DEFAULT_LINGER_NS};
+
+/// How often threads publish their counters and live capture tells workers the time.
+const PUBLISH_EVERY: Duration = Duration::from_millis(250);
+/// How long a capture read may wait before the thread checks its stop flag and beats.
+const POLL: Duration = Duration::from_millis(200);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error("status server: {0}")]
+    Status(#[from] crate::status::StatusError),
+    #[error("cannot bind the status server on {addr}: {source}")]
+    StatusBind { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot start thread {name}: {source}")]
+    Thread { name: String, source: std::io::Error },
+    #[error("a pipeline thread panicked: {0}")]
+    Panicked(String),
+    #[error("all reassembly workers stopped early")]
+    WorkersGone,
+}
+
+/// Where segments come from.
+pub enum Input {
+    /// A capture file, read as fast as the outputs take it, or paced by its timestamps.
+    Pcap { path: PathBuf, pace: Option<f64>, progress: bool },
+    /// VXLAN datagrams on UDP sockets.
+    Udp,
+}
+
+impl Input {
+    fn is_live(&self) -> bool {
+        !matches!(self, Input::Pcap { .. })
+    }
+    fn source(&self) -> &'static str {
+        match self {
+            Input::Pcap { .. } => "pcap",
+            Input::Udp => "udp",
+        }
+    }
+}
+
+enum Opened {
+    Pcap { src: PcapSource, pace: Option<f64>, progress: bool },
+    Udp(Vec<udp::UdpReceiver>),
+}
+
+/// What a run did, printed at the end of `replay` (and at shutdown of `run`).
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub source: &'static str,
+    pub elapsed: Duration,
+    /// Frames read from the file, or datagrams received.
+    pub packets: u64,
+    pub decode: DecodeStats,
+    pub pcap: Option<PcapStats>,
+    pub udp_kernel_drops: u64,
+    pub udp_truncated: u64,
+    pub segments_dropped_queue_full: u64,
+    pub workers: WorkerStats,
+    pub outputs: Vec<OutputTotals>,
+    /// Requests the outputs still held when the drain deadline passed.
+    pub abandoned: u64,
+    /// Set when reading stopped early because of an error (the rest of the summary is still
+    /// what was done up to there).
+    pub read_error: Option<String>,
+}
+
+impl Summary {
+    /// Every loss, with where it happened, for the summary and for tests.
+    pub fn drops(&self) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        let mut push = |k: String, n: u64| {
+            if n > 0 {
+                out.push((k, n));
+            }
+        };
+        for (d, n) in self.decode.drops() {
+            push(format!("packet:{}", d.as_str()), n);
+        }
+        if let Some(p) = &self.pcap {
+            push("record:corrupt".into(), p.corrupt);
+            push("record:unsupported_link".into(), p.unsupported_link);
+        }
+        push("datagram:kernel_drop".into(), self.udp_kernel_drops);
+        push("datagram:truncated".into(), self.udp_truncated);
+        push("segment:worker_queue_full".into(), self.segments_dropped_queue_full);
+        let s = &self.workers.stream;
+        push("segment:out_of_window".into(), s.out_of_window_segments);
+        let h = &self.workers.http;
+        push("request:gap".into(), h.dropped_gap);
+        push("request:head_too_large".into(), h.dropped_head_too_large);
+        push("request:too_many_headers".into(), h.dropped_too_many_headers);
+        push("request:invalid".into(), h.dropped_invalid);
+        push("request:incomplete".into(), h.dropped_incomplete);
+        for o in &self.outputs {
+            for (reason, n) in &o.dropped {
+                push(format!("{}:{reason}", o.output), *n);
+            }
+        }
+        out
+    }
+
+    pub fn print(&self, mut w: impl Write) -> std::io::Result<()> {
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        let w_ = &self.workers;
+        writeln!(w, "rebuilder {} summary", self.source)?;
+        writeln!(w, "  elapsed          {:.3} s", self.elapsed.as_secs_f64())?;
+        writeln!(w, "  packets          {} ({:.0}/s)", self.packets, self.packets as f64 / secs)?;
+        writeln!(w, "  segments         {}", self.decode.segments())?;
+        writeln!(w, "  flows            {}", w_.flows_created)?;
+        writeln!(
+            w,
+            "  gaps             {} ({} bytes)",
+            w_.stream.gaps.iter().sum::<u64>(),
+            w_.stream.gap_bytes.iter().sum::<u64>()
+        )?;
+        writeln!(w, "  requests rebuilt {} ({:.0}/s)", w_.requests, w_.requests as f64 / secs)?;
+        for o in &self.outputs {
+            let verb = if o.output == "upstream" { "replayed" } else { "written" };
+            writeln!(w, "  {:<16} {} {verb}", o.output, o.delivered)?;
+        }
+        let drops = self.drops();
+        if drops.is_empty() {
+            writeln!(w, "  dropped          none")?;
+        } else {
+            writeln!(w, "  dropped")?;
+            for (k, n) in drops {
+                writeln!(w, "    {k:<30} {n}")?;
+            }
+        }
+        if let Some(e) = &self.read_error {
+            writeln!(w, "  read error       {e}")?;
+        }
+        Ok(())
+    }
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn join<T>(h: JoinHandle<T>) -> Result<T, PipelineError> {
+    h.join().map_err(|p| {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        PipelineError::Panicked(msg)
+    })
+}
+
+fn spawn<T: Send + 'static>(
+    name: String,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<JoinHandle<T>, PipelineError> {
+    std::thread::Builder::new().name(name.clone()).spawn(f).map_err(|source| PipelineError::Thread { name, source })
+}
+
+fn outputs_config(s: &Settings) -> OutputsConfig {
+    let upstream = s.upstream.url.as_ref().map(|url| UpstreamConfig {
+        url: url.clone(),
+        pool_size: s.upstream.pool_size,
+        connect_timeout: s.upstream.connect_timeout.0,
+        response_timeout: s.upstream.response_timeout.0,
+        queue_requests: s.upstream.queue_requests,
+        queue_bytes: s.upstream.queue_bytes.as_usize(),
+        client_ip_header: s.upstream.client_ip_header.clone(),
+        vni_header: s.upstream.vni_header.clone(),
+    });
+    let jsonl = s.jsonl.path.as_ref().map(|p| JsonlConfig {
+        path: p.clone(),
+        queue_requests: s.jsonl.queue_requests,
+        queue_bytes: s.jsonl.queue_bytes.as_usize(),
+    });
+    OutputsConfig { upstream, jsonl }
+}
+
+/// Shared by every thread of a run.
+struct Shared {
+    metrics: Arc<PipelineMetrics>,
+    health: Arc<Health>,
+    stop: Arc<AtomicBool>,
+    live: bool,
+    max_silence: Duration,
+}
+
+impl Shared {
+    fn heartbeat(&self, name: &str) -> Option<Heartbeat> {
+        self.live.then(|| self.health.component(name, self.max_silence))
+    }
+}
+
+/// Runs the pipeline until the input ends (a file) or `stop` is set (live, set by SIGINT or
+/// SIGTERM), then drains the outputs and returns what happened.
+pub fn run(settings: &Settings, input: Input, stop: Arc<AtomicBool>) -> Result<Summary, PipelineError> {
+    let started = Instant::now();
+    let live = input.is_live();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("rebuilder-io")
+        .enable_all()
+        .build()
+        .map_err(PipelineError::Runtime)?;
+
+    // Open the input first: a missing file or a busy port fails before anything starts.
+    let source = input.source();
+    let opened = match input {
+        Input::Pcap { path, pace, progress } => Opened::Pcap { src: PcapSource::open(&path)?, pace, progress },
+        Input::Udp => {
+            let sockets = if settings.udp.sockets == 0 { cores() } else { settings.udp.sockets };
+            Opened::Udp(udp::bind(&UdpConfig {
+                addr: settings.udp.listen,
+                sockets,
+                recv_buffer_bytes: settings.udp.recv_buffer.as_usize(),
+                batch: settings.udp.batch,
+            })?)
+        }
+    };
+
+    let mut registry = Registry::default();
+    let metrics = Arc::new(PipelineMetrics::register(&mut registry));
+    let health = Health::new();
+    let mode = if live { Mode::Live } else { Mode::Offline };
+    let outputs = Outputs::start(&outputs_config(settings), mode, &mut registry, Arc::clone(&health), rt.handle())?;
+    let registry = Arc::new(registry);
+
+    let (status_stop_tx, status_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    if let Some(addr) = settings.status.listen {
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .map_err(|source| PipelineError::StatusBind { addr, source })?;
+        tracing::info!(%addr, "status server listening (/healthz, /metrics)");
+        let (reg, h) = (Arc::clone(&registry), Arc::clone(&health));
+        rt.spawn(async move {
+            let shutdown = async {
+                let _ = status_stop_rx.await;
+            };
+            if let Err(e) = crate::status::serve_listener(listener, reg, h, shutdown).await {
+                tracing::error!(error = %e, "status server stopped");
+            }
+        });
+    }
+
+    // SIGINT/SIGTERM: stop capture, then the outputs drain within the deadline. A second
+    // signal exits at once, for an operator who does not want to wait.
+    let flag = Arc::clone(&stop);
+    rt.spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        tracing::info!("signal received: stopping capture, draining outputs");
+        flag.store(true, Ordering::Relaxed);
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        eprintln!("rebuilder: second signal, exiting now");
+        std::process::exit(130);
+    });
+
+    let shared = Arc::new(Shared {
+        metrics: Arc::clone(&metrics),
+        health: Arc::clone(&health),
+        stop: Arc::clone(&stop),
+        live,
+        max_silence: settings.status.max_silence.0,
+    });
+
+    // Reassembly workers.
+    let n_workers = if settings.reassembly.workers == 0 { cores() } else { settings.reassembly.workers };
+    let (senders, queues) = dispatch::queues(n_workers);
+    let budget = settings.reassembly.memory_budget.as_usize() / n_workers;
+    let mut server_ports = settings.capture.server_ports.clone();
+    server_ports.sort_unstable();
+    let wcfg = WorkerConfig {
+        flow_key: settings.capture.flow_key,
+        server_ports,
+        stream: settings.stream_config(),
+        http: Arc::new(settings.http_limits()),
+        idle_timeout_ns: settings.reassembly.idle_timeout.0.as_nanos() as u64,
+        linger_ns: DEFAULT_LINGER_NS,
+        budget,
+    };
+    let mut workers = Vec::new();
+    for (i, rx) in queues.into_iter().enumerate() {
+        let (cfg, out, sh) = (wcfg.clone(), outputs.clone(), Arc::clone(&shared));
+        workers.push(spawn(format!("rebuilder-w{i}"), move || worker_loop(i, rx, cfg, out, sh))?);
+    }
+
+    // Capture.
+    let decode_cfg = DecodeConfig {
+        vxlan_ports: settings.capture.vxlan_ports.clone(),
+        vni_allow: settings.capture.vni_allow.clone(),
+        vni_deny: settings.capture.vni_deny.clone(),
+    };
+    let seed = now_ns() ^ u64::from(std::process::id());
+    let mut summary = Summary { source, ..Summary::default() };
+    match opened {
+        Opened::Pcap { src, pace, progress } => {
+            let packets = Arc::new(AtomicU64::new(0));
+            let total = src.total_bytes();
+            let bytes_read = Arc::new(AtomicU64::new(0));
+            let reporter = (progress && std::io::stderr().is_terminal()).then(|| {
+                progress_line(Arc::clone(&packets), Arc::clone(&bytes_read), total, Arc::clone(&metrics))
+            });
+            let ctx = PcapCtx { decode_cfg, pace, packets, bytes_read };
+            let disp = Dispatcher::new(senders.clone(), false, settings.capture.flow_key, seed);
+            let sh = Arc::clone(&shared);
+            let h = spawn("rebuilder-pcap".into(), move || pcap_loop(src, disp, ctx, sh))?;
+            let r = join(h)?;
+            if let Some((flag, h)) = reporter {
+                flag.store(true, Ordering::Relaxed);
+                let _ = h.join();
+                eprintln!();
+            }
+            summary.packets = r.stats.records;
+            summary.decode = r.decode;
+            summary.segments_dropped_queue_full = r.dropped;
+            summary.read_error = r.error;
+            summary.pcap = Some(r.stats);
+            if r.workers_gone {
+                return Err(PipelineError::WorkersGone);
+            }
+        }
+        Opened::Udp(receivers) => {
+            let mut handles = Vec::new();
+            for (i, rx) in receivers.into_iter().enumerate() {
+                let disp = Dispatcher::new(senders.clone(), true, settings.capture.flow_key, seed);
+                let (dec, sh) = (Decoder::new(&decode_cfg), Arc::clone(&shared));
+                handles.push(spawn(format!("rebuilder-udp{i}"), move || udp_loop(i, rx, dec, disp, sh))?);
+            }
+            tracing::info!(addr = %settings.udp.listen, sockets = handles.len(), workers = n_workers, "capturing VXLAN from UDP");
+            for h in handles {
+                let r = join(h)?;
+                summary.packets += r.datagrams;
+                summary.decode.add(&r.decode);
+                summary.udp_kernel_drops += r.kernel_drops;
+                summary.udp_truncated += r.truncated;
+                summary.segments_dropped_queue_full += r.dropped;
+            }
+        }
+    }
+
+    // Capture is over: workers finish their flows once every sender is gone.
+    drop(senders);
+    for h in workers {
+        summary.workers.add(&join(h)?);
+    }
+
+    let deadline = if live || stop.load(Ordering::Relaxed) {
+        settings.drain_timeout.0
+    } else {
+        // Offline, nothing is dropped for time: wait for the outputs, however long.
+        Duration::from_secs(365 * 24 * 3600)
+    };
+    let report = rt.block_on(outputs.drain(deadline));
+    summary.abandoned = report.abandoned();
+    summary.outputs = outputs.totals();
+    summary.elapsed = started.elapsed();
+    let _ = status_stop_tx.send(());
+    rt.shutdown_timeout(Duration::from_secs(1));
+    Ok(summary)
+}
+
+fn worker_loop(
+    id: usize,
+    rx: Receiver<WorkItem>,
+    cfg: WorkerConfig,
+    outputs: Outputs,
+    shared: Arc<Shared>,
+) -> WorkerStats {
+    let beat = shared.heartbeat(&format!("worker {id}"));
+    let mut table = FlowTable::new(cfg);
+    let mut emit = |req| outputs.submit(Arc::new(req));
+    let mut published = WorkerStats::default();
+    let mut last_publish = Instant::now();
+    loop {
+        match rx.recv_timeout(POLL) {
+            Ok(WorkItem::Segments(batch)) => {
+                for seg in &batch {
+                    table.push(seg, &mut emit);
+                }
+            }
+            Ok(WorkItem::Tick(now)) => table.tick(now, &mut emit),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if let Some(b) = &beat {
+            b.beat();
+        }
+        if last_publish.elapsed() >= PUBLISH_EVERY {
+            let now = table.stats().clone();
+            shared.metrics.publish_worker(&now, &published);
+            published = now;
+            last_publish = Instant::now();
+        }
+    }
+    table.finish(&mut emit);
+    let now = table.stats().clone();
+    shared.metrics.publish_worker(&now, &published);
+    if let Some(b) = &beat {
+        b.stopped();
+    }
+    now
+}
+
+struct PcapCtx {
+    decode_cfg: DecodeConfig,
+    pace: Option<f64>,
+    packets: Arc<AtomicU64>,
+    bytes_read: Arc<AtomicU64>,
+}
+
+struct PcapResult {
+    stats: PcapStats,
+    decode: DecodeStats,
+    dropped: u64,
+    error: Option<String>,
+    workers_gone: bool,
+}
+
+fn pcap_loop(mut src: PcapSource, mut disp: Dispatcher, ctx: PcapCtx, shared: Arc<Shared>) -> PcapResult {
+    let decoder = Decoder::new(&ctx.decode_cfg);
+    let mut decode = DecodeStats::default();
+    let mut published = DecodeStats::default();
+    let mut published_pcap = PcapStats::default();
+    let mut published_dispatched = 0u64;
+    let mut last_publish = Instant::now();
+    let mut pace_origin: Option<(Instant, u64)> = None;
+    let mut workers_gone = false;
+    let mut n: u64 = 0;
+    while let Some(frame) = src.next_frame() {
+        n += 1;
+        if let Some(speed) = ctx.pace {
+            let (t0, ts0) = *pace_origin.get_or_insert((Instant::now(), frame.ts));
+            let due = Duration::from_nanos((frame.ts.saturating_sub(ts0) as f64 / speed) as u64);
+            if let Some(wait) = due.checked_sub(t0.elapsed()) {
+                // Flush first: pacing means the workers must see what is due now.
+                if disp.flush().is_err() {
+                    workers_gone = true;
+                    break;
+                }
+                std::thread::sleep(wait);
+            }
+        }
+        let r = decoder.decode_frame(frame.link, &frame.data, frame.ts);
+        decode.record(&r);
+        if let Ok(seg) = r {
+            if disp.push(seg).is_err() {
+                workers_gone = true;
+                break;
+            }
+        }
+        if n % 4096 == 0 {
+            if shared.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            ctx.packets.store(n, Ordering::Relaxed);
+            ctx.bytes_read.store(src.bytes_read(), Ordering::Relaxed);
+            if last_publish.elapsed() >= PUBLISH_EVERY {
+                publish_pcap(&shared.metrics, &decode, &published, src.stats(), &published_pcap);
+                shared.metrics.segments_dispatched.inc_by(disp.dispatched - published_dispatched);
+                published_dispatched = disp.dispatched;
+                published = decode.clone();
+                published_pcap = src.stats().clone();
+                last_publish = Instant::now();
+            }
+        }
+    }
+    if disp.flush().is_err() {
+        workers_gone = true;
+    }
+    ctx.packets.store(n, Ordering::Relaxed);
+    ctx.bytes_read.store(src.bytes_read(), Ordering::Relaxed);
+    publish_pcap(&shared.metrics, &decode, &published, src.stats(), &published_pcap);
+    shared.metrics.segments_dispatched.inc_by(disp.dispatched - published_dispatched);
+    PcapResult {
+        stats: src.stats().clone(),
+        decode,
+        dropped: disp.dropped_queue_full,
+        error: src.error().map(|e| e.to_string()),
+        workers_gone,
+    }
+}
+
+fn publish_pcap(
+    m: &PipelineMetrics,
+    decode: &DecodeStats,
+    before: &DecodeStats,
+    stats: &PcapStats,
+    stats_before: &PcapStats,
+) {
+    m.publish_decode("pcap", decode, before);
+    let rec = |outcome: &'static str, a: u64, b: u64| {
+        if a > b {
+            m.capture_records.get_or_create(&OutcomeLabel { outcome }).inc_by(a - b);
+        }
+    };
+    rec("read", stats.records, stats_before.records);
+    rec("corrupt", stats.corrupt, stats_before.corrupt);
+    rec("unsupported_link", stats.unsupported_link, stats_before.unsupported_link);
+}
+
+struct UdpResult {
+    datagrams: u64,
+    decode: DecodeStats,
+    kernel_drops: u64,
+    truncated: u64,
+    dropped: u64,
+}
+
+fn udp_loop(
+    id: usize,
+    mut rx: udp::UdpReceiver,
+    decoder: Decoder,
+    mut disp: Dispatcher,
+    shared: Arc<Shared>,
+) -> UdpResult {
+    let beat = shared.heartbeat(&format!("udp capture {id}"));
+    let mut decode = DecodeStats::default();
+    let mut published = DecodeStats::default();
+    let (mut pub_kernel, mut pub_trunc, mut pub_dispatched, mut pub_dropped) = (0u64, 0u64, 0u64, 0u64);
+    let mut last_publish = Instant::now();
+    let mut datagrams = 0u64;
+    while !shared.stop.load(Ordering::Relaxed) {
+        let mut gone = false;
+        let r = rx.recv_batch(POLL, |payload, ts| {
+            let r = decoder.decode_vxlan(&payload, ts);
+            decode.record(&r);
+            if let Ok(seg) = r {
+                gone |= disp.push(seg).is_err();
+            }
+        });
+        match r {
+            Ok(n) => datagrams += n as u64,
+            Err(e) => {
+                tracing::error!(error = %e, "UDP receive failed");
+                std::thread::sleep(POLL);
+            }
+        }
+        gone |= disp.flush().is_err();
+        if gone {
+            tracing::error!("reassembly workers are gone; UDP capture {id} stops");
+            break;
+        }
+        if let Some(b) = &beat {
+            b.beat();
+        }
+        if last_publish.elapsed() >= PUBLISH_EVERY {
+            let _ = disp.tick(now_ns());
+            let m = &shared.metrics;
+            m.publish_decode("udp", &decode, &published);
+            published = decode.clone();
+            m.udp_kernel_drops.inc_by(rx.kernel_drops() - pub_kernel);
+            pub_kernel = rx.kernel_drops();
+            let trunc = rx.truncated_datagrams() - pub_trunc;
+            if trunc > 0 {
+                m.packets.get_or_create(&crate::metrics::PacketLabels { source: "udp", outcome: "datagram_truncated" }).inc_by(trunc);
+            }
+            pub_trunc = rx.truncated_datagrams();
+            m.segments_dispatched.inc_by(disp.dispatched - pub_dispatched);
+            pub_dispatched = disp.dispatched;
+            if disp.dropped_queue_full > pub_dropped {
+                m.segments_dropped
+                    .get_or_create(&ReasonLabel { reason: "worker_queue_full" })
+                    .inc_by(disp.dropped_queue_full - pub_dropped);
+            }
+            pub_dropped = disp.dropped_queue_full;
+            last_publish = Instant::now();
+        }
+    }
+    if let Some(b) = &beat {
+        b.stopped();
+    }
+    shared.metrics.publish_decode("udp", &decode, &published);
+    UdpResult {
+        datagrams,
+        decode,
+        kernel_drops: rx.kernel_drops(),
+        truncated: rx.truncated_datagrams(),
+        dropped: disp.dropped_queue_full,
+    }
+}
+
+/// A one-line progress report on stderr while a long file is replayed.
+fn progress_line(
+    packets: Arc<AtomicU64>,
+    bytes: Arc<AtomicU64>,
+    total: Option<u64>,
+    metrics: Arc<PipelineMetrics>,
+) -> (Arc<AtomicBool>, JoinHandle<()>) {
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&done);
+    let h = std::thread::spawn(move || {
+        let start = Instant::now();
+        while !flag.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(500));
+            let p = packets.load(Ordering::Relaxed);
+            let b = bytes.load(Ordering::Relaxed);
+            let secs = start.elapsed().as_secs_f64().max(1e-3);
+            let pct = total.map_or(String::new(), |t| format!("{:5.1}% ", 100.0 * b as f64 / t.max(1) as f64));
+            eprint!(
+                "\r{pct}{p} packets ({:.0}/s), {} requests rebuilt   ",
+                p as f64 / secs,
+                metrics.requests_rebuilt.get()
+            );
+        }
+    });
+    (done, h)
+}
