@@ -50,7 +50,6 @@ fn run() -> Result<(), String> {
         "-O2".into(),
         "-g".into(),
         "-Wall".into(),
-        "-Werror".into(),
         format!("-I{}", src.display()),
     ];
     if let Some(dir) = multiarch {
@@ -75,6 +74,10 @@ fn run() -> Result<(), String> {
             clang.display(),
             String::from_utf8_lossy(&output.stderr)
         ));
+    }
+    // Warnings from another clang version should be seen, not fail the build.
+    for line in String::from_utf8_lossy(&output.stderr).lines() {
+        println!("cargo:warning={line}");
     }
     Ok(())
 }

@@ -7,14 +7,16 @@
 //! [`parse_record`].
 //!
 //! Loading: [`load`] applies a [`Config`] (read-only globals, ring size, filter maps) and
-//! verifies the program; [`xdp_program`] then gives the [`aya::programs::Xdp`] to attach.
+//! verifies the program; [`attach`] attaches it through a bpf_link, so that the attachment
+//! ends with the process however it ends; [`read_counters`] sums the per-CPU counters.
 
 mod abi;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use aya::maps::{Array, HashMap, MapError, PerCpuArray};
-use aya::programs::{ProgramError, Xdp};
+use aya::programs::links::{FdLink, LinkError};
+use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError, EbpfLoader};
 
 pub use abi::*;
@@ -173,6 +175,15 @@ pub enum LoadError {
     Map(#[from] MapError),
     #[error("XDP program: {0}")]
     Program(#[from] ProgramError),
+    #[error("XDP link: {0}")]
+    Link(#[from] LinkError),
+    #[error(
+        "the kernel attached the XDP program to {iface} through netlink, not a bpf_link; \
+         detached again, since it would outlive a crash (bpf_link needs Linux 5.9+)"
+    )]
+    NoBpfLink { iface: String },
+    #[error("checking this process's bpf_links in /proc/self: {0}")]
+    LinkCheck(#[source] std::io::Error),
 }
 
 impl Config {
@@ -227,9 +238,7 @@ pub fn port_bitmap(ports: &[u16]) -> Vec<u64> {
 
 /// Creates the maps with `config` applied, verifies the program and fills the filter maps.
 ///
-/// The program is loaded but not attached; get it with [`xdp_program`] and attach it with
-/// `Xdp::attach` (which uses a bpf_link where the kernel has one, so the attachment ends with
-/// the process).
+/// The program is loaded but not attached: see [`attach`].
 pub fn load(config: &Config) -> Result<Ebpf, LoadError> {
     let ports = config.validate()?;
     let vni_filter = u8::from(!config.vnis.is_empty());
@@ -273,6 +282,71 @@ pub fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {
         .program_mut(PROGRAM_NAME)
         .ok_or(LoadError::MissingProgram)?;
     Ok(program.try_into()?)
+}
+
+/// Attaches the loaded program to `iface` through a bpf_link and hands the link over.
+///
+/// The attachment lasts while the returned [`FdLink`] (or a duplicate of its descriptor) is
+/// open: dropping it detaches, and so does the process ending in any way, crash and SIGKILL
+/// included, because the kernel closes the descriptor. aya's `Xdp::attach` falls back to the
+/// legacy netlink attachment when `bpf_link_create` answers EINVAL; such an attachment would
+/// outlive the process, so it is undone here and reported as [`LoadError::NoBpfLink`].
+///
+/// `mode`: [`XdpMode::Driver`] (native; needs driver support and, above a page-sized MTU,
+/// multi-buffer support, which this `xdp.frags` program declares), [`XdpMode::Skb`] (generic,
+/// works everywhere, slower) or [`XdpMode::Default`] (the kernel picks).
+pub fn attach(ebpf: &mut Ebpf, iface: &str, mode: XdpMode) -> Result<FdLink, LoadError> {
+    let program = xdp_program(ebpf)?;
+    let prog_id = program.info()?.id();
+    let id = program.attach(iface, mode)?;
+    let via_link = match holds_xdp_link(prog_id) {
+        Ok(found) => found,
+        Err(e) => {
+            program.detach(id)?;
+            return Err(LoadError::LinkCheck(e));
+        }
+    };
+    if !via_link {
+        program.detach(id)?;
+        return Err(LoadError::NoBpfLink {
+            iface: iface.to_string(),
+        });
+    }
+    let link = program.take_link(id)?;
+    FdLink::try_from(link).map_err(LoadError::Link)
+}
+
+/// Whether this process holds a bpf_link of type xdp for program `prog_id`.
+///
+/// aya does not say which way `Xdp::attach` went, and enumerating the kernel's links needs
+/// CAP_SYS_ADMIN, which the daemon does not have; the process's own descriptors tell without
+/// any privilege.
+fn holds_xdp_link(prog_id: u32) -> std::io::Result<bool> {
+    let want = prog_id.to_string();
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        let entry = entry?;
+        // Descriptors close and open concurrently; one that vanished is not ours.
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        if target.as_os_str() != "anon_inode:bpf_link" {
+            continue;
+        }
+        let fdinfo = std::path::Path::new("/proc/self/fdinfo").join(entry.file_name());
+        let Ok(info) = std::fs::read_to_string(fdinfo) else {
+            continue;
+        };
+        let field = |name: &str| {
+            info.lines().find_map(|l| {
+                l.strip_prefix(name)
+                    .map(|v| v.trim_start_matches(':').trim())
+            })
+        };
+        if field("link_type") == Some("xdp") && field("prog_id") == Some(want.as_str()) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The counters summed over all CPUs, indexed by [`Counter::index`].
@@ -489,6 +563,11 @@ mod tests {
         for (i, c) in Counter::ALL.iter().enumerate() {
             assert_eq!(c.index() as usize, i);
         }
+    }
+
+    #[test]
+    fn no_xdp_link_is_found_for_a_program_this_process_never_attached() {
+        assert!(!holds_xdp_link(u32::MAX).unwrap());
     }
 
     /// The build-time layout check (see build.rs) must cover every field and counter: a fact

@@ -9,9 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use aya::programs::links::FdLink;
 use aya::programs::XdpMode;
-use rebuilder_ebpf::{load, xdp_program, Config};
+use rebuilder_ebpf::{attach, load, Config};
 
 const CHILD_ENV: &str = "REBUILDER_XDP_ATTACH_IFACE";
 
@@ -71,23 +70,18 @@ impl Drop for KillOnDrop {
 fn attach_child() {
     let iface = std::env::var(CHILD_ENV).expect("run only by the parent test");
     let mut ebpf = load(&Config::default()).expect("load");
-    let program = xdp_program(&mut ebpf).expect("program");
-    let id = match program.attach(&iface, XdpMode::Driver) {
-        Ok(id) => id,
+    let link = match attach(&mut ebpf, &iface, XdpMode::Driver) {
+        Ok(link) => link,
         Err(e) => {
             println!("ATTACH_FAILED {e} {e:?}");
             std::process::exit(3);
         }
     };
-    let link = program.take_link(id).expect("link");
-    // Only a bpf_link converts; the netlink fallback would outlive a crash. Either way the
-    // result holds the attachment until this process is killed.
-    let held = FdLink::try_from(link);
-    let kind = if held.is_ok() { "bpf_link" } else { "netlink" };
-    println!("ATTACHED {kind}");
+    // `attach` returns only a bpf_link; it is held until this process is killed.
+    println!("ATTACHED bpf_link");
     // The parent kills this process; give up after a while should the parent be gone.
     std::thread::sleep(Duration::from_secs(60));
-    drop(held);
+    drop(link);
     std::process::exit(4);
 }
 
