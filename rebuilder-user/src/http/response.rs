@@ -40,7 +40,10 @@ pub struct ResponseFramer {
 
 impl ResponseFramer {
     pub fn new(request_was_head: bool, max_head_bytes: usize) -> Self {
-        Self { _request_was_head: request_was_head, _max_head_bytes: max_head_bytes }
+        Self {
+            _request_was_head: request_was_head,
+            _max_head_bytes: max_head_bytes,
+        }
     }
 
     /// Feeds buffered bytes. Call again with the unconsumed rest plus new bytes until
