@@ -14,7 +14,9 @@
 //! - After a hole, an error or a pickup mid-stream, the framer resynchronises: it skips bytes
 //!   until a line that begins with a strict request line (see `resync`). A line start is the byte
 //!   after an LF, and also the first byte of a pickup and the first byte after a gap: segments
-//!   often begin with a request, and a false match would need a whole request line.
+//!   often begin with a request, and a false match would need a whole request line. Until the
+//!   stream has shown a request, a line starting `HTTP/1.x DDD` there means the stream is the
+//!   server's direction (a pickup without SYN guessed wrong): counted in `response_streams`, done.
 //! - Memory: at most `max_head_bytes` while reading a head or resynchronising, plus at most
 //!   `max_body_bytes` of body; bigger bodies are counted, not kept.
 
@@ -34,7 +36,7 @@ use crate::segment::Timestamp;
 
 use chunked::{ChunkedDecoder, InvalidChunk};
 use head::{Framing, HeadEnd, HeadError, HeadInfo};
-use resync::{RequestLine, Step};
+use resync::{RequestLine, StatusLine, Step};
 
 /// Limits on what one request may hold. Defaults are sized for real traffic.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,6 +121,8 @@ pub struct RequestFramer {
     sniff: bool,
     /// At stream start, the first head may be the HTTP/2 preface.
     first_head: bool,
+    /// A head has been read as a request: from then on this is surely the client's direction.
+    seen_request: bool,
     /// httparse runs, so tests can check that trickled heads are parsed once.
     head_parses: u64,
 }
@@ -155,8 +159,24 @@ enum BodyKind {
 struct Resync {
     /// The next byte starts a line.
     line_start: bool,
-    /// Matching a line that started a candidate request line; its bytes are in `buf`.
-    candidate: Option<RequestLine>,
+    /// Matching the line that started at a line start; its bytes are in `buf`.
+    candidate: Option<Candidate>,
+}
+
+impl Resync {
+    fn at(line_start: bool) -> Phase {
+        Phase::Resync(Resync {
+            line_start,
+            candidate: None,
+        })
+    }
+}
+
+/// What the current line may still turn out to be; dead when both are `None`.
+struct Candidate {
+    request: Option<RequestLine>,
+    /// Only until the stream has shown a request.
+    status: Option<StatusLine>,
 }
 
 impl RequestFramer {
@@ -171,10 +191,7 @@ impl RequestFramer {
         let phase = if at_stream_start {
             Phase::Idle
         } else {
-            Phase::Resync(Resync {
-                line_start: true,
-                candidate: None,
-            })
+            Resync::at(true)
         };
         Self {
             ctx,
@@ -186,6 +203,7 @@ impl RequestFramer {
             last_ts: 0,
             sniff: at_stream_start,
             first_head: at_stream_start,
+            seen_request: false,
             head_parses: 0,
         }
     }
@@ -282,10 +300,7 @@ impl RequestFramer {
             None if rest.len() > allowed => {
                 stats.dropped_head_too_large += 1;
                 self.buf = Vec::new();
-                self.phase = Phase::Resync(Resync {
-                    line_start: scan.ends_line(),
-                    candidate: None,
-                });
+                self.phase = Resync::at(scan.ends_line());
             }
             None => self.phase = Phase::Head(scan),
         }
@@ -330,6 +345,7 @@ impl RequestFramer {
                 return self.drop_and_resync();
             }
         };
+        self.seen_request = true;
         if info.expect_continue {
             stats.expect_continue += 1;
         }
@@ -374,10 +390,7 @@ impl RequestFramer {
     /// The head in `buf` ended with a complete line, so resynchronisation starts at a line.
     fn drop_and_resync(&mut self) {
         self.buf = Vec::new();
-        self.phase = Phase::Resync(Resync {
-            line_start: true,
-            candidate: None,
-        });
+        self.phase = Resync::at(true);
     }
 
     fn body(
@@ -421,10 +434,7 @@ impl RequestFramer {
                     // framing is lost, so look for the next request from there.
                     stats.dropped_invalid += 1;
                     self.buf = Vec::new();
-                    self.phase = Phase::Resync(Resync {
-                        line_start: false,
-                        candidate: None,
-                    });
+                    self.phase = Resync::at(false);
                     return at;
                 }
             },
@@ -472,10 +482,13 @@ impl RequestFramer {
         let max = self.limits.max_head_bytes;
         let mut i = 0;
         while i < rest.len() {
-            let Some(m) = r.candidate.as_mut() else {
+            let Some(c) = r.candidate.as_mut() else {
                 if r.line_start {
                     r.line_start = false;
-                    r.candidate = Some(RequestLine::new());
+                    r.candidate = Some(Candidate {
+                        request: Some(RequestLine::new()),
+                        status: (!self.seen_request).then(StatusLine::new),
+                    });
                     self.first_ts = ts;
                     continue;
                 }
@@ -488,34 +501,51 @@ impl RequestFramer {
                 continue;
             };
             let start = i;
-            let mut outcome = Step::More;
+            let mut last = 0;
             while let Some(&b) = rest.get(i) {
                 i += 1;
-                outcome = m.step(b);
-                if outcome == Step::More && self.buf.len() + (i - start) >= max {
-                    // Such a line could not begin a head within the limit anyway.
-                    outcome = Step::Failed;
+                last = b;
+                if let Some(status) = c.status.as_mut() {
+                    match status.step(b) {
+                        Some(true) => {
+                            stats.resync_skipped_bytes += (self.buf.len() + (i - start)) as u64;
+                            stats.response_streams += 1;
+                            self.set_done();
+                            return i;
+                        }
+                        Some(false) => {}
+                        None => c.status = None,
+                    }
                 }
-                if outcome != Step::More {
+                if let Some(request) = c.request.as_mut() {
+                    match request.step(b) {
+                        Step::Matched => {
+                            extend_bounded(
+                                &mut self.buf,
+                                rest.get(start..i).unwrap_or_default(),
+                                max,
+                            );
+                            self.last_ts = ts;
+                            self.phase = Phase::Head(HeadEnd::at_line_start());
+                            return i;
+                        }
+                        // Such a line could not begin a head within the limit anyway.
+                        Step::More if self.buf.len() + (i - start) >= max => c.request = None,
+                        Step::More => {}
+                        Step::Failed => c.request = None,
+                    }
+                }
+                if c.request.is_none() && c.status.is_none() {
                     break;
                 }
             }
-            match outcome {
-                Step::More => {
-                    extend_bounded(&mut self.buf, rest.get(start..i).unwrap_or_default(), max)
-                }
-                Step::Matched => {
-                    extend_bounded(&mut self.buf, rest.get(start..i).unwrap_or_default(), max);
-                    self.last_ts = ts;
-                    self.phase = Phase::Head(HeadEnd::at_line_start());
-                    return i;
-                }
-                Step::Failed => {
-                    stats.resync_skipped_bytes += (self.buf.len() + (i - start)) as u64;
-                    self.buf.clear();
-                    r.candidate = None;
-                    r.line_start = i > start && rest.get(i - 1) == Some(&b'\n');
-                }
+            if c.request.is_none() && c.status.is_none() {
+                stats.resync_skipped_bytes += (self.buf.len() + (i - start)) as u64;
+                self.buf.clear();
+                r.candidate = None;
+                r.line_start = last == b'\n';
+            } else {
+                extend_bounded(&mut self.buf, rest.get(start..i).unwrap_or_default(), max);
             }
         }
         self.phase = Phase::Resync(r);
@@ -525,10 +555,7 @@ impl RequestFramer {
     fn on_gap(&mut self, len: u64, out: &mut Vec<RebuiltRequest>, stats: &mut HttpStats) {
         self.sniff = false;
         self.first_head = false;
-        let resync = Phase::Resync(Resync {
-            line_start: true,
-            candidate: None,
-        });
+        let resync = Resync::at(true);
         self.phase = match std::mem::replace(&mut self.phase, Phase::Idle) {
             Phase::Done => Phase::Done,
             Phase::Idle => resync,
@@ -653,10 +680,7 @@ fn after_gap_in_length(remaining: u64, len: u64) -> Phase {
         },
         std::cmp::Ordering::Equal => Phase::Idle,
         // The hole swallowed the start of whatever followed the body.
-        std::cmp::Ordering::Greater => Phase::Resync(Resync {
-            line_start: true,
-            candidate: None,
-        }),
+        std::cmp::Ordering::Greater => Resync::at(true),
     }
 }
 
@@ -1019,6 +1043,34 @@ mod tests {
     }
 
     #[test]
+    fn pickup_of_a_response_stream_gives_up() {
+        let input = b"ent-Type: text/html\r\n\r\n<html>GET / HTTP/1.1</html>\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        let status_at = memchr::memmem::find(input, b"HTTP/1.1 200").unwrap();
+        for cut in 0..=input.len() {
+            let mut run = Run::new(HttpLimits::default(), false);
+            run.data(&input[..cut], 1)
+                .data(&input[cut..], 2)
+                .data(GET, 3);
+            assert!(run.out.is_empty());
+            assert_eq!(run.stats.response_streams, 1);
+            assert_eq!(run.stats.resync_skipped_bytes, status_at as u64 + 12);
+            assert!(run.framer.is_done());
+        }
+    }
+
+    #[test]
+    fn status_lines_in_a_client_stream_do_not_end_it() {
+        let mut run = Run::new(HttpLimits::default(), false);
+        run.data(GET, 1)
+            .gap(5, 2)
+            .data(b"HTTP/1.1 200 OK\r\n", 3)
+            .data(NEXT, 4);
+        assert_eq!(run.raws(), vec![GET, NEXT]);
+        assert_eq!(run.stats.response_streams, 0);
+        assert!(!run.framer.is_done());
+    }
+
+    #[test]
     fn upgrade_ends_framing() {
         let req = b"GET /chat HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\r\n";
         let mut run = Run::start();
@@ -1364,6 +1416,61 @@ mod tests {
             .unwrap()
     }
 
+    /// Pieces of hostile or broken streams: valid requests, cut requests, heads httparse
+    /// refuses, bad chunk sizes, lone line endings, other protocols' openings, random bytes.
+    fn arb_piece() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            arb_request().prop_map(|r| r.raw),
+            (arb_request(), any::<prop::sample::Index>()).prop_map(|(r, i)| {
+                let cut = i.index(r.raw.len());
+                r.raw[..cut].to_vec()
+            }),
+            Just(b"GET /a b HTTP/1.1\r\nX: \x00\r\n\r\n".to_vec()),
+            Just(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec()),
+            Just(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n".to_vec()),
+            Just(b"GET /u HTTP/1.1\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n".to_vec()),
+            Just(b"\r\n".to_vec()),
+            Just(b"\n".to_vec()),
+            Just(b"HTTP/1.1 200 OK\r\n\r\n".to_vec()),
+            Just(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec()),
+            Just(vec![0x16, 0x03, 0x01]),
+            prop::collection::vec(any::<u8>(), 0..64),
+            "[A-Z]{1,6} /[ -~]{0,20} HTTP/1\\.[01]\r?\n([A-Za-z-]{1,12}: [ -~]{0,20}\r?\n){0,6}\r?\n"
+                .prop_map(String::into_bytes),
+        ]
+    }
+
+    fn tight_limits() -> HttpLimits {
+        HttpLimits {
+            max_head_bytes: 160,
+            max_headers: 4,
+            max_body_bytes: 64,
+            ..Default::default()
+        }
+    }
+
+    type Range = std::ops::Range<usize>;
+    type Shape = (Bytes, usize, Range, Range, Option<Range>, u64, RequestFlags);
+
+    /// What must not depend on how the stream was cut into events.
+    fn shape(r: &RebuiltRequest) -> Shape {
+        let (m, t, h) = (r.method.clone(), r.target.clone(), r.host.clone());
+        (r.raw.clone(), r.head_len, m, t, h, r.body_len, r.flags)
+    }
+
+    fn check_record(r: &RebuiltRequest, input: &[u8]) -> Result<(), TestCaseError> {
+        prop_assert!(r.head_len <= r.raw.len());
+        prop_assert!(r.method.end <= r.head_len && r.target.end <= r.head_len);
+        prop_assert!(r.host.as_ref().is_none_or(|h| h.end <= r.head_len));
+        prop_assert!(!r.method.is_empty() && !r.target.is_empty());
+        if !r.flags.body_over_limit {
+            // Exactly bytes the client sent, in one piece.
+            prop_assert!(memchr::memmem::find(input, &r.raw).is_some());
+            prop_assert_eq!(r.body_len, (r.raw.len() - r.head_len) as u64);
+        }
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
@@ -1414,6 +1521,57 @@ mod tests {
             let raws: Vec<&[u8]> = reqs.iter().map(|r| &r.raw[..]).collect();
             prop_assert_eq!(run.raws(), raws);
             prop_assert_eq!(run.stats.resync_skipped_bytes, junk_len as u64);
+        }
+
+        #[test]
+        fn hostile_streams_frame_the_same_at_any_split_within_bounds(
+            pieces in prop::collection::vec(arb_piece(), 1..8),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..24),
+            at_start in any::<bool>(),
+        ) {
+            let input = pieces.concat();
+            let mut whole = Run::new(tight_limits(), at_start);
+            whole.data(&input, 1);
+            let mut run = Run::new(tight_limits(), at_start);
+            let bound = 160 + 64;
+            for (range, ts) in split(&input, &cuts) {
+                run.data(&input[range], ts);
+                prop_assert!(run.framer.buffered_bytes() <= bound);
+            }
+            let a: Vec<_> = whole.out.iter().map(shape).collect();
+            let b: Vec<_> = run.out.iter().map(shape).collect();
+            prop_assert_eq!(a, b);
+            prop_assert_eq!(&whole.stats, &run.stats);
+            for r in &run.out {
+                check_record(r, &input)?;
+            }
+        }
+
+        #[test]
+        fn hostile_streams_with_gaps_stay_sane(
+            pieces in prop::collection::vec(arb_piece(), 1..8),
+            events in prop::collection::vec((any::<prop::sample::Index>(), 0u64..40, any::<bool>()), 0..16),
+        ) {
+            let input = pieces.concat();
+            let mut run = Run::new(tight_limits(), true);
+            let mut points: Vec<(usize, u64, bool)> = events.iter().map(|(i, len, gap)| (i.index(input.len() + 1), *len, *gap)).collect();
+            points.sort_unstable();
+            let mut at = 0;
+            for (ts, (p, len, gap)) in points.into_iter().enumerate() {
+                run.data(&input[at..p], ts as u64);
+                at = p;
+                if gap {
+                    run.gap(len, ts as u64);
+                }
+                prop_assert!(run.framer.buffered_bytes() <= 160 + 64);
+            }
+            run.data(&input[at..], 99);
+            run.end();
+            prop_assert!(run.framer.is_done());
+            prop_assert_eq!(run.framer.buffered_bytes(), 0);
+            for r in &run.out {
+                check_record(r, &input)?;
+            }
         }
     }
 }

@@ -78,6 +78,33 @@ impl RequestLine {
     }
 }
 
+/// A response status line start, `HTTP/1.x DDD`: while a picked-up stream has shown no request
+/// yet, finding one at a line start means this is the server's direction after all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct StatusLine(u8);
+
+const STATUS_PATTERN: &[u8] = b"HTTP/1.x DDD";
+
+impl StatusLine {
+    pub(crate) fn new() -> Self {
+        StatusLine(0)
+    }
+
+    /// `Some(true)` once the status code is complete, `None` when the line is not one.
+    pub(crate) fn step(&mut self, b: u8) -> Option<bool> {
+        let ok = match STATUS_PATTERN.get(usize::from(self.0))? {
+            b'x' => b == b'0' || b == b'1',
+            b'D' => b.is_ascii_digit(),
+            &p => b == p,
+        };
+        if !ok {
+            return None;
+        }
+        self.0 += 1;
+        Some(usize::from(self.0) == STATUS_PATTERN.len())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +133,28 @@ mod tests {
         assert_eq!(run(b"PROPFIND /\xc3\xa9 HTTP/1.1\r\n"), Step::Matched);
         assert_eq!(run(b"ABCDEFGHIJKLMNOPQRST * HTTP/1.1\r\n"), Step::Matched);
         assert_eq!(run(b"GET / HTTP/1.1"), Step::More);
+    }
+
+    fn status(line: &[u8]) -> Option<bool> {
+        let mut m = StatusLine::new();
+        let mut last = Some(false);
+        for &b in line {
+            last = m.step(b);
+            if last != Some(false) {
+                break;
+            }
+        }
+        last
+    }
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(status(b"HTTP/1.1 200"), Some(true));
+        assert_eq!(status(b"HTTP/1.0 404 Not Found"), Some(true));
+        assert_eq!(status(b"HTTP/1.1 20"), Some(false));
+        assert_eq!(status(b"HTTP/1.2 200"), None);
+        assert_eq!(status(b"HTTP/1.1 2x0"), None);
+        assert_eq!(status(b"GET / HTTP/1.1"), None);
     }
 
     #[test]
