@@ -17,8 +17,17 @@
 //!   often begin with a request, and a false match would need a whole request line. Until the
 //!   stream has shown a request, a line starting `HTTP/1.x DDD` there means the stream is the
 //!   server's direction (a pickup without SYN guessed wrong): counted in `response_streams`, done.
+//! - A body over `max_body_bytes` is counted, not kept; the request is pushed once the body has
+//!   passed (for both framings, so a gap in it can still be flagged), as its head with framing
+//!   rewritten (`head::rewrite_without_body`). With chunked framing, a Content-Length that came
+//!   alongside Transfer-Encoding is set to `0` and no second one is added.
+//! - Content-Length values that disagree, or a Transfer-Encoding whose final coding is not
+//!   chunked, leave the body's end unknown: the request is dropped as invalid and the framer
+//!   resynchronises.
+//! - A record cut by a gap holds the bytes before the hole; its `body_len` is the body bytes it
+//!   holds (the original length when the body was also over the limit).
 //! - Memory: at most `max_head_bytes` while reading a head or resynchronising, plus at most
-//!   `max_body_bytes` of body; bigger bodies are counted, not kept.
+//!   `max_body_bytes` of body.
 
 mod chunked;
 mod head;
