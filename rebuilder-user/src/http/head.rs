@@ -1,0 +1,703 @@
+//! Reading a complete, delimited request head: strictly with httparse, or leniently when
+//! httparse refuses it, and rewriting its framing when the body is not kept.
+
+use std::mem::MaybeUninit;
+use std::ops::Range;
+
+/// How the body after a head is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+    /// Conflicting or unparsable Content-Length, or a Transfer-Encoding whose final coding is not
+    /// chunked: nobody can tell where the body ends.
+    Invalid,
+}
+
+/// What the framer needs from a head. Ranges index the head buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct HeadInfo {
+    pub method: Range<usize>,
+    pub target: Range<usize>,
+    pub host: Option<Range<usize>>,
+    pub version_minor: u8,
+    pub framing: Framing,
+    /// Value of every Content-Length header (trimmed), for the over-limit rewrite.
+    pub content_length_values: Vec<Range<usize>>,
+    /// Whole line (line ending included) of every Transfer-Encoding header.
+    pub transfer_encoding_lines: Vec<Range<usize>>,
+    pub expect_continue: bool,
+    pub upgrade: bool,
+    pub connect: bool,
+    /// httparse refused the head; a line scan read it.
+    pub malformed: bool,
+    /// The request line ends with CRLF (else a bare LF).
+    pub crlf: bool,
+}
+
+/// Why a head cannot be framed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HeadError {
+    TooManyHeaders,
+    /// Neither httparse nor the lenient reading accepts it as a request.
+    Invalid,
+}
+
+/// Finds the blank line that ends a head, looking at each byte once however the head is split:
+/// only the new bytes are searched (memchr for LF), and the state carries what the previous
+/// bytes ended with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct HeadEnd {
+    state: HeadEndState,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum HeadEndState {
+    #[default]
+    InLine,
+    /// Just after LF: a CRLF or LF here is the blank line.
+    LineStart,
+    /// LF then CR.
+    LineStartCr,
+}
+
+impl HeadEnd {
+    /// The scan of a head whose bytes so far end with a complete line.
+    pub(crate) fn at_line_start() -> Self {
+        Self {
+            state: HeadEndState::LineStart,
+        }
+    }
+
+    /// Scans the next bytes of a head; `Some(n)`: the head ends after `s[..n]`.
+    pub(crate) fn scan(&mut self, s: &[u8]) -> Option<usize> {
+        let mut i = 0;
+        loop {
+            match self.state {
+                HeadEndState::InLine => {
+                    let p = memchr::memchr(b'\n', s.get(i..)?)?;
+                    i += p + 1;
+                    self.state = HeadEndState::LineStart;
+                }
+                HeadEndState::LineStart => {
+                    let b = *s.get(i)?;
+                    i += 1;
+                    match b {
+                        b'\n' => return Some(i),
+                        b'\r' => self.state = HeadEndState::LineStartCr,
+                        _ => self.state = HeadEndState::InLine,
+                    }
+                }
+                HeadEndState::LineStartCr => {
+                    let b = *s.get(i)?;
+                    i += 1;
+                    match b {
+                        b'\n' => return Some(i),
+                        _ => self.state = HeadEndState::InLine,
+                    }
+                }
+            }
+        }
+    }
+
+    /// The bytes scanned so far end with LF.
+    pub(crate) fn ends_line(&self) -> bool {
+        self.state == HeadEndState::LineStart
+    }
+}
+
+/// Headers parsed on the stack before falling back to the heap: covers almost every request
+/// without allocating.
+const STACK_HEADERS: usize = 64;
+
+/// Reads a delimited head (request line to blank line, nothing after it).
+pub(crate) fn read_head(
+    cfg: &httparse::ParserConfig,
+    head: &[u8],
+    max_headers: usize,
+) -> Result<HeadInfo, HeadError> {
+    match parse_strict(cfg, head, max_headers) {
+        Strict::Ok(info) => Ok(info),
+        Strict::TooManyHeaders => Err(HeadError::TooManyHeaders),
+        Strict::Invalid => parse_lenient(head, max_headers),
+    }
+}
+
+enum Strict {
+    Ok(HeadInfo),
+    TooManyHeaders,
+    Invalid,
+}
+
+fn parse_strict(cfg: &httparse::ParserConfig, head: &[u8], max_headers: usize) -> Strict {
+    let mut stack: [MaybeUninit<httparse::Header<'_>>; STACK_HEADERS] =
+        [const { MaybeUninit::uninit() }; STACK_HEADERS];
+    let first = max_headers.min(STACK_HEADERS);
+    let mut req = httparse::Request::new(&mut []);
+    let res = cfg.parse_request_with_uninit_headers(
+        &mut req,
+        head,
+        stack.get_mut(..first).unwrap_or_default(),
+    );
+    match res {
+        Ok(status) => strict_result(status, &req, head),
+        Err(httparse::Error::TooManyHeaders) if max_headers > STACK_HEADERS => {
+            let mut heap = vec![httparse::EMPTY_HEADER; max_headers];
+            let mut req = httparse::Request::new(&mut heap);
+            match cfg.parse_request(&mut req, head) {
+                Ok(status) => strict_result(status, &req, head),
+                Err(httparse::Error::TooManyHeaders) => Strict::TooManyHeaders,
+                Err(_) => Strict::Invalid,
+            }
+        }
+        Err(httparse::Error::TooManyHeaders) => Strict::TooManyHeaders,
+        Err(_) => Strict::Invalid,
+    }
+}
+
+fn strict_result(
+    status: httparse::Status<usize>,
+    req: &httparse::Request<'_, '_>,
+    head: &[u8],
+) -> Strict {
+    // The caller found the blank line, so anything but a parse ending exactly there means
+    // httparse and the delimiter scan disagree about this head: let the lenient path judge it.
+    match status {
+        httparse::Status::Complete(n) if n == head.len() => {}
+        _ => return Strict::Invalid,
+    }
+    let (Some(method), Some(path), Some(version)) = (req.method, req.path, req.version) else {
+        return Strict::Invalid;
+    };
+    let (Some(method), Some(target)) = (
+        range_in(head, method.as_bytes()),
+        range_in(head, path.as_bytes()),
+    ) else {
+        return Strict::Invalid;
+    };
+    let mut b = HeadBuilder::new(head, method, target, version);
+    for h in req.headers.iter() {
+        let (Some(name), Some(value)) =
+            (range_in(head, h.name.as_bytes()), range_in(head, h.value))
+        else {
+            return Strict::Invalid;
+        };
+        let line_end = head
+            .get(value.end..)
+            .and_then(|rest| memchr::memchr(b'\n', rest))
+            .map_or(head.len(), |p| value.end + p + 1);
+        b.header(name.clone(), value, name.start..line_end);
+    }
+    Strict::Ok(b.finish(false))
+}
+
+/// Where `part` (a sub-slice of `whole`) sits inside `whole`.
+fn range_in(whole: &[u8], part: &[u8]) -> Option<Range<usize>> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    (end <= whole.len()).then_some(start..end)
+}
+
+/// A head httparse refused: accepted only if the request line still reads as
+/// `TOKEN SP something SP HTTP/1.x`, so a hostile request reaches the WAF as it was sent.
+/// Header lines are read as `name ":" value`; lines without a colon and folded continuation
+/// lines are kept in the bytes but carry no meaning here.
+fn parse_lenient(head: &[u8], max_headers: usize) -> Result<HeadInfo, HeadError> {
+    let mut lines = Lines { head, pos: 0 };
+    let (line, _) = lines.next().ok_or(HeadError::Invalid)?;
+    let (method, target, version) = lenient_request_line(head, line).ok_or(HeadError::Invalid)?;
+    let mut b = HeadBuilder::new(head, method, target, version);
+    let mut count = 0usize;
+    for (content, whole) in lines {
+        let Some(text) = head.get(content.clone()) else {
+            break;
+        };
+        if text.is_empty() {
+            break;
+        }
+        if matches!(text.first(), Some(b' ' | b'\t')) {
+            continue;
+        }
+        let Some(colon) = memchr::memchr(b':', text) else {
+            continue;
+        };
+        count += 1;
+        if count > max_headers {
+            return Err(HeadError::TooManyHeaders);
+        }
+        let name = trim(head, content.start..content.start + colon);
+        let value = trim(head, content.start + colon + 1..content.end);
+        b.header(name, value, whole);
+    }
+    Ok(b.finish(true))
+}
+
+/// Splits a head into lines: (content without line ending, whole line).
+struct Lines<'a> {
+    head: &'a [u8],
+    pos: usize,
+}
+
+impl Iterator for Lines<'_> {
+    type Item = (Range<usize>, Range<usize>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = self.head.get(self.pos..).filter(|r| !r.is_empty())?;
+        let start = self.pos;
+        let (content_end, end) = match memchr::memchr(b'\n', rest) {
+            Some(p) => {
+                let lf = start + p;
+                let content_end = if lf > start && self.head.get(lf - 1) == Some(&b'\r') {
+                    lf - 1
+                } else {
+                    lf
+                };
+                (content_end, lf + 1)
+            }
+            None => (self.head.len(), self.head.len()),
+        };
+        self.pos = end;
+        Some((start..content_end, start..end))
+    }
+}
+
+fn lenient_request_line(
+    head: &[u8],
+    line: Range<usize>,
+) -> Option<(Range<usize>, Range<usize>, u8)> {
+    let text = head.get(line.clone())?;
+    let method_len = text.iter().take_while(|&&b| is_tchar(b)).count();
+    if method_len == 0 || text.get(method_len) != Some(&b' ') {
+        return None;
+    }
+    let version_at = text.len().checked_sub(8)?;
+    let version = text.get(version_at..)?;
+    let minor = match version {
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', d] if d.is_ascii_digit() => *d - b'0',
+        _ => return None,
+    };
+    if version_at <= method_len || text.get(version_at - 1) != Some(&b' ') {
+        return None;
+    }
+    let target = trim_spaces(head, line.start + method_len..line.start + version_at);
+    if target.is_empty() {
+        return None;
+    }
+    // Only 0 and 1 exist; anything newer is read with 1.1 semantics, and `raw` keeps the truth.
+    Some((line.start..line.start + method_len, target, minor.min(1)))
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn trim_spaces(head: &[u8], r: Range<usize>) -> Range<usize> {
+    let s = head.get(r.clone()).unwrap_or_default();
+    let lead = s.iter().take_while(|&&b| b == b' ').count();
+    let trail = s.iter().rev().take_while(|&&b| b == b' ').count();
+    if lead == s.len() {
+        return r.start..r.start;
+    }
+    r.start + lead..r.end - trail
+}
+
+/// Trims blanks (and a stray CR) around a header name or value.
+fn trim(head: &[u8], r: Range<usize>) -> Range<usize> {
+    let ws = |b: &&u8| matches!(**b, b' ' | b'\t' | b'\r');
+    let s = head.get(r.clone()).unwrap_or_default();
+    let lead = s.iter().take_while(ws).count();
+    if lead == s.len() {
+        return r.start + lead..r.start + lead;
+    }
+    let trail = s.iter().rev().take_while(ws).count();
+    r.start + lead..r.end - trail
+}
+
+/// Collects what matters from header lines, whichever reader found them.
+struct HeadBuilder<'a> {
+    head: &'a [u8],
+    info: HeadInfo,
+    transfer_encoding: bool,
+    last_coding_chunked: bool,
+    upgrade_header: bool,
+    connection_upgrade: bool,
+}
+
+impl<'a> HeadBuilder<'a> {
+    fn new(head: &'a [u8], method: Range<usize>, target: Range<usize>, version_minor: u8) -> Self {
+        let connect = head.get(method.clone()) == Some(b"CONNECT".as_slice());
+        let lf = memchr::memchr(b'\n', head).unwrap_or(0);
+        let crlf = lf > 0 && head.get(lf - 1) == Some(&b'\r');
+        Self {
+            head,
+            info: HeadInfo {
+                method,
+                target,
+                host: None,
+                version_minor,
+                framing: Framing::None,
+                content_length_values: Vec::new(),
+                transfer_encoding_lines: Vec::new(),
+                expect_continue: false,
+                upgrade: false,
+                connect,
+                malformed: false,
+                crlf,
+            },
+            transfer_encoding: false,
+            last_coding_chunked: false,
+            upgrade_header: false,
+            connection_upgrade: false,
+        }
+    }
+
+    fn header(&mut self, name: Range<usize>, value: Range<usize>, line: Range<usize>) {
+        let n = self.head.get(name).unwrap_or_default();
+        let v = self.head.get(value.clone()).unwrap_or_default();
+        if n.eq_ignore_ascii_case(b"content-length") {
+            self.info.content_length_values.push(value);
+        } else if n.eq_ignore_ascii_case(b"transfer-encoding") {
+            self.transfer_encoding = true;
+            self.info.transfer_encoding_lines.push(line);
+            // The final coding decides; an empty list element changes nothing.
+            if let Some(last) = list_items(v).last() {
+                self.last_coding_chunked = last.eq_ignore_ascii_case(b"chunked");
+            }
+        } else if n.eq_ignore_ascii_case(b"host") {
+            if self.info.host.is_none() {
+                self.info.host = Some(value);
+            }
+        } else if n.eq_ignore_ascii_case(b"expect") {
+            self.info.expect_continue |= v.eq_ignore_ascii_case(b"100-continue");
+        } else if n.eq_ignore_ascii_case(b"upgrade") {
+            self.upgrade_header = true;
+        } else if n.eq_ignore_ascii_case(b"connection") {
+            self.connection_upgrade |= list_items(v).any(|t| t.eq_ignore_ascii_case(b"upgrade"));
+        }
+    }
+
+    fn finish(mut self, malformed: bool) -> HeadInfo {
+        self.info.malformed = malformed;
+        self.info.upgrade = self.upgrade_header && self.connection_upgrade;
+        self.info.framing = if self.transfer_encoding {
+            if self.last_coding_chunked {
+                Framing::Chunked
+            } else {
+                Framing::Invalid
+            }
+        } else if self.info.content_length_values.is_empty() {
+            Framing::None
+        } else {
+            content_length(self.head, &self.info.content_length_values)
+        };
+        self.info
+    }
+}
+
+/// Non-empty, trimmed elements of a comma-separated header list.
+pub(crate) fn list_items(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+    v.split(|&b| b == b',')
+        .map(|t| t.trim_ascii())
+        .filter(|t| !t.is_empty())
+}
+
+/// One length from every Content-Length value (lists such as `5, 5` included), or Invalid when
+/// they disagree or one is not a plain decimal number.
+fn content_length(head: &[u8], values: &[Range<usize>]) -> Framing {
+    let mut found: Option<u64> = None;
+    for r in values {
+        let v = head.get(r.clone()).unwrap_or_default();
+        let mut any = false;
+        for item in v.split(|&b| b == b',').map(|t| t.trim_ascii()) {
+            let Some(n) = parse_decimal(item) else {
+                return Framing::Invalid;
+            };
+            if found.is_some_and(|f| f != n) {
+                return Framing::Invalid;
+            }
+            found = Some(n);
+            any = true;
+        }
+        if !any {
+            return Framing::Invalid;
+        }
+    }
+    found.map_or(Framing::Invalid, Framing::Length)
+}
+
+pub(crate) fn parse_decimal(s: &[u8]) -> Option<u64> {
+    if s.is_empty() {
+        return None;
+    }
+    s.iter().try_fold(0u64, |acc, &b| {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+    })
+}
+
+/// The head of a request whose body is not kept, with framing that says so: every byte is kept
+/// except that Content-Length values become `0` and Transfer-Encoding lines go; before the
+/// blank line come `Content-Length: 0` (only if the request had none) and
+/// `<original_length_header>: <original length>`, with the request line's line ending.
+/// Returns the new head and where the Host value moved to.
+pub(crate) fn rewrite_without_body(
+    head: &[u8],
+    info: &HeadInfo,
+    original_length_header: &str,
+    original_length: u64,
+) -> (Vec<u8>, Option<Range<usize>>) {
+    let mut edits: Vec<(Range<usize>, &[u8])> = Vec::new();
+    edits.extend(
+        info.content_length_values
+            .iter()
+            .map(|r| (r.clone(), b"0".as_slice())),
+    );
+    edits.extend(
+        info.transfer_encoding_lines
+            .iter()
+            .map(|r| (r.clone(), b"".as_slice())),
+    );
+    edits.sort_by_key(|(r, _)| r.start);
+
+    // The blank line is "\r\n" or "\n" at the very end of a delimited head.
+    let blank_len = if head.ends_with(b"\n\r\n") { 2 } else { 1 };
+    let blank_at = head.len().saturating_sub(blank_len);
+    let eol: &[u8] = if info.crlf { b"\r\n" } else { b"\n" };
+
+    let mut out = Vec::with_capacity(head.len() + original_length_header.len() + 48);
+    let mut host_shift = 0isize;
+    let mut cursor = 0usize;
+    for (r, replacement) in &edits {
+        // Edits come from distinct header lines, before the blank line; anything else would be
+        // a reader bug, and skipping it keeps the original bytes.
+        if r.start < cursor || r.end > blank_at {
+            continue;
+        }
+        out.extend_from_slice(head.get(cursor..r.start).unwrap_or_default());
+        out.extend_from_slice(replacement);
+        cursor = r.end;
+        if info.host.as_ref().is_some_and(|h| h.start >= r.end) {
+            host_shift += replacement.len() as isize - r.len() as isize;
+        }
+    }
+    let host = info.host.as_ref().map(|h| {
+        h.start.saturating_add_signed(host_shift)..h.end.saturating_add_signed(host_shift)
+    });
+    out.extend_from_slice(head.get(cursor..blank_at).unwrap_or_default());
+    if info.framing == Framing::Chunked && info.content_length_values.is_empty() {
+        out.extend_from_slice(b"Content-Length: 0");
+        out.extend_from_slice(eol);
+    }
+    out.extend_from_slice(original_length_header.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(original_length.to_string().as_bytes());
+    out.extend_from_slice(eol);
+    out.extend_from_slice(head.get(blank_at..).unwrap_or_default());
+    (out, host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> httparse::ParserConfig {
+        let mut c = httparse::ParserConfig::default();
+        c.ignore_invalid_headers_in_requests(true)
+            .allow_multiple_spaces_in_request_line_delimiters(true);
+        c
+    }
+
+    fn text<'a>(head: &'a [u8], r: &Range<usize>) -> &'a [u8] {
+        &head[r.clone()]
+    }
+
+    #[test]
+    fn head_end_found_across_any_split() {
+        // (input, bytes after the head)
+        let cases: [(&[u8], usize); 4] = [
+            (b"GET / HTTP/1.1\r\nHost: a\r\n\r\nBODY", 4),
+            (b"GET / HTTP/1.1\nHost: a\n\nBODY", 4),
+            (b"GET / HTTP/1.1\nA: \r\r\n\r\nX", 1),
+            (b"GET / HTTP/1.1\r\nA: b\r\n\rX\r\n\r\n", 0),
+        ];
+        for (input, after) in cases {
+            let end = input.len() - after;
+            assert_eq!(HeadEnd::default().scan(input), Some(end));
+            for cut in 0..input.len() {
+                let mut h = HeadEnd::default();
+                let found = match h.scan(&input[..cut]) {
+                    Some(n) => Some(n),
+                    None => h.scan(&input[cut..]).map(|n| n + cut),
+                };
+                assert_eq!(found, Some(end), "cut at {cut}");
+            }
+        }
+        assert_eq!(HeadEnd::default().scan(b"GET / HTTP/1.1\r\nA: b\r\n"), None);
+        assert_eq!(HeadEnd::at_line_start().scan(b"\r\n"), Some(2));
+    }
+
+    #[test]
+    fn strict_head_fields() {
+        let head = b"POST /a?b=c HTTP/1.1\r\nhOsT:  example.com \r\nContent-Length: 12\r\nExpect: 100-Continue\r\n\r\n";
+        let info = read_head(&cfg(), head, 10).unwrap();
+        assert_eq!(text(head, &info.method), b"POST");
+        assert_eq!(text(head, &info.target), b"/a?b=c");
+        assert_eq!(text(head, info.host.as_ref().unwrap()), b"example.com");
+        assert_eq!(info.version_minor, 1);
+        assert_eq!(info.framing, Framing::Length(12));
+        assert!(info.expect_continue);
+        assert!(!info.malformed && info.crlf && !info.upgrade && !info.connect);
+    }
+
+    #[test]
+    fn framing_rules() {
+        let f = |h: &[u8]| read_head(&cfg(), h, 10).unwrap().framing;
+        assert_eq!(f(b"GET / HTTP/1.1\r\n\r\n"), Framing::None);
+        assert_eq!(
+            f(b"P / HTTP/1.1\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\n"),
+            Framing::Length(5)
+        );
+        assert_eq!(
+            f(b"P / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n"),
+            Framing::Length(5)
+        );
+        assert_eq!(
+            f(b"P / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"),
+            Framing::Invalid
+        );
+        assert_eq!(
+            f(b"P / HTTP/1.1\r\nContent-Length: +5\r\n\r\n"),
+            Framing::Invalid
+        );
+        assert_eq!(
+            f(b"P / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n"),
+            Framing::Invalid
+        );
+        assert_eq!(
+            f(b"P / HTTP/1.1\r\nContent-Length:\r\n\r\n"),
+            Framing::Invalid
+        );
+        assert_eq!(
+            f(b"P / HTTP/1.1\r\nTransfer-Encoding: gzip, CHUNKED\r\nContent-Length: 3\r\n\r\n"),
+            Framing::Chunked
+        );
+        assert_eq!(
+            f(b"P / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"),
+            Framing::Invalid
+        );
+        assert_eq!(
+            f(b"P / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Framing::Chunked
+        );
+    }
+
+    #[test]
+    fn upgrade_needs_both_headers_and_connect_is_seen() {
+        let up = read_head(
+            &cfg(),
+            b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\r\n",
+            10,
+        )
+        .unwrap();
+        assert!(up.upgrade);
+        let half = read_head(
+            &cfg(),
+            b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+            10,
+        )
+        .unwrap();
+        assert!(!half.upgrade);
+        let c = read_head(
+            &cfg(),
+            b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+            10,
+        )
+        .unwrap();
+        assert!(c.connect);
+    }
+
+    #[test]
+    fn too_many_headers_on_stack_and_heap_paths() {
+        let mut head = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..100 {
+            head.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+        }
+        head.extend_from_slice(b"\r\n");
+        assert_eq!(read_head(&cfg(), &head, 10), Err(HeadError::TooManyHeaders));
+        assert_eq!(read_head(&cfg(), &head, 99), Err(HeadError::TooManyHeaders));
+        assert!(read_head(&cfg(), &head, 100).is_ok());
+        assert!(read_head(&cfg(), &head, 1000).is_ok());
+    }
+
+    #[test]
+    fn lenient_reading_of_a_refused_head() {
+        // A space inside the target and a NUL in a header value: httparse refuses both.
+        let head = b"GET /a b HTTP/1.1\r\nHost: h\r\nX-Bad: a\0b\r\nContent-Length : 3\r\n\r\n";
+        assert!(matches!(parse_strict(&cfg(), head, 10), Strict::Invalid));
+        let info = read_head(&cfg(), head, 10).unwrap();
+        assert!(info.malformed);
+        assert_eq!(text(head, &info.method), b"GET");
+        assert_eq!(text(head, &info.target), b"/a b");
+        assert_eq!(text(head, info.host.as_ref().unwrap()), b"h");
+        assert_eq!(info.framing, Framing::Length(3));
+        assert_eq!(read_head(&cfg(), head, 2), Err(HeadError::TooManyHeaders));
+    }
+
+    #[test]
+    fn lenient_rejects_what_is_not_a_request_line() {
+        for head in [
+            &b"GARBAGE\r\n\r\n"[..],
+            b"GET /x\r\n\r\n",
+            b" GET / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/2.0\r\n\r\n",
+            b"GET  HTTP/1.1\r\n\r\n",
+            b"G\0T / HTTP/1.1\r\n\r\n",
+        ] {
+            assert_eq!(
+                read_head(&cfg(), head, 10),
+                Err(HeadError::Invalid),
+                "{:?}",
+                String::from_utf8_lossy(head)
+            );
+        }
+    }
+
+    #[test]
+    fn rewrite_content_length() {
+        let head = b"POST /u HTTP/1.1\r\nContent-Length: 123456\r\nHost: h.example\r\n\r\n";
+        let info = read_head(&cfg(), head, 10).unwrap();
+        let (new, host) = rewrite_without_body(head, &info, "X-Orig", 123456);
+        assert_eq!(
+            new,
+            b"POST /u HTTP/1.1\r\nContent-Length: 0\r\nHost: h.example\r\nX-Orig: 123456\r\n\r\n"
+        );
+        assert_eq!(&new[host.unwrap()], b"h.example");
+    }
+
+    #[test]
+    fn rewrite_chunked_with_bare_lf() {
+        let head = b"POST /u HTTP/1.1\nHost: h\nTransfer-Encoding: chunked\nX-A: b\n\n";
+        let info = read_head(&cfg(), head, 10).unwrap();
+        let (new, host) = rewrite_without_body(head, &info, "X-Orig", 99);
+        assert_eq!(
+            new,
+            b"POST /u HTTP/1.1\nHost: h\nX-A: b\nContent-Length: 0\nX-Orig: 99\n\n"
+        );
+        assert_eq!(&new[host.unwrap()], b"h");
+    }
+
+    #[test]
+    fn rewrite_chunked_with_content_length_too() {
+        let head = b"POST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 10\r\nHost: h\r\n\r\n";
+        let info = read_head(&cfg(), head, 10).unwrap();
+        let (new, host) = rewrite_without_body(head, &info, "X-Orig", 7);
+        assert_eq!(
+            new,
+            b"POST /u HTTP/1.1\r\nContent-Length: 0\r\nHost: h\r\nX-Orig: 7\r\n\r\n"
+        );
+        assert_eq!(&new[host.unwrap()], b"h");
+    }
+}
