@@ -502,7 +502,8 @@ impl Settings {
             check_header_name("upstream.vni_header", h)?;
         }
         if let Some(url) = &self.upstream.url {
-            crate::output::upstream::UpstreamAddr::parse(url).map_err(|e| bad("upstream.url", e.to_string()))?;
+            crate::output::upstream::UpstreamAddr::parse(url)
+                .map_err(|e| bad("upstream.url", e.to_string()))?;
         }
         Ok(())
     }

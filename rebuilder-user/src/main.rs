@@ -26,7 +26,9 @@ fn init_logging(s: &Settings) -> Result<()> {
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&s.log.level))
         .with_context(|| format!("invalid log filter {:?}", s.log.level))?;
     // Logs go to stderr: stdout may carry the JSON lines output.
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match s.log.format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -40,10 +42,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     match cli.command {
         Command::Replay(args) => {
-            let input = Input::Pcap { path: args.pcap.clone(), pace: args.pace.map(|p| p.0), progress: !args.no_progress };
+            let input = Input::Pcap {
+                path: args.pcap.clone(),
+                pace: args.pace.map(|p| p.0),
+                progress: !args.no_progress,
+            };
             let summary = pipeline::run(&settings, input, stop)
                 .with_context(|| format!("replaying {}", args.pcap.display()))?;
-            summary.print(std::io::stderr()).context("writing the summary")?;
+            summary
+                .print(std::io::stderr())
+                .context("writing the summary")?;
             if let Some(e) = &summary.read_error {
                 anyhow::bail!("reading {} stopped early: {e}", args.pcap.display());
             }
@@ -51,7 +59,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Run(_) => {
             let summary = pipeline::run(&settings, Input::Udp, stop)?;
-            summary.print(std::io::stderr()).context("writing the summary")?;
+            summary
+                .print(std::io::stderr())
+                .context("writing the summary")?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check(_) => {

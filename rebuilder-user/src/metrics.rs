@@ -83,30 +83,96 @@ impl PipelineMetrics {
             requests_lost: Family::default(),
         };
         let r = registry;
-        r.register("rebuilder_packets", "Packets by capture source and outcome (segment, or the reason for dropping it)", m.packets.clone());
-        r.register("rebuilder_capture_records", "Capture file records by outcome", m.capture_records.clone());
-        r.register("rebuilder_udp_kernel_drops", "Datagrams the kernel dropped on the VXLAN sockets for lack of buffer room", m.udp_kernel_drops.clone());
-        r.register("rebuilder_segments_dispatched", "Segments handed to reassembly workers", m.segments_dispatched.clone());
-        r.register("rebuilder_segments_dropped", "Segments dropped before reassembly, by reason", m.segments_dropped.clone());
-        r.register("rebuilder_stream_segments", "Segments by what reassembly did with them", m.stream_segments.clone());
-        r.register("rebuilder_stream_bytes", "Payload bytes by what reassembly did with them", m.stream_bytes.clone());
-        r.register("rebuilder_gaps", "Holes skipped in streams, by reason", m.gaps.clone());
-        r.register("rebuilder_gap_bytes", "Bytes skipped in streams, by reason", m.gap_bytes.clone());
+        r.register(
+            "rebuilder_packets",
+            "Packets by capture source and outcome (segment, or the reason for dropping it)",
+            m.packets.clone(),
+        );
+        r.register(
+            "rebuilder_capture_records",
+            "Capture file records by outcome",
+            m.capture_records.clone(),
+        );
+        r.register(
+            "rebuilder_udp_kernel_drops",
+            "Datagrams the kernel dropped on the VXLAN sockets for lack of buffer room",
+            m.udp_kernel_drops.clone(),
+        );
+        r.register(
+            "rebuilder_segments_dispatched",
+            "Segments handed to reassembly workers",
+            m.segments_dispatched.clone(),
+        );
+        r.register(
+            "rebuilder_segments_dropped",
+            "Segments dropped before reassembly, by reason",
+            m.segments_dropped.clone(),
+        );
+        r.register(
+            "rebuilder_stream_segments",
+            "Segments by what reassembly did with them",
+            m.stream_segments.clone(),
+        );
+        r.register(
+            "rebuilder_stream_bytes",
+            "Payload bytes by what reassembly did with them",
+            m.stream_bytes.clone(),
+        );
+        r.register(
+            "rebuilder_gaps",
+            "Holes skipped in streams, by reason",
+            m.gaps.clone(),
+        );
+        r.register(
+            "rebuilder_gap_bytes",
+            "Bytes skipped in streams, by reason",
+            m.gap_bytes.clone(),
+        );
         r.register("rebuilder_gaps_buffer_full", "Holes skipped early because a stream's out-of-order buffer was full (part of reason=lost)", m.gaps_buffer_full.clone());
         r.register("rebuilder_flows", "Flow lifecycle events", m.flows.clone());
-        r.register("rebuilder_flows_open", "Flows currently tracked", m.flows_open.clone());
-        r.register("rebuilder_buffered_bytes", "Bytes held by all flows (out-of-order data, partial requests, flow state)", m.buffered_bytes.clone());
-        r.register("rebuilder_http_streams", "Streams whose HTTP/1.x parsing ended early, by kind", m.http_streams.clone());
-        r.register("rebuilder_http_resync_skipped_bytes", "Bytes skipped while looking for the next request line", m.http_resync_skipped_bytes.clone());
-        r.register("rebuilder_requests_rebuilt", "Requests rebuilt from streams (including those flagged with a gap)", m.requests_rebuilt.clone());
-        r.register("rebuilder_requests_flagged", "Rebuilt requests by flag", m.requests_flagged.clone());
-        r.register("rebuilder_requests_lost", "Requests lost before any output, by reason", m.requests_lost.clone());
+        r.register(
+            "rebuilder_flows_open",
+            "Flows currently tracked",
+            m.flows_open.clone(),
+        );
+        r.register(
+            "rebuilder_buffered_bytes",
+            "Bytes held by all flows (out-of-order data, partial requests, flow state)",
+            m.buffered_bytes.clone(),
+        );
+        r.register(
+            "rebuilder_http_streams",
+            "Streams whose HTTP/1.x parsing ended early, by kind",
+            m.http_streams.clone(),
+        );
+        r.register(
+            "rebuilder_http_resync_skipped_bytes",
+            "Bytes skipped while looking for the next request line",
+            m.http_resync_skipped_bytes.clone(),
+        );
+        r.register(
+            "rebuilder_requests_rebuilt",
+            "Requests rebuilt from streams (including those flagged with a gap)",
+            m.requests_rebuilt.clone(),
+        );
+        r.register(
+            "rebuilder_requests_flagged",
+            "Rebuilt requests by flag",
+            m.requests_flagged.clone(),
+        );
+        r.register(
+            "rebuilder_requests_lost",
+            "Requests lost before any output, by reason",
+            m.requests_lost.clone(),
+        );
         m
     }
 
     fn packets(&self, source: &'static str, outcome: &'static str, n: u64) {
         if n > 0 {
-            self.packets.get_or_create(&PacketLabels { source, outcome }).inc_by(n);
+            self.packets
+                .get_or_create(&PacketLabels { source, outcome })
+                .inc_by(n);
         }
     }
 
@@ -129,34 +195,71 @@ impl PipelineMetrics {
         let seg = &self.stream_segments;
         let in_order = |x: &crate::reassembly::StreamStats| x.segments - x.out_of_order_segments;
         inc(seg, "in_order", in_order(s), in_order(p));
-        inc(seg, "out_of_order", s.out_of_order_segments, p.out_of_order_segments);
-        inc(seg, "out_of_window", s.out_of_window_segments, p.out_of_window_segments);
+        inc(
+            seg,
+            "out_of_order",
+            s.out_of_order_segments,
+            p.out_of_order_segments,
+        );
+        inc(
+            seg,
+            "out_of_window",
+            s.out_of_window_segments,
+            p.out_of_window_segments,
+        );
         inc(seg, "after_end", s.after_end_segments, p.after_end_segments);
-        inc(seg, "ignored", now.segments_ignored, before.segments_ignored);
-        inc(seg, "after_close", now.segments_after_close, before.segments_after_close);
-        inc(seg, "without_flow", now.segments_without_flow, before.segments_without_flow);
+        inc(
+            seg,
+            "ignored",
+            now.segments_ignored,
+            before.segments_ignored,
+        );
+        inc(
+            seg,
+            "after_close",
+            now.segments_after_close,
+            before.segments_after_close,
+        );
+        inc(
+            seg,
+            "without_flow",
+            now.segments_without_flow,
+            before.segments_without_flow,
+        );
         let bytes = &self.stream_bytes;
         inc(bytes, "delivered", s.delivered_bytes, p.delivered_bytes);
         inc(bytes, "duplicate", s.duplicate_bytes, p.duplicate_bytes);
         inc(bytes, "conflict", s.conflict_bytes, p.conflict_bytes);
-        inc(bytes, "before_start", s.before_start_bytes, p.before_start_bytes);
+        inc(
+            bytes,
+            "before_start",
+            s.before_start_bytes,
+            p.before_start_bytes,
+        );
         for (i, reason) in GAP_REASONS.iter().enumerate() {
-            let r = ReasonLabel { reason: reason.as_str() };
+            let r = ReasonLabel {
+                reason: reason.as_str(),
+            };
             if s.gaps[i] > p.gaps[i] {
                 self.gaps.get_or_create(&r).inc_by(s.gaps[i] - p.gaps[i]);
             }
             if s.gap_bytes[i] > p.gap_bytes[i] {
-                self.gap_bytes.get_or_create(&r).inc_by(s.gap_bytes[i] - p.gap_bytes[i]);
+                self.gap_bytes
+                    .get_or_create(&r)
+                    .inc_by(s.gap_bytes[i] - p.gap_bytes[i]);
             }
         }
-        self.gaps_buffer_full.inc_by(s.buffer_full_skips - p.buffer_full_skips);
+        self.gaps_buffer_full
+            .inc_by(s.buffer_full_skips - p.buffer_full_skips);
         let fl = &self.flows;
         inc(fl, "created", now.flows_created, before.flows_created);
         inc(fl, "closed", now.flows_closed, before.flows_closed);
         inc(fl, "expired", now.flows_expired, before.flows_expired);
         inc(fl, "evicted", now.flows_evicted, before.flows_evicted);
-        self.flows_open.inc_by(now.flows_open as i64 - before.flows_open as i64);
-        self.buffered_bytes.inc_by(now.buffered_bytes as i64 - before.buffered_bytes as i64);
+        self.flows_open
+            .inc_by(now.flows_open as i64 - before.flows_open as i64);
+        self.buffered_bytes
+            .inc_by(now.buffered_bytes as i64 - before.buffered_bytes as i64);
 
         let (h, q) = (&now.http, &before.http);
         let kind = |f: &Family<KindLabel, Counter>, kind: &'static str, a: u64, b: u64| {
@@ -167,21 +270,57 @@ impl PipelineMetrics {
         kind(&self.http_streams, "http2", h.h2_preface, q.h2_preface);
         kind(&self.http_streams, "upgrade", h.upgrades, q.upgrades);
         kind(&self.http_streams, "connect", h.connects, q.connects);
-        kind(&self.http_streams, "response", h.response_streams, q.response_streams);
-        kind(&self.http_streams, "not_http", h.non_http_streams, q.non_http_streams);
-        kind(&self.requests_flagged, "malformed", h.malformed_replayed, q.malformed_replayed);
-        kind(&self.requests_flagged, "body_over_limit", h.body_over_limit, q.body_over_limit);
-        kind(&self.requests_flagged, "expect_continue", h.expect_continue, q.expect_continue);
-        self.http_resync_skipped_bytes.inc_by(h.resync_skipped_bytes - q.resync_skipped_bytes);
+        kind(
+            &self.http_streams,
+            "response",
+            h.response_streams,
+            q.response_streams,
+        );
+        kind(
+            &self.http_streams,
+            "not_http",
+            h.non_http_streams,
+            q.non_http_streams,
+        );
+        kind(
+            &self.requests_flagged,
+            "malformed",
+            h.malformed_replayed,
+            q.malformed_replayed,
+        );
+        kind(
+            &self.requests_flagged,
+            "body_over_limit",
+            h.body_over_limit,
+            q.body_over_limit,
+        );
+        kind(
+            &self.requests_flagged,
+            "expect_continue",
+            h.expect_continue,
+            q.expect_continue,
+        );
+        self.http_resync_skipped_bytes
+            .inc_by(h.resync_skipped_bytes - q.resync_skipped_bytes);
         self.requests_rebuilt.inc_by(now.requests - before.requests);
         let lost = |reason: &'static str, a: u64, b: u64| {
             if a > b {
-                self.requests_lost.get_or_create(&ReasonLabel { reason }).inc_by(a - b);
+                self.requests_lost
+                    .get_or_create(&ReasonLabel { reason })
+                    .inc_by(a - b);
             }
         };
         lost("gap", h.dropped_gap, q.dropped_gap);
-        lost("head_too_large", h.dropped_head_too_large, q.dropped_head_too_large);
-        lost("too_many_headers", h.dropped_too_many_headers, q.dropped_too_many_headers);
+        lost(
+            "head_too_large",
+            h.dropped_head_too_large,
+            q.dropped_head_too_large,
+        );
+        lost(
+            "too_many_headers",
+            h.dropped_too_many_headers,
+            q.dropped_too_many_headers,
+        );
         lost("invalid", h.dropped_invalid, q.dropped_invalid);
         lost("incomplete", h.dropped_incomplete, q.dropped_incomplete);
     }

@@ -42,11 +42,17 @@ pub enum PipelineError {
     #[error("status server: {0}")]
     Status(#[from] crate::status::StatusError),
     #[error("cannot bind the status server on {addr}: {source}")]
-    StatusBind { addr: std::net::SocketAddr, source: std::io::Error },
+    StatusBind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
     #[error("cannot start thread {name}: {source}")]
-    Thread { name: String, source: std::io::Error },
+    Thread {
+        name: String,
+        source: std::io::Error,
+    },
     #[error("a pipeline thread panicked: {0}")]
     Panicked(String),
     #[error("all reassembly workers stopped early")]
@@ -56,7 +62,11 @@ pub enum PipelineError {
 /// Where segments come from.
 pub enum Input {
     /// A capture file, read as fast as the outputs take it, or paced by its timestamps.
-    Pcap { path: PathBuf, pace: Option<f64>, progress: bool },
+    Pcap {
+        path: PathBuf,
+        pace: Option<f64>,
+        progress: bool,
+    },
     /// VXLAN datagrams on UDP sockets.
     Udp,
 }
@@ -74,7 +84,11 @@ impl Input {
 }
 
 enum Opened {
-    Pcap { src: PcapSource, pace: Option<f64>, progress: bool },
+    Pcap {
+        src: Box<PcapSource>,
+        pace: Option<f64>,
+        progress: bool,
+    },
     Udp(Vec<udp::UdpReceiver>),
 }
 
@@ -117,13 +131,19 @@ impl Summary {
         }
         push("datagram:kernel_drop".into(), self.udp_kernel_drops);
         push("datagram:truncated".into(), self.udp_truncated);
-        push("segment:worker_queue_full".into(), self.segments_dropped_queue_full);
+        push(
+            "segment:worker_queue_full".into(),
+            self.segments_dropped_queue_full,
+        );
         let s = &self.workers.stream;
         push("segment:out_of_window".into(), s.out_of_window_segments);
         let h = &self.workers.http;
         push("request:gap".into(), h.dropped_gap);
         push("request:head_too_large".into(), h.dropped_head_too_large);
-        push("request:too_many_headers".into(), h.dropped_too_many_headers);
+        push(
+            "request:too_many_headers".into(),
+            h.dropped_too_many_headers,
+        );
         push("request:invalid".into(), h.dropped_invalid);
         push("request:incomplete".into(), h.dropped_incomplete);
         for o in &self.outputs {
@@ -139,7 +159,12 @@ impl Summary {
         let w_ = &self.workers;
         writeln!(w, "rebuilder {} summary", self.source)?;
         writeln!(w, "  elapsed          {:.3} s", self.elapsed.as_secs_f64())?;
-        writeln!(w, "  packets          {} ({:.0}/s)", self.packets, self.packets as f64 / secs)?;
+        writeln!(
+            w,
+            "  packets          {} ({:.0}/s)",
+            self.packets,
+            self.packets as f64 / secs
+        )?;
         writeln!(w, "  segments         {}", self.decode.segments())?;
         writeln!(w, "  flows            {}", w_.flows_created)?;
         writeln!(
@@ -148,9 +173,18 @@ impl Summary {
             w_.stream.gaps.iter().sum::<u64>(),
             w_.stream.gap_bytes.iter().sum::<u64>()
         )?;
-        writeln!(w, "  requests rebuilt {} ({:.0}/s)", w_.requests, w_.requests as f64 / secs)?;
+        writeln!(
+            w,
+            "  requests rebuilt {} ({:.0}/s)",
+            w_.requests,
+            w_.requests as f64 / secs
+        )?;
         for o in &self.outputs {
-            let verb = if o.output == "upstream" { "replayed" } else { "written" };
+            let verb = if o.output == "upstream" {
+                "replayed"
+            } else {
+                "written"
+            };
             writeln!(w, "  {:<16} {} {verb}", o.output, o.delivered)?;
         }
         let drops = self.drops();
@@ -170,7 +204,9 @@ impl Summary {
 }
 
 fn now_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 fn join<T>(h: JoinHandle<T>) -> Result<T, PipelineError> {
@@ -188,7 +224,10 @@ fn spawn<T: Send + 'static>(
     name: String,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<JoinHandle<T>, PipelineError> {
-    std::thread::Builder::new().name(name.clone()).spawn(f).map_err(|source| PipelineError::Thread { name, source })
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(f)
+        .map_err(|source| PipelineError::Thread { name, source })
 }
 
 fn outputs_config(s: &Settings) -> OutputsConfig {
@@ -221,13 +260,18 @@ struct Shared {
 
 impl Shared {
     fn heartbeat(&self, name: &str) -> Option<Heartbeat> {
-        self.live.then(|| self.health.component(name, self.max_silence))
+        self.live
+            .then(|| self.health.component(name, self.max_silence))
     }
 }
 
 /// Runs the pipeline until the input ends (a file) or `stop` is set (live, set by SIGINT or
 /// SIGTERM), then drains the outputs and returns what happened.
-pub fn run(settings: &Settings, input: Input, stop: Arc<AtomicBool>) -> Result<Summary, PipelineError> {
+pub fn run(
+    settings: &Settings,
+    input: Input,
+    stop: Arc<AtomicBool>,
+) -> Result<Summary, PipelineError> {
     let started = Instant::now();
     let live = input.is_live();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -240,9 +284,21 @@ pub fn run(settings: &Settings, input: Input, stop: Arc<AtomicBool>) -> Result<S
     // Open the input first: a missing file or a busy port fails before anything starts.
     let source = input.source();
     let opened = match input {
-        Input::Pcap { path, pace, progress } => Opened::Pcap { src: PcapSource::open(&path)?, pace, progress },
+        Input::Pcap {
+            path,
+            pace,
+            progress,
+        } => Opened::Pcap {
+            src: Box::new(PcapSource::open(&path)?),
+            pace,
+            progress,
+        },
         Input::Udp => {
-            let sockets = if settings.udp.sockets == 0 { cores() } else { settings.udp.sockets };
+            let sockets = if settings.udp.sockets == 0 {
+                cores()
+            } else {
+                settings.udp.sockets
+            };
             Opened::Udp(udp::bind(&UdpConfig {
                 addr: settings.udp.listen,
                 sockets,
@@ -256,7 +312,13 @@ pub fn run(settings: &Settings, input: Input, stop: Arc<AtomicBool>) -> Result<S
     let metrics = Arc::new(PipelineMetrics::register(&mut registry));
     let health = Health::new();
     let mode = if live { Mode::Live } else { Mode::Offline };
-    let outputs = Outputs::start(&outputs_config(settings), mode, &mut registry, Arc::clone(&health), rt.handle())?;
+    let outputs = Outputs::start(
+        &outputs_config(settings),
+        mode,
+        &mut registry,
+        Arc::clone(&health),
+        rt.handle(),
+    )?;
     let registry = Arc::new(registry);
 
     let (status_stop_tx, status_stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -281,7 +343,10 @@ pub fn run(settings: &Settings, input: Input, stop: Arc<AtomicBool>) -> Result<S
     let flag = Arc::clone(&stop);
     rt.spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
             tracing::error!("cannot install signal handlers");
             return;
         };
@@ -302,7 +367,11 @@ pub fn run(settings: &Settings, input: Input, stop: Arc<AtomicBool>) -> Result<S
     });
 
     // Reassembly workers.
-    let n_workers = if settings.reassembly.workers == 0 { cores() } else { settings.reassembly.workers };
+    let n_workers = if settings.reassembly.workers == 0 {
+        cores()
+    } else {
+        settings.reassembly.workers
+    };
     let (senders, queues) = dispatch::queues(n_workers);
     let budget = settings.reassembly.memory_budget.as_usize() / n_workers;
     let mut server_ports = settings.capture.server_ports.clone();
@@ -319,7 +388,9 @@ pub fn run(settings: &Settings, input: Input, stop: Arc<AtomicBool>) -> Result<S
     let mut workers = Vec::new();
     for (i, rx) in queues.into_iter().enumerate() {
         let (cfg, out, sh) = (wcfg.clone(), outputs.clone(), Arc::clone(&shared));
-        workers.push(spawn(format!("rebuilder-w{i}"), move || worker_loop(i, rx, cfg, out, sh))?);
+        workers.push(spawn(format!("rebuilder-w{i}"), move || {
+            worker_loop(i, rx, cfg, out, sh)
+        })?);
     }
 
     // Capture.
@@ -329,19 +400,38 @@ pub fn run(settings: &Settings, input: Input, stop: Arc<AtomicBool>) -> Result<S
         vni_deny: settings.capture.vni_deny.clone(),
     };
     let seed = now_ns() ^ u64::from(std::process::id());
-    let mut summary = Summary { source, ..Summary::default() };
+    let mut summary = Summary {
+        source,
+        ..Summary::default()
+    };
     match opened {
-        Opened::Pcap { src, pace, progress } => {
+        Opened::Pcap {
+            src,
+            pace,
+            progress,
+        } => {
             let packets = Arc::new(AtomicU64::new(0));
             let total = src.total_bytes();
             let bytes_read = Arc::new(AtomicU64::new(0));
             let reporter = (progress && std::io::stderr().is_terminal()).then(|| {
-                progress_line(Arc::clone(&packets), Arc::clone(&bytes_read), total, Arc::clone(&metrics))
+                progress_line(
+                    Arc::clone(&packets),
+                    Arc::clone(&bytes_read),
+                    total,
+                    Arc::clone(&metrics),
+                )
             });
-            let ctx = PcapCtx { decode_cfg, pace, packets, bytes_read };
+            let ctx = PcapCtx {
+                decode_cfg,
+                pace,
+                packets,
+                bytes_read,
+            };
             let disp = Dispatcher::new(senders.clone(), false, settings.capture.flow_key, seed);
             let sh = Arc::clone(&shared);
-            let h = spawn("rebuilder-pcap".into(), move || pcap_loop(src, disp, ctx, sh))?;
+            let h = spawn("rebuilder-pcap".into(), move || {
+                pcap_loop(src, disp, ctx, sh)
+            })?;
             let r = join(h)?;
             if let Some((flag, h)) = reporter {
                 flag.store(true, Ordering::Relaxed);
@@ -362,7 +452,9 @@ pub fn run(settings: &Settings, input: Input, stop: Arc<AtomicBool>) -> Result<S
             for (i, rx) in receivers.into_iter().enumerate() {
                 let disp = Dispatcher::new(senders.clone(), true, settings.capture.flow_key, seed);
                 let (dec, sh) = (Decoder::new(&decode_cfg), Arc::clone(&shared));
-                handles.push(spawn(format!("rebuilder-udp{i}"), move || udp_loop(i, rx, dec, disp, sh))?);
+                handles.push(spawn(format!("rebuilder-udp{i}"), move || {
+                    udp_loop(i, rx, dec, disp, sh)
+                })?);
             }
             tracing::info!(addr = %settings.udp.listen, sockets = handles.len(), workers = n_workers, "capturing VXLAN from UDP");
             for h in handles {
@@ -454,7 +546,12 @@ struct PcapResult {
     workers_gone: bool,
 }
 
-fn pcap_loop(mut src: PcapSource, mut disp: Dispatcher, ctx: PcapCtx, shared: Arc<Shared>) -> PcapResult {
+fn pcap_loop(
+    mut src: Box<PcapSource>,
+    mut disp: Dispatcher,
+    ctx: PcapCtx,
+    shared: Arc<Shared>,
+) -> PcapResult {
     let decoder = Decoder::new(&ctx.decode_cfg);
     let mut decode = DecodeStats::default();
     let mut published = DecodeStats::default();
@@ -493,8 +590,17 @@ fn pcap_loop(mut src: PcapSource, mut disp: Dispatcher, ctx: PcapCtx, shared: Ar
             ctx.packets.store(n, Ordering::Relaxed);
             ctx.bytes_read.store(src.bytes_read(), Ordering::Relaxed);
             if last_publish.elapsed() >= PUBLISH_EVERY {
-                publish_pcap(&shared.metrics, &decode, &published, src.stats(), &published_pcap);
-                shared.metrics.segments_dispatched.inc_by(disp.dispatched - published_dispatched);
+                publish_pcap(
+                    &shared.metrics,
+                    &decode,
+                    &published,
+                    src.stats(),
+                    &published_pcap,
+                );
+                shared
+                    .metrics
+                    .segments_dispatched
+                    .inc_by(disp.dispatched - published_dispatched);
                 published_dispatched = disp.dispatched;
                 published = decode.clone();
                 published_pcap = src.stats().clone();
@@ -507,8 +613,17 @@ fn pcap_loop(mut src: PcapSource, mut disp: Dispatcher, ctx: PcapCtx, shared: Ar
     }
     ctx.packets.store(n, Ordering::Relaxed);
     ctx.bytes_read.store(src.bytes_read(), Ordering::Relaxed);
-    publish_pcap(&shared.metrics, &decode, &published, src.stats(), &published_pcap);
-    shared.metrics.segments_dispatched.inc_by(disp.dispatched - published_dispatched);
+    publish_pcap(
+        &shared.metrics,
+        &decode,
+        &published,
+        src.stats(),
+        &published_pcap,
+    );
+    shared
+        .metrics
+        .segments_dispatched
+        .inc_by(disp.dispatched - published_dispatched);
     PcapResult {
         stats: src.stats().clone(),
         decode,
@@ -528,12 +643,18 @@ fn publish_pcap(
     m.publish_decode("pcap", decode, before);
     let rec = |outcome: &'static str, a: u64, b: u64| {
         if a > b {
-            m.capture_records.get_or_create(&OutcomeLabel { outcome }).inc_by(a - b);
+            m.capture_records
+                .get_or_create(&OutcomeLabel { outcome })
+                .inc_by(a - b);
         }
     };
     rec("read", stats.records, stats_before.records);
     rec("corrupt", stats.corrupt, stats_before.corrupt);
-    rec("unsupported_link", stats.unsupported_link, stats_before.unsupported_link);
+    rec(
+        "unsupported_link",
+        stats.unsupported_link,
+        stats_before.unsupported_link,
+    );
 }
 
 struct UdpResult {
@@ -554,7 +675,8 @@ fn udp_loop(
     let beat = shared.heartbeat(&format!("udp capture {id}"));
     let mut decode = DecodeStats::default();
     let mut published = DecodeStats::default();
-    let (mut pub_kernel, mut pub_trunc, mut pub_dispatched, mut pub_dropped) = (0u64, 0u64, 0u64, 0u64);
+    let (mut pub_kernel, mut pub_trunc, mut pub_dispatched, mut pub_dropped) =
+        (0u64, 0u64, 0u64, 0u64);
     let mut last_publish = Instant::now();
     let mut datagrams = 0u64;
     while !shared.stop.load(Ordering::Relaxed) {
@@ -590,14 +712,22 @@ fn udp_loop(
             pub_kernel = rx.kernel_drops();
             let trunc = rx.truncated_datagrams() - pub_trunc;
             if trunc > 0 {
-                m.packets.get_or_create(&crate::metrics::PacketLabels { source: "udp", outcome: "datagram_truncated" }).inc_by(trunc);
+                m.packets
+                    .get_or_create(&crate::metrics::PacketLabels {
+                        source: "udp",
+                        outcome: "datagram_truncated",
+                    })
+                    .inc_by(trunc);
             }
             pub_trunc = rx.truncated_datagrams();
-            m.segments_dispatched.inc_by(disp.dispatched - pub_dispatched);
+            m.segments_dispatched
+                .inc_by(disp.dispatched - pub_dispatched);
             pub_dispatched = disp.dispatched;
             if disp.dropped_queue_full > pub_dropped {
                 m.segments_dropped
-                    .get_or_create(&ReasonLabel { reason: "worker_queue_full" })
+                    .get_or_create(&ReasonLabel {
+                        reason: "worker_queue_full",
+                    })
                     .inc_by(disp.dropped_queue_full - pub_dropped);
             }
             pub_dropped = disp.dropped_queue_full;
@@ -633,7 +763,9 @@ fn progress_line(
             let p = packets.load(Ordering::Relaxed);
             let b = bytes.load(Ordering::Relaxed);
             let secs = start.elapsed().as_secs_f64().max(1e-3);
-            let pct = total.map_or(String::new(), |t| format!("{:5.1}% ", 100.0 * b as f64 / t.max(1) as f64));
+            let pct = total.map_or(String::new(), |t| {
+                format!("{:5.1}% ", 100.0 * b as f64 / t.max(1) as f64)
+            });
             eprint!(
                 "\r{pct}{p} packets ({:.0}/s), {} requests rebuilt   ",
                 p as f64 / secs,

@@ -98,15 +98,18 @@ fn add_http(a: &mut HttpStats, b: &HttpStats) {
 }
 
 enum FlowState {
-    /// A client stream being rebuilt.
-    Active {
-        stream: Stream,
-        framer: RequestFramer,
-    },
+    /// A client stream being rebuilt. Boxed: most flows of a busy table are the small kinds
+    /// (server sides, closed connections lingering), which should not pay for this one.
+    Active(Box<Active>),
     /// A direction that carries no requests: its segments are counted and dropped.
     Ignored { client: bool },
     /// Ended by FIN or RST: remembered for `linger_ns` to absorb late duplicates.
     Closed { isn: Option<u32> },
+}
+
+struct Active {
+    stream: Stream,
+    framer: RequestFramer,
 }
 
 struct Flow {
@@ -124,7 +127,7 @@ impl Flow {
     fn current_cost(&self) -> usize {
         FLOW_OVERHEAD
             + match &self.state {
-                FlowState::Active { stream, framer } => stream.buffered() + framer.buffered_bytes(),
+                FlowState::Active(a) => a.stream.buffered() + a.framer.buffered_bytes(),
                 _ => 0,
             }
     }
@@ -203,12 +206,12 @@ impl FlowTable {
                         false
                     }
                 }
-                FlowState::Active { ref stream, .. } => {
+                FlowState::Active(ref a) => {
                     // Port reuse without a FIN or RST seen: end the old stream first.
                     if seg.flags.syn()
                         && !seg.flags.ack()
-                        && stream.started_with_syn()
-                        && stream.isn() != seg.seq
+                        && a.stream.started_with_syn()
+                        && a.stream.isn() != seg.seq
                     {
                         self.end_flow(&key, EndReason::NewConnection, emit);
                         true
@@ -232,7 +235,9 @@ impl FlowTable {
         if let Some(flow) = self.flows.get_mut(&key) {
             flow.last_seen = self.clock;
             match &mut flow.state {
-                FlowState::Active { stream, framer } => {
+                FlowState::Active(a) => {
+                    let Active { stream, framer } = &mut **a;
+                    let responses = self.stats.http.response_streams;
                     stream.push(
                         seg,
                         &self.cfg.stream,
@@ -248,7 +253,10 @@ impl FlowTable {
                             isn: stream.started_with_syn().then(|| stream.isn()),
                         };
                     } else if done {
-                        flow.state = FlowState::Ignored { client: true };
+                        // The framer gave up: a response stream (the side was guessed wrong)
+                        // or a client stream that stopped being HTTP/1.x (upgrade, HTTP/2).
+                        let client = self.stats.http.response_streams == responses;
+                        flow.state = FlowState::Ignored { client };
                     }
                 }
                 FlowState::Ignored { .. } => {
@@ -302,7 +310,7 @@ impl FlowTable {
                 flow: key.flow.reversed(),
             };
             match self.flows.get(&rev).map(|f| &f.state) {
-                Some(FlowState::Active { .. }) => Some(false),
+                Some(FlowState::Active(_)) => Some(false),
                 Some(FlowState::Ignored { client }) => Some(!client),
                 _ => None,
             }
@@ -317,7 +325,7 @@ impl FlowTable {
             };
             let stream = Stream::new(seg);
             let framer = RequestFramer::new(ctx, self.cfg.http.clone(), stream.started_with_syn());
-            FlowState::Active { stream, framer }
+            FlowState::Active(Box::new(Active { stream, framer }))
         };
         let mut flow = Flow {
             state,
@@ -337,7 +345,8 @@ impl FlowTable {
     ) {
         if let Some(mut flow) = self.flows.remove(key) {
             self.buffered -= flow.cost;
-            if let FlowState::Active { stream, framer } = &mut flow.state {
+            if let FlowState::Active(a) = &mut flow.state {
+                let Active { stream, framer } = &mut **a;
                 stream.close(self.clock, reason, &mut self.events, &mut self.stats.stream);
                 feed(framer, &mut self.events, &mut self.stats, emit);
             }
@@ -370,7 +379,8 @@ impl FlowTable {
         for (key, flow) in self.flows.iter_mut() {
             let silent = now.saturating_sub(flow.last_seen);
             match &mut flow.state {
-                FlowState::Active { stream, framer } => {
+                FlowState::Active(a) => {
+                    let Active { stream, framer } = &mut **a;
                     if silent >= idle {
                         idle_keys.push(*key);
                     } else if stream.has_hole() {
@@ -394,7 +404,7 @@ impl FlowTable {
         for key in idle_keys {
             if matches!(
                 self.flows.get(&key).map(|f| &f.state),
-                Some(FlowState::Active { .. })
+                Some(FlowState::Active(_))
             ) {
                 self.stats.flows_expired += 1;
             }
@@ -443,3 +453,6 @@ fn feed(
 
 /// The default for `linger_ns`.
 pub const DEFAULT_LINGER_NS: u64 = 30 * NS_PER_SEC;
+
+#[cfg(test)]
+mod tests;

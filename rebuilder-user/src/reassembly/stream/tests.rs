@@ -346,8 +346,11 @@ fn many_tiny_segments_are_bounded_by_entry_overhead() {
     assert!(h.stats.buffer_full_skips > 0);
 }
 
+/// A stream, its ISN, byte ranges covering it (some overlapping), and the order to send them.
+type Pieces = (Vec<u8>, u32, Vec<(usize, usize)>, Vec<usize>);
+
 /// A byte stream cut into overlapping pieces, some duplicated, in a random order.
-fn pieces_strategy() -> impl Strategy<Value = (Vec<u8>, u32, Vec<(usize, usize)>, Vec<usize>)> {
+fn pieces_strategy() -> impl Strategy<Value = Pieces> {
     (
         proptest::collection::vec(any::<u8>(), 0..3000),
         any::<u32>(),

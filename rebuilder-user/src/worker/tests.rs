@@ -1,0 +1,297 @@
+use std::net::{IpAddr, Ipv4Addr};
+
+use bytes::Bytes;
+
+use super::*;
+use crate::segment::TcpFlags;
+
+const SEC: u64 = NS_PER_SEC;
+
+fn cfg() -> WorkerConfig {
+    WorkerConfig {
+        flow_key: FlowKeyMode::Inner,
+        server_ports: Vec::new(),
+        stream: StreamConfig::default(),
+        http: Arc::new(HttpLimits::default()),
+        idle_timeout_ns: 60 * SEC,
+        linger_ns: 30 * SEC,
+        budget: 64 << 20,
+    }
+}
+
+fn client(port: u16) -> FlowKey {
+    FlowKey {
+        src: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+        dst: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+        src_port: port,
+        dst_port: 8080,
+    }
+}
+
+fn seg(flow: FlowKey, seq: u32, flags: u8, payload: &[u8], ts: u64, vni: u32) -> Segment {
+    Segment {
+        ts,
+        vni,
+        flow,
+        seq,
+        ack: 1,
+        flags: TcpFlags(flags),
+        payload: Bytes::copy_from_slice(payload),
+        wire_len: payload.len() as u32,
+    }
+}
+
+const A: u8 = TcpFlags::ACK;
+const REQ: &[u8] = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+
+/// A whole connection: handshake, one request, the server's response, FIN both ways.
+fn connection(port: u16, isn: u32, vni: u32, t0: u64) -> Vec<Segment> {
+    let c = client(port);
+    let s = c.reversed();
+    let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    vec![
+        seg(c, isn, TcpFlags::SYN, b"", t0, vni),
+        seg(s, 9000, TcpFlags::SYN | A, b"", t0 + 1, vni),
+        seg(c, isn + 1, A, b"", t0 + 2, vni),
+        seg(c, isn + 1, A | TcpFlags::PSH, REQ, t0 + 3, vni),
+        seg(s, 9001, A | TcpFlags::PSH, resp, t0 + 4, vni),
+        seg(
+            c,
+            isn + 1 + REQ.len() as u32,
+            A | TcpFlags::FIN,
+            b"",
+            t0 + 5,
+            vni,
+        ),
+        seg(
+            s,
+            9001 + resp.len() as u32,
+            A | TcpFlags::FIN,
+            b"",
+            t0 + 6,
+            vni,
+        ),
+    ]
+}
+
+fn run(table: &mut FlowTable, segs: &[Segment]) -> Vec<RebuiltRequest> {
+    let mut out = Vec::new();
+    for s in segs {
+        table.push(s, &mut |r| out.push(r));
+    }
+    out
+}
+
+#[test]
+fn client_side_is_rebuilt_and_server_side_ignored() {
+    let mut t = FlowTable::new(cfg());
+    let out = run(&mut t, &connection(40000, 100, 7, 0));
+    assert_eq!(out.len(), 1);
+    assert_eq!(&out[0].raw[..], REQ);
+    assert_eq!(out[0].vni, 7);
+    assert_eq!(out[0].client, client(40000).src_addr());
+    let st = t.stats().clone();
+    assert_eq!(
+        st.http.response_streams, 0,
+        "SYN decided the server side; its bytes were never framed"
+    );
+    assert_eq!(st.segments_ignored, 2, "response and server FIN");
+    assert_eq!(st.flows_closed, 1);
+}
+
+#[test]
+fn doubly_mirrored_connection_yields_each_request_once() {
+    // Both ENIs mirrored: every packet twice, under two VNIs, the second copy a little late.
+    let a = connection(40001, 500, 11, 0);
+    let b = connection(40001, 500, 22, 0);
+    let mut both = Vec::new();
+    for (x, y) in a.iter().zip(&b) {
+        both.push(x.clone());
+        both.push(y.clone());
+    }
+    // Second copies lag further, arriving after the first copy's FIN.
+    let mut lagged: Vec<Segment> = a.clone();
+    lagged.extend(b.iter().cloned().map(|mut s| {
+        s.ts += SEC;
+        s
+    }));
+
+    for segs in [both, lagged] {
+        let mut t = FlowTable::new(cfg());
+        let out = run(&mut t, &segs);
+        assert_eq!(out.len(), 1, "inner flow key: one request");
+        assert_eq!(&out[0].raw[..], REQ);
+        assert_eq!(out[0].vni, 11, "the VNI of the copy seen first");
+    }
+
+    let mut c = cfg();
+    c.flow_key = FlowKeyMode::Vni;
+    let mut t = FlowTable::new(c);
+    let mut both = a.clone();
+    both.extend(b);
+    let out = run(&mut t, &both);
+    assert_eq!(
+        out.len(),
+        2,
+        "vni flow key: each session's copy is its own connection"
+    );
+}
+
+#[test]
+fn a_new_syn_on_a_closed_four_tuple_is_a_new_connection() {
+    let mut t = FlowTable::new(cfg());
+    let mut segs = connection(40002, 100, 7, 0);
+    segs.extend(connection(40002, 777_777, 7, 2 * SEC));
+    let out = run(&mut t, &segs);
+    assert_eq!(out.len(), 2);
+}
+
+#[test]
+fn port_reuse_without_a_fin_ends_the_old_stream() {
+    let mut t = FlowTable::new(cfg());
+    let c = client(40003);
+    let partial = b"POST /p HTTP/1.1\r\nContent-Length: 10\r\n\r\n12345";
+    let mut segs = vec![
+        seg(c, 10, TcpFlags::SYN, b"", 0, 1),
+        seg(c, 11, A, partial, 1, 1),
+    ];
+    segs.extend(connection(40003, 5000, 1, 2));
+    let out = run(&mut t, &segs);
+    assert_eq!(out.len(), 1, "only the new connection's request is whole");
+    assert_eq!(&out[0].raw[..], REQ);
+    assert_eq!(t.stats().http.dropped_incomplete, 1);
+}
+
+#[test]
+fn pickup_uses_server_ports_then_content() {
+    let c = client(40004);
+    let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+    // Without server ports: the content decides (a status line gives the direction away).
+    let mut t = FlowTable::new(cfg());
+    let out = run(
+        &mut t,
+        &[
+            seg(c.reversed(), 50, A, resp, 0, 1),
+            seg(c, 70, A, REQ, 1, 1),
+        ],
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(t.stats().http.response_streams, 1);
+
+    // With server ports, a response stream is never framed at all.
+    let mut conf = cfg();
+    conf.server_ports = vec![8080];
+    let mut t = FlowTable::new(conf);
+    let out = run(
+        &mut t,
+        &[
+            seg(c.reversed(), 50, A, resp, 0, 1),
+            seg(c, 70, A, REQ, 1, 1),
+        ],
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(t.stats().http.response_streams, 0);
+    assert_eq!(
+        t.stats().segments_ignored,
+        0,
+        "the creating segment is not counted twice"
+    );
+}
+
+#[test]
+fn pure_acks_of_unknown_flows_create_nothing() {
+    let mut t = FlowTable::new(cfg());
+    let c = client(40005);
+    for i in 0..100 {
+        t.push(&seg(c, 1 + i, A, b"", u64::from(i), 1), &mut |_| {
+            panic!("no request")
+        });
+    }
+    assert_eq!(t.flows(), 0);
+    assert_eq!(t.stats().segments_without_flow, 100);
+}
+
+#[test]
+fn idle_flows_expire_and_their_partial_requests_are_counted() {
+    let mut t = FlowTable::new(cfg());
+    let c = client(40006);
+    let segs = [
+        seg(c, 10, TcpFlags::SYN, b"", 0, 1),
+        seg(c, 11, A, b"GET /slow HTTP/1.1\r\nHo", 1, 1),
+    ];
+    assert!(run(&mut t, &segs).is_empty());
+    assert_eq!(t.flows(), 1);
+    assert!(t.buffered() > FLOW_OVERHEAD);
+    t.tick(61 * SEC, &mut |_| panic!("no request"));
+    assert_eq!(t.flows(), 0);
+    assert_eq!(t.buffered(), 0);
+    let st = t.stats().clone();
+    assert_eq!(st.flows_expired, 1);
+    assert_eq!(st.http.dropped_incomplete, 1);
+}
+
+#[test]
+fn closed_flows_linger_then_go() {
+    let mut t = FlowTable::new(cfg());
+    run(&mut t, &connection(40007, 100, 7, 0));
+    assert_eq!(t.flows(), 2, "both directions remembered as closed");
+    t.tick(29 * SEC, &mut |_| {});
+    assert_eq!(t.flows(), 2);
+    t.tick(31 * SEC, &mut |_| {});
+    assert_eq!(t.flows(), 0);
+    assert_eq!(t.buffered(), 0);
+}
+
+#[test]
+fn budget_evicts_least_recently_active_flows() {
+    let mut conf = cfg();
+    conf.budget = 1 << 20;
+    let mut t = FlowTable::new(conf);
+    // 200 connections each holding a 16 KiB partial body: ~3.2 MiB against a 1 MiB budget.
+    let body = vec![b'b'; 16 << 10];
+    for i in 0..200u16 {
+        let c = client(41000 + i);
+        let head = b"POST /u HTTP/1.1\r\nContent-Length: 100000\r\n\r\n";
+        let ts = u64::from(i) * 1000;
+        t.push(&seg(c, 0, TcpFlags::SYN, b"", ts, 1), &mut |_| {});
+        t.push(&seg(c, 1, A, head, ts + 1, 1), &mut |_| {});
+        t.push(
+            &seg(c, 1 + head.len() as u32, A, &body, ts + 2, 1),
+            &mut |_| {},
+        );
+        assert!(
+            t.buffered() <= 1 << 20,
+            "budget held after flow {i}: {}",
+            t.buffered()
+        );
+    }
+    let st = t.stats().clone();
+    assert!(st.flows_evicted > 100, "evicted {}", st.flows_evicted);
+    assert_eq!(
+        st.http.dropped_incomplete, st.flows_evicted,
+        "each evicted partial request is counted"
+    );
+    // The most recent flow survived.
+    assert!(t.flows() > 0);
+    assert_eq!(
+        t.buffered(),
+        t.flows.values().map(|f| f.current_cost()).sum::<usize>(),
+        "incremental accounting matches the flows"
+    );
+}
+
+#[test]
+fn finish_delivers_what_it_can_and_counts_the_rest() {
+    let mut t = FlowTable::new(cfg());
+    let c = client(40008);
+    let segs = [
+        seg(c, 10, TcpFlags::SYN, b"", 0, 1),
+        seg(c, 11, A, REQ, 1, 1),
+        seg(c, 11 + REQ.len() as u32, A, b"GET /cut HTTP/1.1\r\n", 2, 1),
+    ];
+    let mut out = run(&mut t, &segs);
+    t.finish(&mut |r| out.push(r));
+    assert_eq!(out.len(), 1);
+    assert_eq!(t.flows(), 0);
+    assert_eq!(t.stats().http.dropped_incomplete, 1);
+}
