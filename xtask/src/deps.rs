@@ -13,8 +13,28 @@ pub struct Need {
     pub package: &'static str,
 }
 
-/// What `cargo xtask test` needs.
-pub const TEST: &[Need] = &[];
+/// What building the workspace needs: the XDP program is C, compiled by clang with libbpf's
+/// headers.
+pub const BUILD: &[Need] = &[
+    Need {
+        what: "clang (compiles the XDP program)",
+        paths: &[
+            "/usr/bin/clang-19",
+            "/usr/bin/clang-18",
+            "/usr/bin/clang-17",
+            "/usr/bin/clang-16",
+            "/usr/bin/clang-15",
+            "/usr/bin/clang-14",
+            "/usr/bin/clang",
+        ],
+        package: "clang-19",
+    },
+    Need { what: "libbpf headers (bpf/bpf_helpers.h)", paths: &["/usr/include/bpf/bpf_helpers.h"], package: "libbpf-dev" },
+];
+
+/// What `cargo xtask test` needs beyond the build: network namespaces, veth pairs and XDP
+/// attachment are driven with iproute2.
+pub const TEST: &[Need] = &[Need { what: "ip (iproute2)", paths: &["/usr/sbin/ip", "/sbin/ip", "/bin/ip", "/usr/bin/ip"], package: "iproute2" }];
 
 /// What `cargo xtask bench` needs.
 pub const BENCH: &[Need] = &[

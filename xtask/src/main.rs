@@ -79,6 +79,7 @@ pub fn release_bin(name: &str) -> PathBuf {
 /// The README's first command until the lab exists: a generated capture of a few keep-alive
 /// connections, replayed offline, every rebuilt request printed as a JSON line.
 fn demo() -> Result<()> {
+    deps::ensure(deps::BUILD)?;
     run(cargo().args([
         "build",
         "--release",
@@ -123,6 +124,7 @@ fn path_str(p: &Path) -> Result<&str> {
 
 /// Everything the test suite needs, then `cargo test` over the whole workspace.
 fn test(args: &[String]) -> Result<()> {
+    deps::ensure(deps::BUILD)?;
     deps::ensure(deps::TEST)?;
     run(cargo().args(["build", "--workspace", "--bins"]))?;
     run(cargo()
