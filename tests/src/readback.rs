@@ -51,6 +51,8 @@ pub struct DecodedInner {
     pub ip_captured_len: usize,
     /// `None` for IPv6.
     pub ipv4_checksum_ok: Option<bool>,
+    /// IPv4 identification (`None` for IPv6).
+    pub ip_id: Option<u16>,
     /// `None` when the TCP header itself is cut off, or the packet is not TCP.
     pub tcp: Option<DecodedTcp>,
 }
@@ -141,7 +143,7 @@ pub fn decode_inner(frame: &[u8]) -> Result<DecodedInner, GenError> {
         rest = r;
     }
     let ip_captured_len = rest.len();
-    let (src, dst, declared, ipv4_ok, proto, after_ip) = match ether_type {
+    let (src, dst, declared, ipv4_ok, ip_id, proto, after_ip) = match ether_type {
         0x0800 => {
             let (ip, r) =
                 Ipv4Header::from_slice(rest).map_err(|e| err(format!("inner IPv4: {e}")))?;
@@ -152,6 +154,7 @@ pub fn decode_inner(frame: &[u8]) -> Result<DecodedInner, GenError> {
                 IpAddr::V4(Ipv4Addr::from(ip.destination)),
                 usize::from(ip.total_len),
                 Some(ok),
+                Some(ip.identification),
                 ip.protocol.0,
                 r,
             )
@@ -163,6 +166,7 @@ pub fn decode_inner(frame: &[u8]) -> Result<DecodedInner, GenError> {
                 IpAddr::V6(Ipv6Addr::from(ip.source)),
                 IpAddr::V6(Ipv6Addr::from(ip.destination)),
                 Ipv6Header::LEN + usize::from(ip.payload_length),
+                None,
                 None,
                 ip.next_header.0,
                 r,
@@ -214,6 +218,7 @@ pub fn decode_inner(frame: &[u8]) -> Result<DecodedInner, GenError> {
         ip_declared_len: declared,
         ip_captured_len,
         ipv4_checksum_ok: ipv4_ok,
+        ip_id,
         tcp,
     })
 }

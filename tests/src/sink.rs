@@ -497,3 +497,6 @@ pub fn unused_local_addr() -> io::Result<SocketAddr> {
     let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     l.local_addr()
 }
+
+#[cfg(test)]
+mod tests;

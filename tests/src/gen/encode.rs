@@ -52,11 +52,16 @@ impl Frame {
 
     /// The outer UDP source port (the flow hash), 0 if the frame is too short to have one.
     pub fn outer_source_port(&self) -> u16 {
-        let at = self.vxlan_offset.wrapping_sub(8);
-        match self.data.get(at..at.wrapping_add(2)) {
-            Some(&[a, b]) => u16::from_be_bytes([a, b]),
-            _ => 0,
-        }
+        outer_source_port(&self.data, self.vxlan_offset)
+    }
+}
+
+/// The outer UDP source port of an encoded frame whose VXLAN header is at `vxlan_offset`.
+pub fn outer_source_port(frame: &[u8], vxlan_offset: usize) -> u16 {
+    let at = vxlan_offset.wrapping_sub(8);
+    match frame.get(at..at.wrapping_add(2)) {
+        Some(&[a, b]) => u16::from_be_bytes([a, b]),
+        _ => 0,
     }
 }
 

@@ -19,6 +19,9 @@ pub use conversation::{
     ImpairmentReport, Impairments, Isn, MirrorPath, Origin, PlannedPacket, SecondMirror,
     TruthRequest, DEFAULT_EPOCH, MAX_MSS, MAX_VNI,
 };
-pub use encode::{vxlan_source_port, Frame, VXLAN_PORT};
+pub use encode::{outer_source_port, vxlan_source_port, Frame, VXLAN_PORT};
 pub use traffic::{interleave, FrameMeta, Interleave, Traffic, TrafficConfig};
 pub use udp::{send_vxlan, UdpSendOptions, UdpSendStats, VxlanSender};
+
+#[cfg(test)]
+mod tests;

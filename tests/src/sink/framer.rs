@@ -64,7 +64,7 @@ pub fn parse_head(buf: &[u8], max_head: usize) -> Result<Option<Head>, FramingEr
     // RFC 9112 §2.2: empty lines before the request line are tolerated (kept, not stripped).
     loop {
         match line_at(buf, pos) {
-            Some((line, next)) if line.is_empty() => pos = next,
+            Some((b"", next)) => pos = next,
             Some(_) => break,
             None => return incomplete(buf, max_head),
         }
