@@ -149,8 +149,16 @@ impl Sink {
         Self::start(SinkConfig::default())
     }
 
+    /// Binds `cfg.addr` and starts serving.
     pub fn start(cfg: SinkConfig) -> io::Result<Sink> {
         let listener = TcpListener::bind(cfg.addr)?;
+        Self::from_listener(listener, cfg)
+    }
+
+    /// Serves on a listener made elsewhere (for instance inside a network namespace; accepted
+    /// connections belong to the listener's namespace whatever thread accepts them).
+    /// `cfg.addr` is ignored.
+    pub fn from_listener(listener: TcpListener, cfg: SinkConfig) -> io::Result<Sink> {
         let addr = listener.local_addr()?;
         // Non-blocking accept so the acceptor notices `stop` without a wake-up connection.
         listener.set_nonblocking(true)?;

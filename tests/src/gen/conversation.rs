@@ -133,7 +133,11 @@ pub struct SecondMirror {
 }
 
 /// What goes wrong on the way to the mirror target. All of it is deterministic from the
-/// conversation's seed.
+/// conversation's seed. Applied in this order: mid-stream start, drops and loss, overlapping
+/// retransmissions, retransmissions, second mirror copy, reordering; truncation applies to
+/// every packet delivered. So a dropped segment is missing from both mirror copies, and
+/// retransmissions never fill a drop's hole (a retransmission of the mirror's loss does not
+/// happen: the real receiver got the segment).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Impairments {
     /// Each packet may arrive up to this many positions late (0: in order).

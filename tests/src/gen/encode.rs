@@ -185,7 +185,9 @@ impl Encoder {
             .paths
             .get(p.path)
             .or(self.paths.first())
-            .ok_or_else(|| GenError::TooLarge("no mirror path".into()))?;
+            .ok_or(GenError::Capture(String::from(
+                "conversation has no mirror path",
+            )))?;
 
         let syn = p.flags & flags::SYN != 0;
         let window = match (syn, p.dir) {

@@ -68,7 +68,8 @@ pub struct TrafficConfig {
     /// Total conversations. `None`: `concurrency` of them, unless `packets` is set.
     pub conversations: Option<u64>,
     /// Keep opening connections until at least this many packets are planned (open
-    /// conversations then finish, so the total slightly exceeds it).
+    /// conversations then finish, so the total slightly exceeds it). With `conversations`
+    /// also set, whichever limit is reached first stops new connections.
     pub packets: Option<u64>,
     pub requests_per_connection: usize,
     /// Share of requests that are POSTs, in percent.
@@ -246,7 +247,8 @@ impl Traffic {
 
     fn may_start(&self) -> bool {
         match (self.cfg.conversations, self.cfg.packets) {
-            (Some(n), _) => self.started < n,
+            (Some(n), Some(p)) => self.started < n && self.planned < p,
+            (Some(n), None) => self.started < n,
             (None, Some(p)) => self.planned < p,
             (None, None) => self.started < self.cfg.concurrency as u64,
         }
@@ -255,12 +257,17 @@ impl Traffic {
     fn start_in(&mut self, slot: usize, at: u64) -> Result<(), GenError> {
         let id = self.started;
         self.started += 1;
-        let plan = self
+        let mut plan = self
             .cfg
             .conversation(id, Duration::from_nanos(at))
             .build()?;
         self.planned += plan.len() as u64;
-        self.truths.push(plan.truth.clone());
+        // Moved, not cloned: the plan does not need its truth to encode frames.
+        let requests = std::mem::take(&mut plan.truth.requests);
+        self.truths.push(ConversationTruth {
+            requests,
+            ..plan.truth.clone()
+        });
         if let Some(first) = plan.packets().first() {
             self.heap.push(Reverse((first.ts, id, slot)));
         }
