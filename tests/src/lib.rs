@@ -1,1 +1,18 @@
-//! Test support: traffic generator and sink.
+//! Test support for rebuilder, independent of the `rebuilder` crate so that it can judge it:
+//!
+//! - [`gen`]: a generator of mirrored HTTP traffic (VXLAN-encapsulated TCP conversations) with
+//!   impairments and ground truth, capture writers and a UDP sender;
+//! - [`sink`]: a TCP server standing in for the WAF, recording the exact bytes of every request;
+//! - [`compare`]: what the sink received against the ground truth, as multisets;
+//! - [`truth`]: the ground truth as a file;
+//! - [`readback`]: an independent decoder of generated captures, for checking the generator.
+
+pub mod compare;
+pub mod error;
+pub mod gen;
+pub mod readback;
+pub mod rng;
+pub mod sink;
+pub mod truth;
+
+pub use error::GenError;
