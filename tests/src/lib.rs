@@ -10,6 +10,7 @@
 pub mod compare;
 pub mod error;
 pub mod gen;
+pub mod process;
 pub mod readback;
 pub mod rng;
 pub mod sink;

@@ -29,12 +29,20 @@ pub const BUILD: &[Need] = &[
         ],
         package: "clang-19",
     },
-    Need { what: "libbpf headers (bpf/bpf_helpers.h)", paths: &["/usr/include/bpf/bpf_helpers.h"], package: "libbpf-dev" },
+    Need {
+        what: "libbpf headers (bpf/bpf_helpers.h)",
+        paths: &["/usr/include/bpf/bpf_helpers.h"],
+        package: "libbpf-dev",
+    },
 ];
 
 /// What `cargo xtask test` needs beyond the build: network namespaces, veth pairs and XDP
 /// attachment are driven with iproute2.
-pub const TEST: &[Need] = &[Need { what: "ip (iproute2)", paths: &["/usr/sbin/ip", "/sbin/ip", "/bin/ip", "/usr/bin/ip"], package: "iproute2" }];
+pub const TEST: &[Need] = &[Need {
+    what: "ip (iproute2)",
+    paths: &["/usr/sbin/ip", "/sbin/ip", "/bin/ip", "/usr/bin/ip"],
+    package: "iproute2",
+}];
 
 /// What `cargo xtask bench` needs.
 pub const BENCH: &[Need] = &[
