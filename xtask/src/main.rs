@@ -27,7 +27,7 @@ fn main() -> ExitCode {
     let result = match task.as_deref() {
         Some("demo") => demo(),
         Some("test") => test(&rest),
-        Some("bench") => bench::run(&rest),
+        Some("bench") => bench::bench(&rest),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

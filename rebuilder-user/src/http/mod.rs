@@ -256,6 +256,15 @@ impl RequestFramer {
         out: &mut Vec<RebuiltRequest>,
         stats: &mut HttpStats,
     ) {
+        // Clients send each request with its own write, so the start of a segment is a likely
+        // request start even where the bytes before it (a body) did not end a line: without
+        // this, a stream picked up inside a body would miss every following request until one
+        // happened to follow a newline.
+        if let Phase::Resync(r) = &mut self.phase {
+            if r.candidate.is_none() {
+                r.line_start = true;
+            }
+        }
         let mut off = 0;
         while let Some(rest) = data.get(off..).filter(|r| !r.is_empty()) {
             // Every phase either consumes a byte or hands over to one that will (Idle → Head,
@@ -1480,6 +1489,26 @@ mod tests {
         Ok(())
     }
 
+    #[test]
+    fn pickup_inside_a_body_resyncs_at_the_next_segment_start() {
+        // Picked up in the tail of a POST body that does not end a line: the next request
+        // starts a segment, not a line, and must still be found.
+        let next = b"POST /3 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nxyz".to_vec();
+        let mut run = Run::new(HttpLimits::default(), false);
+        run.data(b"tail of a body, no newline", 1);
+        run.data(&next, 2);
+        run.data(&next, 3);
+        assert_eq!(run.raws(), vec![&next[..], &next[..]]);
+        assert_eq!(run.stats.resync_skipped_bytes, 26);
+        // Inside one segment, a request line after body bytes is not a candidate: a body that
+        // merely contains such text is not taken for a request.
+        let mut run = Run::new(HttpLimits::default(), false);
+        let mut joined = b"body bytes ".to_vec();
+        joined.extend_from_slice(&next);
+        run.data(&joined, 1);
+        assert!(run.out.is_empty());
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
@@ -1543,6 +1572,13 @@ mod tests {
             whole.data(&input, 1);
             let mut run = Run::new(tight_limits(), at_start);
             let bound = 160 + 64;
+            // A segment boundary is a request-start candidate by design (resync), so only a cut
+            // that cannot start a method token or a status line (uppercase) leaves the framing
+            // unchanged; those are the cuts this property varies.
+            let cuts: Vec<_> = cuts
+                .into_iter()
+                .filter(|c| !input.get(c.index(input.len() + 1)).is_some_and(u8::is_ascii_uppercase))
+                .collect();
             for (range, ts) in split(&input, &cuts) {
                 run.data(&input[range], ts);
                 prop_assert!(run.framer.buffered_bytes() <= bound);

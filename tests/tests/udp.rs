@@ -1,0 +1,203 @@
+//! End to end through `rebuilder run --udp`: VXLAN datagrams sent over loopback, requests
+//! replayed to a recording sink, status server answering, SIGTERM draining and exiting 0.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+use rebuilder_tests::compare::compare;
+use rebuilder_tests::gen::http;
+use rebuilder_tests::gen::{
+    interleave, send_vxlan, Conversation, ConversationPlan, UdpSendOptions,
+};
+use rebuilder_tests::process::Running;
+use rebuilder_tests::sink::{unused_local_addr, Sink};
+
+/// `GET path` on the status server: (status code, body).
+fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: status\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let code = resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_string());
+    Ok((code, body))
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("free UDP port")
+}
+
+/// A value of a metric line `name{labels} value` (labels matched as a substring).
+fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(labels))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn run_udp_replays_live_datagrams_and_drains_on_sigterm() {
+    let sink = Sink::start_default().expect("sink");
+    let udp = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_udp_port());
+    let status = unused_local_addr().expect("status port");
+    let mut rb = Running::spawn([
+        "run",
+        "--udp",
+        &udp.to_string(),
+        "--udp-sockets",
+        "2",
+        "--upstream",
+        &sink.url(),
+        "--status",
+        &status.to_string(),
+        "--workers",
+        "2",
+    ])
+    .expect("start rebuilder");
+
+    // Ready when /healthz answers 200 (capture threads and workers beating).
+    let start = Instant::now();
+    loop {
+        if let Ok((200, _)) = get(status, "/healthz") {
+            break;
+        }
+        assert!(
+            rb.alive(),
+            "rebuilder exited early:\n{}",
+            rb.stderr_so_far()
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "never healthy:\n{}",
+            rb.stderr_so_far()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let resp = http::ok_response(32);
+    let plans: Vec<ConversationPlan> = (0..16u16)
+        .map(|i| {
+            Conversation::new(
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 2, 0, i as u8 + 1)), 50000 + i),
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 2, 9, 1)), 80),
+            )
+            .id(u64::from(i))
+            .requests(
+                (0..6u64).map(|j| {
+                    if j % 3 == 2 {
+                        http::post("udp", &format!("/{i}/{j}"), 20_000, j)
+                    } else {
+                        http::get("udp", &format!("/{i}/{j}"))
+                    }
+                }),
+                &resp,
+            )
+            .build()
+            .expect("generator")
+        })
+        .collect();
+    let want: Vec<Vec<u8>> = plans
+        .iter()
+        .flat_map(|p| {
+            p.truth
+                .rebuildable()
+                .map(<[u8]>::to_vec)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let opts = UdpSendOptions {
+        packets_per_second: Some(20_000),
+        sockets: 4,
+        ..UdpSendOptions::new(udp)
+    };
+    let sent = send_vxlan(interleave(&plans), &opts).expect("send");
+    assert!(sent.packets > 500);
+
+    sink.wait_for(want.len(), Duration::from_secs(30))
+        .unwrap_or_else(|e| {
+            panic!("{e}; rebuilder said:\n{}", rb.stderr_so_far());
+        });
+    compare(
+        want.iter().map(Vec::as_slice),
+        sink.requests().iter().map(|r| r.raw.as_slice()),
+    )
+    .assert_match();
+
+    // Metrics are published every 250 ms.
+    std::thread::sleep(Duration::from_millis(600));
+    let (code, text) = get(status, "/metrics").expect("metrics");
+    assert_eq!(code, 200);
+    assert_eq!(
+        metric(
+            &text,
+            "rebuilder_packets_total",
+            "source=\"udp\",outcome=\"segment\""
+        ),
+        Some(sent.packets as f64),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "rebuilder_requests_rebuilt_total", ""),
+        Some(want.len() as f64)
+    );
+    assert_eq!(
+        metric(&text, "rebuilder_upstream_replayed_total", ""),
+        Some(want.len() as f64)
+    );
+    assert!(text.contains("rebuilder_udp_kernel_drops_total"), "{text}");
+
+    rb.signal(libc::SIGTERM);
+    let done = rb.wait(Duration::from_secs(20));
+    done.assert_success();
+    assert!(
+        done.stderr.contains("rebuilder udp summary"),
+        "{}",
+        done.stderr
+    );
+    assert_eq!(
+        done.summary_value("requests rebuilt"),
+        Some(want.len() as u64)
+    );
+}
+
+#[test]
+fn healthz_reports_an_unreachable_upstream() {
+    let udp = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_udp_port());
+    let status = unused_local_addr().expect("status port");
+    let nobody = unused_local_addr().expect("closed port");
+    let rb = Running::spawn([
+        "run",
+        "--udp",
+        &udp.to_string(),
+        "--upstream",
+        &format!("http://{nobody}"),
+        "--status",
+        &status.to_string(),
+    ])
+    .expect("start rebuilder");
+    let start = Instant::now();
+    let body = loop {
+        match get(status, "/healthz") {
+            Ok((503, body)) if body.contains("upstream") => break body,
+            _ if start.elapsed() > Duration::from_secs(20) => {
+                panic!("no 503 for the upstream:\n{}", rb.stderr_so_far())
+            }
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    assert!(
+        body.contains("unreachable") || body.contains("refused"),
+        "{body}"
+    );
+    rb.signal(libc::SIGTERM);
+    rb.wait(Duration::from_secs(20)).assert_success();
+}
