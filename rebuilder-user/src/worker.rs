@@ -441,13 +441,14 @@ fn feed(
     if events.is_empty() {
         return;
     }
+    // Allocates only when a request comes out; requests go on as soon as their event is framed.
     let mut out = Vec::new();
     for ev in events.drain(..) {
         framer.on_event(ev, &mut out, &mut stats.http);
-    }
-    stats.requests += out.len() as u64;
-    for req in out {
-        emit(req);
+        stats.requests += out.len() as u64;
+        for req in out.drain(..) {
+            emit(req);
+        }
     }
 }
 

@@ -33,6 +33,9 @@ pub(crate) struct Queue {
     /// Offline producers wait here for the byte budget to make room.
     room: Mutex<()>,
     room_cv: Condvar,
+    /// Producers inside `wait_for_room`: a release wakes them only when there are any, so the
+    /// common path (room available) costs no lock and no futex call per request.
+    waiting: AtomicUsize,
     closed: AtomicBool,
     depth_requests: Gauge,
     depth_bytes: Gauge,
@@ -66,6 +69,7 @@ impl Queue {
             bytes: AtomicUsize::new(0),
             room: Mutex::new(()),
             room_cv: Condvar::new(),
+            waiting: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             depth_requests: metrics.queue_requests(name),
             depth_bytes: metrics.queue_bytes(name),
@@ -121,7 +125,7 @@ impl Queue {
     fn release(&self, n: usize) {
         self.bytes.fetch_sub(n, Ordering::AcqRel);
         self.depth_bytes.dec_by(to_i64(n));
-        if self.mode == Mode::Offline {
+        if self.mode == Mode::Offline && self.waiting.load(Ordering::SeqCst) > 0 {
             // Taking the lock orders this wake-up after a waiter's check (see `wait_for_room`).
             let _g = self.room.lock().unwrap_or_else(|e| e.into_inner());
             self.room_cv.notify_all();
@@ -133,18 +137,23 @@ impl Queue {
             return true;
         }
         let mut guard = self.room.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
+        // Registered under the lock and before the re-check: a release that frees room after
+        // the check sees the waiter and takes the lock to notify, so no wake-up is lost.
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let reserved = loop {
             if self.closed.load(Ordering::Acquire) {
-                return false;
+                break false;
             }
             if self.try_reserve(n) {
-                return true;
+                break true;
             }
             guard = match self.room_cv.wait_timeout(guard, ROOM_RECHECK) {
                 Ok((g, _)) => g,
                 Err(e) => e.into_inner().0,
             };
-        }
+        };
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        reserved
     }
 
     /// Enqueues `item`, or counts why not. Never blocks in Live mode; waits for room in
@@ -215,6 +224,10 @@ impl Queue {
 
     pub(crate) fn try_pop(self: &Arc<Self>) -> Option<Taken> {
         self.rx.try_recv().ok().map(|item| self.taken(item))
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 
     /// Stops accepting; what is queued can still be taken.
