@@ -572,7 +572,16 @@ fn pcap_loop(
                     workers_gone = true;
                     break;
                 }
-                std::thread::sleep(wait);
+                // In slices, so that a signal stops a paced replay of a capture with a long
+                // quiet stretch without waiting it out.
+                let until = Instant::now() + wait;
+                while !shared.stop.load(Ordering::Relaxed) {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    std::thread::sleep(left.min(POLL));
+                }
             }
         }
         let r = decoder.decode_frame(frame.link, &frame.data, frame.ts);

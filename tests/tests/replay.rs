@@ -11,7 +11,7 @@ use rebuilder_tests::compare::compare;
 use rebuilder_tests::gen::http::{self, hostile};
 use rebuilder_tests::gen::{
     interleave, write_capture, CaptureFormat, Conversation, ConversationPlan, Isn, LinkType,
-    MirrorPath,
+    MirrorPath, DEFAULT_EPOCH,
 };
 use rebuilder_tests::process::{run_rebuilder, Finished};
 use rebuilder_tests::sink::{ReceivedRequest, Sink};
@@ -220,7 +220,7 @@ fn mixed_workload() -> Vec<Conversation> {
         .enumerate()
         .map(|(i, c)| {
             c.id(i as u64 + 1)
-                .start(Duration::from_micros(i as u64 * 37))
+                .start(DEFAULT_EPOCH + Duration::from_micros(i as u64 * 37))
         })
         .collect()
 }
@@ -564,4 +564,102 @@ fn missing_or_invalid_capture_files_are_clear_errors() {
     );
     assert_eq!(run.status.and_then(|s| s.code()), Some(1));
     assert!(run.stderr.contains("upstream.pool_size"), "{}", run.stderr);
+}
+
+#[test]
+fn added_headers_and_over_limit_bodies_change_only_what_they_must() {
+    let scratch = Scratch::new("rewrite");
+    let resp = http::ok_response(10);
+    let small = http::get("rw", "/small");
+    let big = http::post("rw", "/big", 200_000, 9);
+    let with_xff =
+        b"GET /proxied HTTP/1.1\r\nHost: rw\r\nX-Forwarded-For: 192.0.2.1\r\n\r\n".to_vec();
+    let conv = Conversation::new(v4(7, 1, 47000), v4(9, 8, 80))
+        .vni(321)
+        .exchange(small.clone(), resp.clone())
+        .exchange(big.clone(), resp.clone())
+        .exchange(with_xff, resp.clone());
+    let plans = build(&[conv]);
+    let pcap = scratch_pcap(&scratch, &plans);
+    let (_, received, lines) = replay(
+        &pcap,
+        &scratch,
+        &["--add-client-ip", "--add-vni", "--max-body-bytes", "64KiB"],
+    );
+    let got: Vec<&[u8]> = received.iter().map(|r| r.raw.as_slice()).collect();
+    let small_out = b"GET /small HTTP/1.1\r\nHost: rw\r\n".to_vec();
+    // Inserted just before the blank line; every other byte as sent.
+    let head_end = small.len() - 2;
+    let small_out = got
+        .iter()
+        .find(|g| g.starts_with(&small_out))
+        .expect("the small GET was replayed");
+    assert_eq!(&small_out[..head_end], &small[..head_end]);
+    let added = &small_out[head_end..];
+    assert!(
+        added == b"X-Mirror-VNI: 321\r\nX-Forwarded-For: 10.1.7.1\r\n\r\n"
+            || added == b"X-Forwarded-For: 10.1.7.1\r\nX-Mirror-VNI: 321\r\n\r\n",
+        "{:?}",
+        String::from_utf8_lossy(added)
+    );
+    let proxied = b"GET /proxied HTTP/1.1\r\nHost: rw\r\nX-Forwarded-For: 192.0.2.1, 10.1.7.1\r\nX-Mirror-VNI: 321\r\n\r\n";
+    let proxied_alt =
+        b"GET /proxied HTTP/1.1\r\nHost: rw\r\nX-Forwarded-For: 192.0.2.1, 10.1.7.1\r\n";
+    assert!(
+        got.iter()
+            .any(|g| g.starts_with(proxied_alt) && g.ends_with(b"X-Mirror-VNI: 321\r\n\r\n")),
+        "the existing X-Forwarded-For is appended to: {:?} (e.g. {:?})",
+        got.iter()
+            .map(|g| String::from_utf8_lossy(&g[..g.len().min(200)]))
+            .collect::<Vec<_>>(),
+        String::from_utf8_lossy(proxied)
+    );
+    // The big body went over the 64 KiB limit: its head alone, framing consistent, length stated.
+    let big_out = got
+        .iter()
+        .find(|g| g.starts_with(b"POST /big"))
+        .expect("the big POST's head was replayed");
+    let text = String::from_utf8_lossy(big_out);
+    assert!(text.contains("Content-Length: 0\r\n"), "{text}");
+    assert!(
+        text.contains("X-Rebuilder-Original-Body-Length: 200000\r\n"),
+        "{text}"
+    );
+    assert!(text.ends_with("\r\n\r\n"), "no body follows: {text}");
+    // The JSON lines keep what the client sent (no added headers) and flag the over-limit body.
+    let big_line = lines
+        .iter()
+        .find(|l| l["target"] == "/big")
+        .expect("jsonl record");
+    assert_eq!(big_line["flags"]["body_over_limit"], true);
+    assert_eq!(big_line["body_len"], 200_000);
+    assert!(
+        lines.iter().any(|l| raw_of(l) == small),
+        "jsonl has the small GET exactly as sent"
+    );
+}
+
+#[test]
+fn pace_follows_the_capture_timestamps() {
+    let scratch = Scratch::new("pace");
+    let resp = http::ok_response(10);
+    // Two connections 1.5 s apart in capture time.
+    let plans = build(&[
+        Conversation::new(v4(8, 1, 48000), v4(9, 9, 80))
+            .id(1)
+            .exchange(http::get("p", "/a"), resp.clone()),
+        Conversation::new(v4(8, 2, 48001), v4(9, 9, 80))
+            .id(2)
+            .start(DEFAULT_EPOCH + Duration::from_millis(1500))
+            .exchange(http::get("p", "/b"), resp.clone()),
+    ]);
+    let pcap = scratch_pcap(&scratch, &plans);
+    let t = std::time::Instant::now();
+    let (_, received, _) = replay(&pcap, &scratch, &["--pace", "realtime"]);
+    assert!(
+        t.elapsed() >= Duration::from_millis(1500),
+        "realtime pacing waited {:?}",
+        t.elapsed()
+    );
+    assert_eq!(received.len(), 2);
 }
