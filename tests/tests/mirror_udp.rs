@@ -17,8 +17,8 @@ use rebuilder_tests::process::Finished;
 const HOST: &str = "shop.example.test";
 /// Bounds for each phase; nothing here should come near them.
 const SETUP: Duration = Duration::from_secs(10);
-const TRAFFIC: Duration = Duration::from_secs(20);
-const REPLAY: Duration = Duration::from_secs(20);
+const TRAFFIC: Duration = Duration::from_secs(10);
+const REPLAY: Duration = Duration::from_secs(10);
 
 /// The traffic every variant sends: keep-alive GETs, bodies of several MB, chunked bodies
 /// streamed piece by piece, pipelined requests, an `Expect: 100-continue` upload and a HEAD.
