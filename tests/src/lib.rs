@@ -5,11 +5,15 @@
 //! - [`sink`]: a TCP server standing in for the WAF, recording the exact bytes of every request;
 //! - [`compare`]: what the sink received against the ground truth, as multisets;
 //! - [`truth`]: the ground truth as a file;
+//! - [`netns`]: network-namespace topologies where the kernel mirrors real traffic, and
+//!   [`http_client`], the keep-alive client that drives them;
 //! - [`readback`]: an independent decoder of generated captures, for checking the generator.
 
 pub mod compare;
 pub mod error;
 pub mod gen;
+pub mod http_client;
+pub mod netns;
 pub mod process;
 pub mod readback;
 pub mod rng;

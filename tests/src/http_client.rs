@@ -1,0 +1,539 @@
+//! An HTTP/1.1 keep-alive client that writes exact bytes on a TCP connection and reads each
+//! response, recording what it sent: that record is the ground truth an end-to-end test
+//! compares the WAF sink's against.
+//!
+//! Raw TCP, not an HTTP library: the requests are whatever bytes the test made (hostile and
+//! malformed ones included), written as given. Responses are framed (Content-Length, chunked,
+//! or to the close; none for HEAD, 1xx, 204, 304) only to know when to send the next request.
+//! Works on any `TcpStream`, so the connection may come from inside a network namespace.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::gen::http::expect_continue_split;
+use crate::sink::framer;
+
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+const MAX_RESPONSE_BODY: u64 = 1 << 30;
+
+/// What one connection sends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionPlan {
+    pub requests: Vec<Vec<u8>>,
+    /// Requests written back to back before their responses are read (1: one at a time).
+    pub pipeline: usize,
+    /// Write each request in pieces of this many bytes, pausing between them (a body
+    /// streamed as it is produced); `None` writes each request at once.
+    pub pieces: Option<(usize, Duration)>,
+}
+
+impl ConnectionPlan {
+    /// One request at a time, each written at once.
+    pub fn new(requests: Vec<Vec<u8>>) -> Self {
+        Self {
+            requests,
+            pipeline: 1,
+            pieces: None,
+        }
+    }
+
+    /// Writes `depth` requests back to back, then reads their responses.
+    pub fn pipelined(mut self, depth: usize) -> Self {
+        self.pipeline = depth;
+        self
+    }
+
+    /// Streams every request in `size`-byte writes, `pause` apart.
+    pub fn in_pieces(mut self, size: usize, pause: Duration) -> Self {
+        self.pieces = Some((size, pause));
+        self
+    }
+}
+
+/// A request as it went out, whole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SentRequest {
+    /// Index of the connection among those a driver ran.
+    pub connection: usize,
+    /// Index of the request on its connection.
+    pub index: usize,
+    pub raw: Vec<u8>,
+}
+
+/// A response as it came back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    /// Its bytes, head and body.
+    pub len: usize,
+}
+
+/// What one connection did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConnectionOutcome {
+    pub sent: Vec<SentRequest>,
+    /// Final responses (interim `100 Continue` ones are not counted), in order.
+    pub responses: Vec<Response>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("connection {connection}: {source}")]
+    Io {
+        connection: usize,
+        #[source]
+        source: io::Error,
+    },
+    #[error("connection {connection}: no progress before the deadline ({waited:?})")]
+    Timeout { connection: usize, waited: Duration },
+    #[error("connection {connection}: bad response: {reason}")]
+    BadResponse { connection: usize, reason: String },
+    #[error("connection {connection}: closed by the server after {responses} responses")]
+    ClosedEarly { connection: usize, responses: usize },
+    #[error("invalid plan: {0}")]
+    Plan(String),
+}
+
+/// Sends `plan` on `stream`, reading every response, all before `deadline`.
+pub fn run_connection(
+    mut stream: TcpStream,
+    connection: usize,
+    plan: &ConnectionPlan,
+    deadline: Instant,
+) -> Result<ConnectionOutcome, ClientError> {
+    if plan.pipeline == 0 {
+        return Err(ClientError::Plan(
+            "pipeline depth must be at least 1".into(),
+        ));
+    }
+    if matches!(plan.pieces, Some((0, _))) {
+        return Err(ClientError::Plan("piece size must be at least 1".into()));
+    }
+    let start = Instant::now();
+    let mut c = Conn {
+        stream: &mut stream,
+        connection,
+        deadline,
+        start,
+        buf: Vec::new(),
+        outcome: ConnectionOutcome::default(),
+    };
+    c.stream.set_nodelay(true).map_err(|e| c.io(e))?;
+    let mut index = 0usize;
+    for batch in plan.requests.chunks(plan.pipeline) {
+        for req in batch {
+            // A real client waits for `100 Continue` before the body; only possible when the
+            // request is alone in flight.
+            match expect_continue_split(req).filter(|_| batch.len() == 1) {
+                Some(split) => {
+                    let (head, body) = req.split_at(split.min(req.len()));
+                    c.write(head, plan.pieces)?;
+                    let interim = c.read_response(false, true)?;
+                    if !(100..200).contains(&interim.status) {
+                        return Err(c.bad(format!(
+                            "answered {} before the body of an Expect: 100-continue request",
+                            interim.status
+                        )));
+                    }
+                    c.write(body, plan.pieces)?;
+                }
+                None => c.write(req, plan.pieces)?,
+            }
+            c.outcome.sent.push(SentRequest {
+                connection,
+                index,
+                raw: req.clone(),
+            });
+            index += 1;
+        }
+        for req in batch {
+            let r = c.read_response(is_head(req), false)?;
+            c.outcome.responses.push(r);
+        }
+    }
+    let _ = c.stream.shutdown(std::net::Shutdown::Write);
+    Ok(c.outcome)
+}
+
+fn is_head(req: &[u8]) -> bool {
+    let start = req
+        .iter()
+        .position(|b| !matches!(b, b'\r' | b'\n'))
+        .unwrap_or(req.len());
+    req.get(start..).is_some_and(|r| r.starts_with(b"HEAD "))
+}
+
+struct Conn<'a> {
+    stream: &'a mut TcpStream,
+    connection: usize,
+    deadline: Instant,
+    start: Instant,
+    buf: Vec<u8>,
+    outcome: ConnectionOutcome,
+}
+
+impl Conn<'_> {
+    fn io(&self, source: io::Error) -> ClientError {
+        if matches!(
+            source.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ) {
+            return self.timeout();
+        }
+        ClientError::Io {
+            connection: self.connection,
+            source,
+        }
+    }
+
+    fn timeout(&self) -> ClientError {
+        ClientError::Timeout {
+            connection: self.connection,
+            waited: self.start.elapsed(),
+        }
+    }
+
+    fn bad(&self, reason: String) -> ClientError {
+        ClientError::BadResponse {
+            connection: self.connection,
+            reason,
+        }
+    }
+
+    /// Time left, never zero (a zero timeout means "forever" to the socket API).
+    fn left(&self) -> Result<Duration, ClientError> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            Err(self.timeout())
+        } else {
+            Ok(left)
+        }
+    }
+
+    fn write(
+        &mut self,
+        bytes: &[u8],
+        pieces: Option<(usize, Duration)>,
+    ) -> Result<(), ClientError> {
+        let (size, pause) = pieces.unwrap_or((bytes.len().max(1), Duration::ZERO));
+        let mut first = true;
+        for piece in bytes.chunks(size) {
+            if !first && !pause.is_zero() {
+                std::thread::sleep(pause.min(self.left()?));
+            }
+            first = false;
+            let left = self.left()?;
+            self.stream
+                .set_write_timeout(Some(left))
+                .map_err(|e| self.io(e))?;
+            self.stream.write_all(piece).map_err(|e| self.io(e))?;
+        }
+        Ok(())
+    }
+
+    /// Reads one response. Interim (1xx) responses are returned when `interim` is set, else
+    /// skipped.
+    fn read_response(
+        &mut self,
+        head_request: bool,
+        interim: bool,
+    ) -> Result<Response, ClientError> {
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            match frame_response(&self.buf, head_request).map_err(|e| self.bad(e))? {
+                Framed::Whole { len, status } => {
+                    self.buf.drain(..len);
+                    if (100..200).contains(&status) && !interim {
+                        continue;
+                    }
+                    return Ok(Response { status, len });
+                }
+                Framed::Partial | Framed::ToClose => {}
+            }
+            let left = self.left()?;
+            self.stream
+                .set_read_timeout(Some(left))
+                .map_err(|e| self.io(e))?;
+            match self.stream.read(&mut chunk) {
+                Ok(0) => {
+                    if let Framed::ToClose =
+                        frame_response(&self.buf, head_request).map_err(|e| self.bad(e))?
+                    {
+                        let status = status_code(&self.buf).map_err(|e| self.bad(e))?;
+                        let len = self.buf.len();
+                        self.buf.clear();
+                        return Ok(Response { status, len });
+                    }
+                    return Err(ClientError::ClosedEarly {
+                        connection: self.connection,
+                        responses: self.outcome.responses.len(),
+                    });
+                }
+                Ok(n) => self
+                    .buf
+                    .extend_from_slice(chunk.get(..n).unwrap_or_default()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.io(e)),
+            }
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Framed {
+    /// A whole response of `len` bytes starts the buffer.
+    Whole { len: usize, status: u16 },
+    /// More bytes needed.
+    Partial,
+    /// The head is complete and the body runs to the connection's close.
+    ToClose,
+}
+
+fn status_code(buf: &[u8]) -> Result<u16, String> {
+    let line_end = buf.iter().position(|b| *b == b'\n').unwrap_or(buf.len());
+    let line = buf.get(..line_end).unwrap_or_default();
+    let mut words = line.split(|b| *b == b' ');
+    let version = words.next().unwrap_or_default();
+    if !version.starts_with(b"HTTP/1.") {
+        return Err(format!(
+            "status line {:?}",
+            String::from_utf8_lossy(line.get(..64).unwrap_or(line))
+        ));
+    }
+    let code = words.next().unwrap_or_default();
+    std::str::from_utf8(code)
+        .ok()
+        .filter(|c| c.len() == 3)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("status code {:?}", String::from_utf8_lossy(code)))
+}
+
+/// Where the response at the start of `buf` ends. The sink's request framer finds head and
+/// body boundaries the same way for responses (a status line in place of a request line);
+/// what differs is which responses have no body and that a response may run to the close.
+fn frame_response(buf: &[u8], head_request: bool) -> Result<Framed, String> {
+    let Some(head) = framer::parse_head(buf, MAX_RESPONSE_HEAD).map_err(|e| e.to_string())? else {
+        return Ok(Framed::Partial);
+    };
+    let status = status_code(buf)?;
+    if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
+        return Ok(Framed::Whole {
+            len: head.len,
+            status,
+        });
+    }
+    if !head.chunked && head.content_length.is_none() {
+        return Ok(Framed::ToClose);
+    }
+    match framer::frame_request(buf, MAX_RESPONSE_HEAD, MAX_RESPONSE_BODY)
+        .map_err(|e| e.to_string())?
+    {
+        Some(len) => Ok(Framed::Whole { len, status }),
+        None => Ok(Framed::Partial),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    #[test]
+    fn frames_responses_by_length_chunks_and_status() {
+        let cl = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcHTTP/1.1";
+        assert_eq!(
+            frame_response(cl, false),
+            Ok(Framed::Whole {
+                len: 41,
+                status: 200
+            })
+        );
+        assert_eq!(
+            frame_response(cl, true),
+            Ok(Framed::Whole {
+                len: 38,
+                status: 200
+            })
+        );
+        assert_eq!(frame_response(&cl[..40], false), Ok(Framed::Partial));
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+        assert_eq!(
+            frame_response(chunked, false),
+            Ok(Framed::Whole {
+                len: chunked.len(),
+                status: 200
+            })
+        );
+        assert_eq!(
+            frame_response(b"HTTP/1.1 100 Continue\r\n\r\nHTTP", false),
+            Ok(Framed::Whole {
+                len: 25,
+                status: 100
+            })
+        );
+        assert_eq!(
+            frame_response(
+                b"HTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\n",
+                false
+            ),
+            Ok(Framed::Whole {
+                len: 46,
+                status: 204
+            })
+        );
+        assert_eq!(
+            frame_response(b"HTTP/1.0 200 OK\r\n\r\nbody", false),
+            Ok(Framed::ToClose)
+        );
+        assert!(frame_response(b"SSH-2.0-x\r\n\r\n", false).is_err());
+        assert!(frame_response(b"HTTP/1.1 2000 OK\r\n\r\n", false).is_err());
+    }
+
+    #[test]
+    fn head_requests_are_recognised_after_leading_empty_lines() {
+        assert!(is_head(b"HEAD / HTTP/1.1\r\n\r\n"));
+        assert!(is_head(b"\r\nHEAD / HTTP/1.1\r\n\r\n"));
+        assert!(!is_head(b"HEADER / HTTP/1.1\r\n\r\n"));
+        assert!(!is_head(b"GET / HTTP/1.1\r\n\r\n"));
+    }
+
+    /// Over loopback: pipelining, pieces and Expect: 100-continue against a tiny server that
+    /// records what it got.
+    #[test]
+    fn sends_exact_bytes_and_reads_every_response() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut got = Vec::new();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                while let Some(n) = framer::frame_request(&buf, 1 << 20, 1 << 20).unwrap() {
+                    got.push(buf.drain(..n).collect::<Vec<u8>>());
+                    s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+                        .unwrap();
+                }
+                if let Ok(Some(h)) = framer::parse_head(&buf, 1 << 20) {
+                    if h.expect_continue && buf.len() == h.len {
+                        s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").unwrap();
+                    }
+                }
+                let n = s.read(&mut chunk).unwrap();
+                if n == 0 {
+                    return got;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        });
+        let requests = [
+            b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello".to_vec(),
+            b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            b"POST /d HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi"
+                .to_vec(),
+        ];
+        let plan = ConnectionPlan::new(requests[..3].to_vec())
+            .pipelined(2)
+            .in_pieces(7, Duration::from_millis(1));
+        let stream = TcpStream::connect(addr).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let out = run_connection(stream.try_clone().unwrap(), 3, &plan, deadline).unwrap();
+        assert_eq!(out.responses.len(), 3);
+        assert!(out.responses.iter().all(|r| r.status == 200 && r.len == 59));
+        assert_eq!(
+            out.sent
+                .iter()
+                .map(|s| (s.connection, s.index))
+                .collect::<Vec<_>>(),
+            vec![(3, 0), (3, 1), (3, 2)]
+        );
+        drop(stream);
+        let got = server.join().unwrap();
+        assert_eq!(got, requests[..3].to_vec());
+
+        // Expect: 100-continue, alone in flight.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut head = vec![0u8; 256];
+            let n = s.read(&mut head).unwrap();
+            s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").unwrap();
+            let mut body = [0u8; 2];
+            s.read_exact(&mut body).unwrap();
+            s.write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
+                .unwrap();
+            (n, body)
+        });
+        let plan = ConnectionPlan::new(vec![requests[3].clone()]);
+        let out = run_connection(TcpStream::connect(addr).unwrap(), 0, &plan, deadline).unwrap();
+        assert_eq!(
+            out.responses,
+            vec![Response {
+                status: 201,
+                len: 43
+            }]
+        );
+        let (head_len, body) = server.join().unwrap();
+        assert_eq!(
+            head_len,
+            requests[3].len() - 2,
+            "the body waited for 100 Continue"
+        );
+        assert_eq!(&body, b"hi");
+    }
+
+    #[test]
+    fn a_server_that_goes_silent_is_a_timeout_not_a_hang() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stream = TcpStream::connect(addr).unwrap();
+        let (_held, _) = listener.accept().unwrap();
+        let plan = ConnectionPlan::new(vec![b"GET / HTTP/1.1\r\n\r\n".to_vec()]);
+        let t = Instant::now();
+        let err = run_connection(
+            stream,
+            0,
+            &plan,
+            Instant::now() + Duration::from_millis(200),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, ClientError::Timeout { connection: 0, .. }),
+            "{err}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn an_early_close_is_reported() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut b = [0u8; 64];
+            let _ = s.read(&mut b);
+        });
+        let plan = ConnectionPlan::new(vec![b"GET / HTTP/1.1\r\n\r\n".to_vec()]);
+        let err = run_connection(
+            TcpStream::connect(addr).unwrap(),
+            1,
+            &plan,
+            Instant::now() + Duration::from_secs(5),
+        )
+        .unwrap_err();
+        server.join().unwrap();
+        assert!(
+            matches!(
+                err,
+                ClientError::ClosedEarly {
+                    connection: 1,
+                    responses: 0
+                }
+            ),
+            "{err}"
+        );
+    }
+}
