@@ -1,6 +1,7 @@
 //! Where segments come from (DESIGN §3): `pcap` reads capture files, `udp` reads VXLAN datagrams
 //! from sockets, and both decode with [`decode::Decoder`] into the same [`Segment`] the XDP path
-//! yields.
+//! yields. `xdp` reads the records of the kernel-side parser (`rebuilder-ebpf`) from its ring
+//! buffer; `iface` holds the interface facts and driver rules that decide its attach mode.
 //!
 //! [`Segment`]: crate::segment::Segment
 
@@ -9,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub mod decode;
+pub mod iface;
 pub mod pcap;
 pub mod udp;
 
