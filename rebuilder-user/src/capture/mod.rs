@@ -13,6 +13,7 @@ pub mod decode;
 pub mod iface;
 pub mod pcap;
 pub mod udp;
+pub mod xdp;
 
 pub use decode::{DecodeConfig, DecodeStats, Decoder, Drop, LinkType};
 pub use pcap::{Frame, PcapSource, PcapStats};
