@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{ByteSize, FlowKeyMode, LogFormat, Settings, Span};
+use crate::config::{ByteSize, FlowKeyMode, LogFormat, Settings, Span, XdpModeSetting};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -41,7 +41,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Capture live mirrored traffic and replay the requests (UDP socket input by default).
+    /// Capture live mirrored traffic and replay the requests: through XDP on an interface
+    /// (--iface), or from a UDP socket (--udp, the default).
     Run(RunArgs),
     /// Rebuild the requests of a capture file (pcap or pcapng), replay them, print a summary.
     Replay(ReplayArgs),
@@ -54,6 +55,28 @@ pub struct RunArgs {
     /// Receive VXLAN datagrams on this UDP address (no privileges needed).
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "0.0.0.0:4789")]
     pub udp: Option<SocketAddr>,
+
+    /// Capture through the XDP program on this interface (needs root, or CAP_BPF,
+    /// CAP_NET_ADMIN and CAP_PERFMON). Consumed VXLAN packets are dropped in the kernel.
+    #[arg(long, value_name = "IFACE", conflicts_with = "udp")]
+    pub iface: Option<String>,
+
+    /// XDP attach mode: `auto` tries driver (native) mode and falls back to generic, saying why.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub xdp_mode: Option<XdpModeSetting>,
+
+    /// Debugging: packets the XDP program consumes still go to the network stack.
+    #[arg(long)]
+    pub xdp_pass: bool,
+
+    /// Ring buffer between the XDP program and userspace (a power of two, e.g. 64MiB).
+    #[arg(long, value_name = "SIZE")]
+    pub xdp_ring_size: Option<ByteSize>,
+
+    /// Inner TCP ports the XDP program keeps, either direction (repeatable or
+    /// comma-separated); default: all.
+    #[arg(long = "xdp-port", value_name = "PORT", value_delimiter = ',')]
+    pub xdp_ports: Vec<u16>,
 
     /// UDP sockets (and receiving threads) bound with SO_REUSEPORT; 0 = one per core.
     #[arg(long, value_name = "N")]
@@ -99,6 +122,11 @@ pub struct CheckArgs {
     /// Interface to check for XDP support.
     #[arg(long, value_name = "IFACE")]
     pub iface: Option<String>,
+
+    /// Do not attach the program to the interface to see which mode works (an attach is
+    /// detached at once, but on some drivers, ENA among them, it briefly restarts the queues).
+    #[arg(long)]
+    pub no_attach_test: bool,
 }
 
 /// Replay speed relative to the capture's own timing.
@@ -237,6 +265,19 @@ impl Cli {
             Command::Run(a) => {
                 if let Some(addr) = a.udp {
                     s.udp.listen = addr;
+                    // --udp chooses the input even when the file names an interface.
+                    s.xdp.iface = None;
+                }
+                if a.iface.is_some() {
+                    s.xdp.iface = a.iface.clone();
+                }
+                set(&mut s.xdp.mode, a.xdp_mode);
+                set(&mut s.xdp.ring_size, a.xdp_ring_size);
+                if a.xdp_pass {
+                    s.xdp.pass_consumed = true;
+                }
+                if !a.xdp_ports.is_empty() {
+                    s.xdp.ports = a.xdp_ports.clone();
                 }
                 set(&mut s.udp.sockets, a.udp_sockets);
                 set(&mut s.udp.recv_buffer, a.recv_buffer);
@@ -254,7 +295,11 @@ impl Cli {
                 }
                 a.common.apply(&mut s);
             }
-            Command::Check(_) => {}
+            Command::Check(a) => {
+                if a.iface.is_some() {
+                    s.xdp.iface = a.iface.clone();
+                }
+            }
         }
         s.validate()?;
         Ok(s)
@@ -372,6 +417,85 @@ mod tests {
         let s = cli.settings().unwrap();
         assert_eq!(s.udp.listen, "0.0.0.0:4789".parse().unwrap());
         assert_eq!(s.status.listen, Some("0.0.0.0:9479".parse().unwrap()));
+    }
+
+    #[test]
+    fn iface_flags_fill_the_xdp_settings() {
+        let cli = Cli::try_parse_from([
+            "rebuilder",
+            "run",
+            "--iface",
+            "eth1",
+            "--xdp-mode",
+            "generic",
+            "--xdp-pass",
+            "--xdp-ring-size",
+            "8MiB",
+            "--xdp-port",
+            "80,8080",
+        ])
+        .unwrap();
+        let s = cli.settings().unwrap();
+        assert_eq!(s.xdp.iface.as_deref(), Some("eth1"));
+        assert_eq!(s.xdp.mode, XdpModeSetting::Generic);
+        assert!(s.xdp.pass_consumed);
+        assert_eq!(s.xdp.ring_size, ByteSize(8 << 20));
+        assert_eq!(s.xdp.ports, vec![80, 8080]);
+    }
+
+    #[test]
+    fn iface_and_udp_exclude_each_other() {
+        let e = Cli::try_parse_from(["rebuilder", "run", "--iface", "eth1", "--udp"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--iface") && e.contains("--udp"), "{e}");
+    }
+
+    #[test]
+    fn udp_flag_overrides_an_iface_from_the_config_file() {
+        let dir = std::env::temp_dir().join(format!("rebuilder-cli-xdp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, "[xdp]\niface = \"eth9\"\nmode = \"driver\"\n").unwrap();
+        let p = path.to_str().unwrap();
+        let from_file = Cli::try_parse_from(["rebuilder", "--config", p, "run"])
+            .unwrap()
+            .settings()
+            .unwrap();
+        let with_udp = Cli::try_parse_from(["rebuilder", "--config", p, "run", "--udp"])
+            .unwrap()
+            .settings()
+            .unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+        assert_eq!(from_file.xdp.iface.as_deref(), Some("eth9"));
+        assert_eq!(from_file.xdp.mode, XdpModeSetting::Driver);
+        assert_eq!(with_udp.xdp.iface, None);
+    }
+
+    #[test]
+    fn bad_xdp_values_are_refused() {
+        let e = Cli::try_parse_from([
+            "rebuilder",
+            "run",
+            "--iface",
+            "eth1",
+            "--xdp-ring-size",
+            "3MiB",
+        ])
+        .unwrap()
+        .settings()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("xdp.ring_size") && e.contains("power of two"),
+            "{e}"
+        );
+        let e = Cli::try_parse_from(["rebuilder", "run", "--iface", "a/b"])
+            .unwrap()
+            .settings()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("xdp.iface"), "{e}");
     }
 
     #[test]

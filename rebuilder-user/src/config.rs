@@ -176,6 +176,28 @@ pub enum FlowKeyMode {
     Vni,
 }
 
+/// How the XDP program is attached (DESIGN §5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpModeSetting {
+    /// Driver (native) mode where the interface allows it, else generic mode, saying why.
+    Auto,
+    /// Driver (native) mode only: fail if the driver refuses.
+    Driver,
+    /// Generic (skb) mode only: works on every interface, costs more per packet.
+    Generic,
+}
+
+impl XdpModeSetting {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            XdpModeSetting::Auto => "auto",
+            XdpModeSetting::Driver => "driver",
+            XdpModeSetting::Generic => "generic",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -194,6 +216,7 @@ pub struct Settings {
     pub upstream: UpstreamSettings,
     pub jsonl: JsonlSettings,
     pub status: StatusSettings,
+    pub xdp: XdpSettings,
     /// How long outputs may take to drain at shutdown.
     pub drain_timeout: Span,
 }
@@ -209,6 +232,7 @@ impl Default for Settings {
             upstream: UpstreamSettings::default(),
             jsonl: JsonlSettings::default(),
             status: StatusSettings::default(),
+            xdp: XdpSettings::default(),
             drain_timeout: Span(Duration::from_secs(10)),
         }
     }
@@ -402,6 +426,40 @@ impl Default for StatusSettings {
     }
 }
 
+/// The XDP input of `run` (`--iface`). VXLAN ports and the VNI lists come from `[capture]`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct XdpSettings {
+    /// Interface receiving the mirrored traffic; set: `run` captures through XDP, not UDP.
+    pub iface: Option<String>,
+    pub mode: XdpModeSetting,
+    /// Ring buffer between the XDP program and userspace: a power of two, at least a page.
+    pub ring_size: ByteSize,
+    /// Consumed packets still go to the stack (debugging; the kernel then also sees the
+    /// VXLAN datagrams).
+    pub pass_consumed: bool,
+    /// Inner TCP ports to keep (a segment is kept when either of its ports is listed); empty
+    /// keeps all.
+    pub ports: Vec<u16>,
+}
+
+/// Largest ring buffer accepted: the map size is a `u32` and the kernel wants a power of two.
+pub const XDP_RING_MAX: u64 = 1 << 30;
+/// Smallest ring buffer accepted: one page.
+pub const XDP_RING_MIN: u64 = 4096;
+
+impl Default for XdpSettings {
+    fn default() -> Self {
+        Self {
+            iface: None,
+            mode: XdpModeSetting::Auto,
+            ring_size: ByteSize(64 << 20),
+            pass_consumed: false,
+            ports: Vec::new(),
+        }
+    }
+}
+
 /// Default status address for `run` when none is configured.
 pub const DEFAULT_STATUS_ADDR: &str = "0.0.0.0:9479";
 
@@ -505,6 +563,21 @@ impl Settings {
             crate::output::upstream::UpstreamAddr::parse(url)
                 .map_err(|e| bad("upstream.url", e.to_string()))?;
         }
+        if let Some(iface) = &self.xdp.iface {
+            check_iface_name("xdp.iface", iface)?;
+        }
+        let ring = self.xdp.ring_size.bytes();
+        if !ring.is_power_of_two() || !(XDP_RING_MIN..=XDP_RING_MAX).contains(&ring) {
+            return Err(bad(
+                "xdp.ring_size",
+                format!(
+                    "{} is not a power of two from {} to {}",
+                    self.xdp.ring_size,
+                    ByteSize(XDP_RING_MIN),
+                    ByteSize(XDP_RING_MAX)
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -538,6 +611,25 @@ fn check_header_name(key: &str, name: &str) -> Result<(), ConfigError> {
         Err(ConfigError::Value {
             key: key.into(),
             message: format!("{name:?} is not a valid header name"),
+        })
+    }
+}
+
+/// An interface name as the kernel accepts it: 1 to 15 bytes, no `/`, no whitespace.
+fn check_iface_name(key: &str, name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() < 16
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Value {
+            key: key.into(),
+            message: format!(
+                "{name:?} is not an interface name (1 to 15 characters, no '/', ':' or spaces)"
+            ),
         })
     }
 }
@@ -620,6 +712,38 @@ mod tests {
         assert_eq!(s.upstream.url.as_deref(), Some("http://10.0.0.5:8080"));
         assert_eq!(s.log.format, LogFormat::Json);
         assert_eq!(s.drain_timeout, Span(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn the_xdp_section_parses_and_is_validated() {
+        let s = parse(
+            "[xdp]\niface = \"eth1\"\nmode = \"generic\"\nring_size = \"16MiB\"\n\
+             pass_consumed = true\nports = [80, 443]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.xdp,
+            XdpSettings {
+                iface: Some("eth1".into()),
+                mode: XdpModeSetting::Generic,
+                ring_size: ByteSize(16 << 20),
+                pass_consumed: true,
+                ports: vec![80, 443],
+            }
+        );
+        assert_eq!(Settings::default().xdp.ring_size, ByteSize(64 << 20));
+        assert_eq!(Settings::default().xdp.mode, XdpModeSetting::Auto);
+        for (text, key) in [
+            ("[xdp]\nring_size = 5000\n", "xdp.ring_size"),
+            ("[xdp]\nring_size = \"2KiB\"\n", "xdp.ring_size"),
+            ("[xdp]\nring_size = \"2GiB\"\n", "xdp.ring_size"),
+            ("[xdp]\niface = \"\"\n", "xdp.iface"),
+            ("[xdp]\niface = \"much-too-long-name\"\n", "xdp.iface"),
+            ("[xdp]\nmode = \"native\"\n", "xdp.mode"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text:?}: {e}");
+        }
     }
 
     #[test]

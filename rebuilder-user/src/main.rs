@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use rebuilder::capture::xdp::{self, XdpConfig};
 use rebuilder::cli::{Cli, Command};
 use rebuilder::config::{LogFormat, Settings};
 use rebuilder::pipeline::{self, Input};
@@ -58,14 +59,34 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(_) => {
-            let summary = pipeline::run(&settings, Input::Udp, stop)?;
+            let (input, what) = match &settings.xdp.iface {
+                Some(iface) => (Input::Xdp, format!("capturing through XDP on {iface}")),
+                None => (
+                    Input::Udp,
+                    format!("capturing VXLAN on UDP {}", settings.udp.listen),
+                ),
+            };
+            let summary = pipeline::run(&settings, input, stop).context(what.clone())?;
             summary
                 .print(std::io::stderr())
                 .context("writing the summary")?;
+            if let Some(e) = &summary.read_error {
+                anyhow::bail!("{what} stopped: {e}");
+            }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check(_) => {
-            anyhow::bail!("`rebuilder check` arrives with the XDP input")
+        Command::Check(args) => {
+            let iface = settings.xdp.iface.as_deref();
+            let program = XdpConfig::from_settings(&settings, iface.unwrap_or_default());
+            let report = xdp::check(&program.program_config(), iface, !args.no_attach_test);
+            report
+                .print(std::io::stdout().lock())
+                .context("writing the report")?;
+            Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }

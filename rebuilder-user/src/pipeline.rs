@@ -18,6 +18,7 @@ use prometheus_client::registry::Registry;
 use crate::capture::decode::{DecodeConfig, DecodeStats, Decoder};
 use crate::capture::pcap::{PcapSource, PcapStats};
 use crate::capture::udp::{self, UdpConfig};
+use crate::capture::xdp::{Attached, ReaderStats, XdpCapture, XdpConfig, XdpError, XdpMetrics};
 use crate::capture::CaptureError;
 use crate::config::{cores, Settings};
 use crate::dispatch::{self, Dispatcher, WorkItem};
@@ -32,6 +33,10 @@ use crate::worker::{FlowTable, WorkerConfig, WorkerStats, DEFAULT_LINGER_NS};
 const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 /// How long a capture read may wait before the thread checks its stop flag and beats.
 const POLL: Duration = Duration::from_millis(200);
+/// How often the XDP program's per-CPU counters are read (one map lookup per counter).
+const KERNEL_COUNTERS_EVERY: Duration = Duration::from_secs(1);
+/// Ring records one XDP drain takes before the thread flushes, beats and publishes.
+const XDP_DRAIN_MAX: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -39,6 +44,8 @@ pub enum PipelineError {
     Capture(#[from] CaptureError),
     #[error(transparent)]
     Output(#[from] OutputError),
+    #[error(transparent)]
+    Xdp(#[from] XdpError),
     #[error("status server: {0}")]
     Status(#[from] crate::status::StatusError),
     #[error("cannot bind the status server on {addr}: {source}")]
@@ -69,6 +76,8 @@ pub enum Input {
     },
     /// VXLAN datagrams on UDP sockets.
     Udp,
+    /// Segments from the XDP program on `settings.xdp.iface`.
+    Xdp,
 }
 
 impl Input {
@@ -79,6 +88,7 @@ impl Input {
         match self {
             Input::Pcap { .. } => "pcap",
             Input::Udp => "udp",
+            Input::Xdp => "xdp",
         }
     }
 }
@@ -90,6 +100,16 @@ enum Opened {
         progress: bool,
     },
     Udp(Vec<udp::UdpReceiver>),
+    Xdp(Box<XdpCapture>),
+}
+
+/// The XDP input's part of a [`Summary`].
+#[derive(Debug)]
+pub struct XdpSummary {
+    pub attached: Attached,
+    /// The program's counters at the end, by `rebuilder_ebpf::Counter::index`.
+    pub kernel: [u64; rebuilder_ebpf::Counter::COUNT],
+    pub reader: ReaderStats,
 }
 
 /// What a run did, printed at the end of `replay` (and at shutdown of `run`).
@@ -103,6 +123,7 @@ pub struct Summary {
     pub pcap: Option<PcapStats>,
     pub udp_kernel_drops: u64,
     pub udp_truncated: u64,
+    pub xdp: Option<XdpSummary>,
     pub segments_dropped_queue_full: u64,
     pub workers: WorkerStats,
     pub outputs: Vec<OutputTotals>,
@@ -131,6 +152,13 @@ impl Summary {
         }
         push("datagram:kernel_drop".into(), self.udp_kernel_drops);
         push("datagram:truncated".into(), self.udp_truncated);
+        if let Some(x) = &self.xdp {
+            use rebuilder_ebpf::Counter;
+            for c in [Counter::RingFull, Counter::Malformed] {
+                let n = x.kernel.get(c.index() as usize).copied().unwrap_or(0);
+                push(format!("xdp:{}", c.name()), n);
+            }
+        }
         push(
             "segment:worker_queue_full".into(),
             self.segments_dropped_queue_full,
@@ -165,6 +193,18 @@ impl Summary {
             self.packets,
             self.packets as f64 / secs
         )?;
+        if let Some(x) = &self.xdp {
+            let k =
+                |c: rebuilder_ebpf::Counter| x.kernel.get(c.index() as usize).copied().unwrap_or(0);
+            writeln!(
+                w,
+                "  xdp              {} ({} mode): {} packets seen, {} segments pushed",
+                x.attached.iface,
+                x.attached.mode,
+                k(rebuilder_ebpf::Counter::Seen),
+                k(rebuilder_ebpf::Counter::Pushed)
+            )?;
+        }
         writeln!(w, "  segments         {}", self.decode.segments())?;
         writeln!(w, "  flows            {}", w_.flows_created)?;
         writeln!(
@@ -306,10 +346,23 @@ pub fn run(
                 batch: settings.udp.batch,
             })?)
         }
+        Input::Xdp => {
+            let iface = settings.xdp.iface.as_deref().unwrap_or_default();
+            let cfg = XdpConfig::from_settings(settings, iface);
+            Opened::Xdp(Box::new(XdpCapture::open(&cfg)?))
+        }
     };
 
     let mut registry = Registry::default();
     let metrics = Arc::new(PipelineMetrics::register(&mut registry));
+    let xdp_metrics = match &opened {
+        Opened::Xdp(cap) => {
+            let m = XdpMetrics::register(&mut registry);
+            m.set_attached(cap.attached());
+            Some(Arc::new(m))
+        }
+        _ => None,
+    };
     let health = Health::new();
     let mode = if live { Mode::Live } else { Mode::Offline };
     let outputs = Outputs::start(
@@ -464,6 +517,31 @@ pub fn run(
                 summary.udp_kernel_drops += r.kernel_drops;
                 summary.udp_truncated += r.truncated;
                 summary.segments_dropped_queue_full += r.dropped;
+            }
+        }
+        Opened::Xdp(cap) => {
+            let disp = Dispatcher::new(senders.clone(), true, settings.capture.flow_key, seed);
+            let sh = Arc::clone(&shared);
+            // Registered above whenever the input is XDP; a spare keeps this arm total.
+            let xm = xdp_metrics
+                .unwrap_or_else(|| Arc::new(XdpMetrics::register(&mut Registry::default())));
+            tracing::info!(iface = %cap.attached().iface, mode = %cap.attached().mode, workers = n_workers, "capturing VXLAN through XDP");
+            let h = spawn("rebuilder-xdp".into(), move || xdp_loop(*cap, disp, sh, xm))?;
+            let r = join(h)?;
+            // Capture is over either way; a failed capture thread is reported after the
+            // workers and outputs have finished what they hold.
+            match r {
+                Ok(r) => {
+                    summary.packets = r.reader.records;
+                    summary.decode = r.decode;
+                    summary.segments_dropped_queue_full = r.dropped;
+                    summary.xdp = Some(XdpSummary {
+                        attached: r.attached,
+                        kernel: r.kernel,
+                        reader: r.reader,
+                    });
+                }
+                Err(e) => summary.read_error = Some(e.to_string()),
             }
         }
     }
@@ -754,6 +832,163 @@ fn udp_loop(
         truncated: rx.truncated_datagrams(),
         dropped: disp.dropped_queue_full,
     }
+}
+
+struct XdpResult {
+    attached: Attached,
+    reader: ReaderStats,
+    decode: DecodeStats,
+    kernel: [u64; rebuilder_ebpf::Counter::COUNT],
+    dropped: u64,
+}
+
+/// The XDP capture thread: its own current-thread runtime waits on the ring buffer, so the
+/// outputs' runtime can never delay capture.
+fn xdp_loop(
+    cap: XdpCapture,
+    disp: Dispatcher,
+    shared: Arc<Shared>,
+    xm: Arc<XdpMetrics>,
+) -> Result<XdpResult, XdpError> {
+    let beat = shared.heartbeat("xdp capture");
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(XdpError::Runtime)
+        .and_then(|rt| rt.block_on(xdp_capture(cap, disp, &shared, &xm, beat.as_ref())));
+    if let Err(e) = &result {
+        tracing::error!(error = %e, "XDP capture stopped");
+    }
+    if let Some(b) = &beat {
+        b.stopped();
+    }
+    result
+}
+
+async fn xdp_capture(
+    cap: XdpCapture,
+    mut disp: Dispatcher,
+    shared: &Shared,
+    xm: &XdpMetrics,
+    beat: Option<&Heartbeat>,
+) -> Result<XdpResult, XdpError> {
+    let mut reader = cap.into_reader()?;
+    let mut decode = DecodeStats::default();
+    let mut published = DecodeStats::default();
+    let mut published_reader = ReaderStats::default();
+    let (mut pub_dispatched, mut pub_dropped) = (0u64, 0u64);
+    let mut kernel = [0u64; rebuilder_ebpf::Counter::COUNT];
+    let mut last_publish = Instant::now();
+    let mut last_kernel = Instant::now();
+    let mut kernel_error_logged = false;
+    let mut more = false;
+    let mut gone = false;
+    let publish = |decode: &DecodeStats,
+                   published: &DecodeStats,
+                   reader: &ReaderStats,
+                   published_reader: &ReaderStats,
+                   disp: &Dispatcher,
+                   pub_dispatched: &mut u64,
+                   pub_dropped: &mut u64| {
+        let m = &shared.metrics;
+        m.publish_decode("xdp", decode, published);
+        xm.publish_reader(reader, published_reader);
+        m.segments_dispatched
+            .inc_by(disp.dispatched - *pub_dispatched);
+        *pub_dispatched = disp.dispatched;
+        if disp.dropped_queue_full > *pub_dropped {
+            m.segments_dropped
+                .get_or_create(&ReasonLabel {
+                    reason: "worker_queue_full",
+                })
+                .inc_by(disp.dropped_queue_full - *pub_dropped);
+        }
+        *pub_dropped = disp.dropped_queue_full;
+    };
+    let mut read_kernel =
+        |reader: &crate::capture::xdp::XdpReader,
+         kernel: &mut [u64; rebuilder_ebpf::Counter::COUNT]| {
+            match reader.kernel_counters() {
+                Ok(now) => {
+                    xm.publish_kernel(&now, kernel);
+                    *kernel = now;
+                }
+                Err(e) if !kernel_error_logged => {
+                    kernel_error_logged = true;
+                    tracing::warn!(error = %e, "cannot read the XDP program's counters");
+                }
+                Err(_) => {}
+            }
+        };
+    // One last drain after the stop flag: segments already in the ring are not thrown away
+    // (one only, so that a busy link cannot hold the shutdown up).
+    let mut last_round = false;
+    loop {
+        if shared.stop.load(Ordering::Relaxed) {
+            last_round = true;
+        }
+        if !more && !last_round {
+            if let Err(e) = reader.wait(POLL).await {
+                tracing::error!(error = %e, "waiting on the XDP ring buffer failed");
+                tokio::time::sleep(POLL).await;
+            }
+        }
+        let drained = reader.drain(XDP_DRAIN_MAX, |r| {
+            decode.record(&r);
+            if let Ok(seg) = r {
+                gone |= disp.push(seg).is_err();
+            }
+        });
+        more = drained.more;
+        gone |= disp.flush().is_err();
+        if gone {
+            tracing::error!("reassembly workers are gone; XDP capture stops");
+            break;
+        }
+        if let Some(b) = beat {
+            b.beat();
+        }
+        if last_publish.elapsed() >= PUBLISH_EVERY {
+            let _ = disp.tick(now_ns());
+            publish(
+                &decode,
+                &published,
+                reader.stats(),
+                &published_reader,
+                &disp,
+                &mut pub_dispatched,
+                &mut pub_dropped,
+            );
+            published = decode.clone();
+            published_reader = reader.stats().clone();
+            last_publish = Instant::now();
+        }
+        if last_kernel.elapsed() >= KERNEL_COUNTERS_EVERY {
+            read_kernel(&reader, &mut kernel);
+            last_kernel = Instant::now();
+        }
+        if last_round {
+            break;
+        }
+    }
+    publish(
+        &decode,
+        &published,
+        reader.stats(),
+        &published_reader,
+        &disp,
+        &mut pub_dispatched,
+        &mut pub_dropped,
+    );
+    read_kernel(&reader, &mut kernel);
+    Ok(XdpResult {
+        attached: reader.attached().clone(),
+        reader: reader.stats().clone(),
+        decode,
+        kernel,
+        dropped: disp.dropped_queue_full,
+    })
 }
 
 /// A one-line progress report on stderr while a long file is replayed.

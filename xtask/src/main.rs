@@ -15,6 +15,8 @@ const USAGE: &str = "\
 usage: cargo xtask <task> [args]
 
 tasks:
+  run [-- ARGS]    build the workspace (release) and run target/release/rebuilder ARGS, as root
+                   (directly, or through sudo), e.g. `cargo xtask run -- run --iface eth0`
   demo             generate a small mirrored-traffic capture and replay it, printing the requests
   test [ARGS]      install what the tests need, then run every test of the workspace
   bench [ARGS]     whole-process benchmark: replay a generated capture of 1M packets, compare with tshark
@@ -25,6 +27,7 @@ fn main() -> ExitCode {
     let task = args.next();
     let rest: Vec<String> = args.collect();
     let result = match task.as_deref() {
+        Some("run") => run_rebuilder(&rest),
         Some("demo") => demo(),
         Some("test") => test(&rest),
         Some("bench") => bench::bench(&rest),
@@ -115,6 +118,55 @@ fn demo() -> Result<()> {
         "--jsonl",
         "-",
     ]))
+}
+
+/// Builds everything in release mode and runs the daemon with `args`. XDP needs root (or
+/// CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON): as root the binary runs directly, otherwise through
+/// sudo. The process is replaced, so signals and the exit status are rebuilder's own.
+fn run_rebuilder(args: &[String]) -> Result<()> {
+    // `cargo xtask run -- ARGS`: the alias already ends in `--`, so cargo passes this one on.
+    let args = match args.first().map(String::as_str) {
+        Some("--") => &args[1..],
+        _ => args,
+    };
+    let bin = release_bin("rebuilder");
+    // Decided before the build, so a machine where it cannot run says so at once.
+    let mut cmd = if deps::is_root() {
+        Command::new(&bin)
+    } else if let Some(sudo) = find_in_path("sudo") {
+        eprintln!("xtask: not root, will run {} through sudo", bin.display());
+        let mut c = Command::new(sudo);
+        c.arg("--").arg(&bin);
+        c
+    } else {
+        bail!(
+            "rebuilder needs root for XDP capture (or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON), \
+             this is not root and there is no sudo in PATH; build with \
+             `cargo build --release --workspace --bins` and run as root: {} {}\n\
+             (`run --udp` and `replay` need no privileges: run the binary directly)",
+            bin.display(),
+            args.join(" ")
+        );
+    };
+    deps::ensure(deps::BUILD)?;
+    run(cargo().args(["build", "--release", "--workspace", "--bins"]))?;
+    cmd.args(args);
+    // Only returns on failure to start.
+    let e = std::os::unix::process::CommandExt::exec(&mut cmd);
+    Err(anyhow::anyhow!("cannot start {}: {e}", bin.display()))
+}
+
+/// The first executable `name` in PATH.
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| {
+            p.metadata()
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        })
 }
 
 fn path_str(p: &Path) -> Result<&str> {

@@ -1,6 +1,7 @@
 //! Where segments come from (DESIGN §3): `pcap` reads capture files, `udp` reads VXLAN datagrams
 //! from sockets, and both decode with [`decode::Decoder`] into the same [`Segment`] the XDP path
-//! yields.
+//! yields. `xdp` reads the records of the kernel-side parser (`rebuilder-ebpf`) from its ring
+//! buffer; `iface` holds the interface facts and driver rules that decide its attach mode.
 //!
 //! [`Segment`]: crate::segment::Segment
 
@@ -9,8 +10,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub mod decode;
+pub mod iface;
 pub mod pcap;
 pub mod udp;
+pub mod xdp;
 
 pub use decode::{DecodeConfig, DecodeStats, Decoder, Drop, LinkType};
 pub use pcap::{Frame, PcapSource, PcapStats};

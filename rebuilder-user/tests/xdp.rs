@@ -1,0 +1,779 @@
+//! The XDP input end to end, with the real `rebuilder` binary inside network namespaces this
+//! test creates: `run --iface`, a second instance on the same interface, `kill -9`, and
+//! `check --iface`.
+//!
+//! Needs root and `ip` (iproute2); a missing prerequisite fails the test and names it. Each
+//! test makes its own namespace holding a veth pair: rebuilder attaches to one end, mirrored
+//! frames (built by `rebuilder_tests::gen`) are written to the other end with an AF_PACKET
+//! socket, so no address or route matters and no packet leaves the namespace. Everything is
+//! bounded in time and torn down in `Drop`.
+//!
+//! The namespace guard here is deliberately minimal; the shared topology library in
+//! `tests/src/netns.rs` is meant to replace it.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use rebuilder_tests::gen::Conversation;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rebuilder");
+const STATUS: &str = "127.0.0.1:9479";
+
+fn require_root() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "prerequisite missing: these tests need root (network namespaces, XDP attach)"
+    );
+}
+
+fn ip(args: &[&str]) -> String {
+    let out = Command::new("ip").args(args).output().unwrap_or_else(|e| {
+        panic!("prerequisite missing: cannot run `ip` (Debian package iproute2): {e}")
+    });
+    assert!(
+        out.status.success(),
+        "ip {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A network namespace with a veth pair (`rx` for rebuilder, `tx` for the sender) and loopback
+/// up, deleted with everything in it on drop. Also owns a scratch directory.
+struct Netns {
+    name: String,
+    rx: String,
+    tx: String,
+    dir: PathBuf,
+}
+
+impl Netns {
+    fn new(mtu: u32) -> Self {
+        require_root();
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        let name = format!("rbxdp{pid}x{n}");
+        let out = Command::new("ip").args(["netns", "add", &name]).output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => panic!(
+                "prerequisite missing: `ip netns add` failed (needs root): {}",
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => panic!("prerequisite missing: cannot run `ip` (iproute2): {e}"),
+        }
+        let dir = std::env::temp_dir().join(&name);
+        let ns = Netns {
+            rx: format!("xa{pid}x{n}"),
+            tx: format!("xb{pid}x{n}"),
+            name,
+            dir,
+        };
+        let mtu = mtu.to_string();
+        ns.ip(&[
+            "link", "add", &ns.rx, "mtu", &mtu, "type", "veth", "peer", "name", &ns.tx, "mtu", &mtu,
+        ]);
+        ns.ip(&["link", "set", &ns.rx, "up"]);
+        ns.ip(&["link", "set", &ns.tx, "up"]);
+        ns.ip(&["link", "set", "lo", "up"]);
+        std::fs::create_dir_all(&ns.dir).expect("scratch directory");
+        ns
+    }
+
+    fn ip(&self, args: &[&str]) -> String {
+        ip(&[&["-n", self.name.as_str()][..], args].concat())
+    }
+
+    /// Whether an XDP program is attached to the rebuilder end (`ip` prints `xdp`,
+    /// `xdpgeneric` or `xdpdrv` and a `prog/xdp` line).
+    fn xdp_shown(&self) -> Option<String> {
+        let shown = self.ip(&["-d", "link", "show", &self.rx]);
+        shown.contains("xdp").then_some(shown)
+    }
+
+    /// Runs `f` on a thread that has entered this namespace: sockets it creates live there.
+    fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let file = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+            // SAFETY: setns with a namespace descriptor we opened; CLONE_NEWNET moves only
+            // this thread, which ends when `f` returns.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {path}: {}", io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .expect("namespace thread panicked")
+    }
+
+    /// Writes whole Ethernet frames to the sender end of the veth pair.
+    fn send_frames(&self, frames: Vec<Vec<u8>>) {
+        let tx = self.tx.clone();
+        self.enter(move || {
+            // SAFETY: plain socket(2); the descriptor is owned right away.
+            let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+            assert!(raw >= 0, "AF_PACKET socket: {}", io::Error::last_os_error());
+            // SAFETY: `raw` is a fresh descriptor nothing else owns.
+            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            let name = CString::new(tx.as_str()).expect("interface name");
+            // SAFETY: a NUL-terminated name that outlives the call.
+            let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+            assert_ne!(index, 0, "no interface {tx}");
+            for frame in frames {
+                let mut addr = libc::sockaddr_ll {
+                    sll_family: libc::AF_PACKET as u16,
+                    sll_protocol: 0,
+                    sll_ifindex: index as i32,
+                    sll_hatype: 0,
+                    sll_pkttype: 0,
+                    sll_halen: 6,
+                    sll_addr: [0; 8],
+                };
+                addr.sll_addr[..6].copy_from_slice(&frame[..6]);
+                // SAFETY: the buffer and the address are valid for the lengths given.
+                let sent = unsafe {
+                    libc::sendto(
+                        fd.as_raw_fd(),
+                        frame.as_ptr().cast(),
+                        frame.len(),
+                        0,
+                        (&addr as *const libc::sockaddr_ll).cast(),
+                        std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                    )
+                };
+                assert_eq!(
+                    sent,
+                    frame.len() as isize,
+                    "sendto: {}",
+                    io::Error::last_os_error()
+                );
+            }
+        });
+    }
+
+    /// `GET path` on the namespace's loopback status server; None while it does not answer.
+    fn http_get(&self, path: &str) -> Option<String> {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: status\r\nConnection: close\r\n\r\n");
+        self.enter(move || {
+            let addr: SocketAddr = STATUS.parse().ok()?;
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+            s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+            s.write_all(req.as_bytes()).ok()?;
+            let mut body = String::new();
+            s.read_to_string(&mut body).ok()?;
+            Some(body)
+        })
+    }
+
+    /// Starts the rebuilder binary inside the namespace, output to files in the scratch dir.
+    fn spawn(&self, tag: &str, args: &[&str]) -> Rebuilder {
+        let stdout = self.dir.join(format!("{tag}.out"));
+        let stderr = self.dir.join(format!("{tag}.err"));
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.name, BIN])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(File::create(&stdout).expect("stdout file"))
+            .stderr(File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .expect("spawn rebuilder through ip netns exec");
+        Rebuilder {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A running rebuilder (`ip netns exec` execs it, so the child is rebuilder itself), killed on
+/// drop so a failing assertion never leaves it attached.
+struct Rebuilder {
+    child: Child,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Rebuilder {
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rebuilder still running after {limit:?}; stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) on our own child, which has not been reaped.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+        assert_eq!(rc, 0, "kill: {}", io::Error::last_os_error());
+    }
+}
+
+impl Drop for Rebuilder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` every 50 ms until it returns Some, failing with `what` (and rebuilder's stderr)
+/// after `limit`.
+fn wait_for<T>(
+    limit: Duration,
+    what: &str,
+    reb: &mut Rebuilder,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if let Some(status) = reb.child.try_wait().expect("try_wait") {
+            panic!(
+                "rebuilder exited ({status}) while waiting for {what}; stderr:\n{}",
+                reb.stderr()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}; stderr:\n{}",
+            reb.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The value of the metric line starting with `prefix` (name and labels), if present.
+fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn request_bytes(tag: &str) -> Vec<u8> {
+    format!(
+        "GET /xdp/{tag}?q=1 HTTP/1.1\r\nHost: origin.test\r\nUser-Agent: xdp-test\r\n\
+         X-Odd:  spaced  value \r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// The outer frames of one mirrored connection carrying `request`.
+fn conversation_frames(request: &[u8], client_port: u16) -> Vec<Vec<u8>> {
+    conversation_frames_mss(request, client_port, 1448)
+}
+
+fn conversation_frames_mss(request: &[u8], client_port: u16, mss: usize) -> Vec<Vec<u8>> {
+    let client: SocketAddr = format!("10.20.0.5:{client_port}").parse().unwrap();
+    let server: SocketAddr = "10.20.0.80:80".parse().unwrap();
+    let plan = Conversation::new(client, server)
+        .vni(4242)
+        .mss(mss)
+        .exchange(
+            request.to_vec(),
+            b"HTTP/1.1 204 No Content\r\n\r\n".to_vec(),
+        )
+        .build()
+        .expect("plan the conversation");
+    plan.frames()
+        .map(|f| f.expect("encode a frame").data)
+        .collect()
+}
+
+/// Requests in a JSONL file, as (raw bytes, first_ts).
+fn jsonl_requests(path: &Path) -> Vec<(Vec<u8>, String)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter(|l| l.ends_with('}'))
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(v["raw"].as_str().expect("raw"))
+                .expect("base64");
+            (raw, v["first_ts"].as_str().unwrap_or_default().to_string())
+        })
+        .collect()
+}
+
+/// `YYYY-MM-DD` (UTC) of a UNIX time, from Howard Hinnant's civil_from_days.
+fn utc_date(secs: u64) -> String {
+    let z = (secs / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn run_args<'a>(ns: &'a Netns, jsonl: &'a str, mode: &'a str) -> Vec<&'a str> {
+    vec![
+        "run",
+        "--iface",
+        &ns.rx,
+        "--xdp-mode",
+        mode,
+        "--jsonl",
+        jsonl,
+        "--status",
+        STATUS,
+        "--workers",
+        "1",
+        "--drain-timeout",
+        "3s",
+    ]
+}
+
+/// Waits until `/metrics` says the program is attached, and returns that line's mode.
+fn wait_attached(ns: &Netns, reb: &mut Rebuilder) -> String {
+    let prefix = format!("rebuilder_xdp_attached{{iface=\"{}\",mode=\"", ns.rx);
+    wait_for(
+        Duration::from_secs(30),
+        "the XDP attach metric",
+        reb,
+        || {
+            let text = ns.http_get("/metrics")?;
+            let line = text.lines().find(|l| l.starts_with(&prefix))?;
+            let rest = line.strip_prefix(&prefix)?;
+            Some(rest.split('"').next()?.to_string())
+        },
+    )
+}
+
+#[test]
+fn run_iface_rebuilds_the_exact_request_and_exports_kernel_counters() {
+    let ns = Netns::new(1500);
+    let jsonl = ns.dir.join("requests.jsonl");
+    let jsonl_s = jsonl.to_str().unwrap().to_string();
+    let before = unix_now();
+    let mut reb = ns.spawn("run", &run_args(&ns, &jsonl_s, "generic"));
+    assert_eq!(wait_attached(&ns, &mut reb), "generic");
+    let shown = ns.xdp_shown().expect("ip shows the program");
+    assert!(shown.contains("xdpgeneric"), "{shown}");
+
+    let request = request_bytes("generic");
+    ns.send_frames(conversation_frames(&request, 40001));
+
+    let got = wait_for(
+        Duration::from_secs(20),
+        "the request in the JSONL file",
+        &mut reb,
+        || {
+            let reqs = jsonl_requests(&jsonl);
+            (!reqs.is_empty()).then_some(reqs)
+        },
+    );
+    assert_eq!(got.len(), 1, "one request, once: {got:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&got[0].0),
+        String::from_utf8_lossy(&request),
+        "byte for byte"
+    );
+    // Capture time, converted from the kernel's monotonic clock: today, not the generator's
+    // 2025 timestamps.
+    let after = unix_now();
+    let day = &got[0].1.get(..10).unwrap_or_default();
+    assert!(
+        [utc_date(before), utc_date(after)].iter().any(|d| d == day),
+        "first_ts {} is not today ({})",
+        got[0].1,
+        utc_date(after)
+    );
+
+    // Kernel counters reach /metrics within about a second.
+    let text = wait_for(
+        Duration::from_secs(10),
+        "kernel counters in /metrics",
+        &mut reb,
+        || {
+            let text = ns.http_get("/metrics")?;
+            let pushed = metric(&text, "rebuilder_xdp_packets_total{outcome=\"pushed\"}")?;
+            (pushed >= 1.0).then_some(text)
+        },
+    );
+    let seen = metric(&text, "rebuilder_xdp_seen_packets_total").unwrap();
+    let pure_acks = metric(
+        &text,
+        "rebuilder_xdp_packets_total{outcome=\"filtered_pure_ack\"}",
+    );
+    assert!(seen >= 3.0, "seen {seen}\n{text}");
+    assert!(
+        pure_acks.unwrap_or(0.0) >= 1.0,
+        "the handshake's ACK is filtered\n{text}"
+    );
+    assert!(text.contains("rebuilder_xdp_records_total"), "{text}");
+    assert!(
+        metric(
+            &text,
+            "rebuilder_packets_total{source=\"xdp\",outcome=\"segment\"}"
+        )
+        .unwrap_or(0.0)
+            >= 1.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "rebuilder_xdp_record_errors_total{error=\"short\"}"),
+        Some(0.0)
+    );
+
+    // SIGTERM: a clean stop with a summary, and the program is gone.
+    reb.signal(libc::SIGTERM);
+    let status = reb.wait_exit(Duration::from_secs(20));
+    let err = reb.stderr();
+    assert!(status.success(), "{status}; stderr:\n{err}");
+    assert!(err.contains("rebuilder xdp summary"), "{err}");
+    assert!(
+        err.contains(&format!("xdp              {} (generic mode)", ns.rx)),
+        "{err}"
+    );
+    assert!(err.contains("requests rebuilt 1"), "{err}");
+    assert_eq!(ns.xdp_shown(), None, "still attached after exit");
+    assert_eq!(reb.stdout(), "", "the JSON lines went to the file");
+}
+
+#[test]
+fn a_second_instance_fails_clearly_the_first_keeps_working_and_kill_9_detaches() {
+    let ns = Netns::new(1500);
+    let jsonl = ns.dir.join("first.jsonl");
+    let jsonl_s = jsonl.to_str().unwrap().to_string();
+    let mut first = ns.spawn("first", &run_args(&ns, &jsonl_s, "auto"));
+    // veth runs XDP natively: auto settles on driver mode.
+    assert_eq!(wait_attached(&ns, &mut first), "driver");
+    let shown = ns.xdp_shown().expect("ip shows the program");
+    assert!(!shown.contains("xdpgeneric"), "{shown}");
+
+    let second_jsonl = ns.dir.join("second.jsonl");
+    for mode in ["auto", "generic", "driver"] {
+        let mut second = ns.spawn(
+            &format!("second-{mode}"),
+            &[
+                "run",
+                "--iface",
+                &ns.rx,
+                "--xdp-mode",
+                mode,
+                "--jsonl",
+                second_jsonl.to_str().unwrap(),
+                "--status",
+                "127.0.0.1:9480",
+            ],
+        );
+        let status = second.wait_exit(Duration::from_secs(30));
+        let err = second.stderr();
+        assert!(
+            !status.success(),
+            "second instance ({mode}) succeeded: {err}"
+        );
+        assert!(
+            err.contains(&format!("an XDP program is already attached to {}", ns.rx)),
+            "{mode}: {err}"
+        );
+        assert!(
+            !err.contains("XDP program attached"),
+            "{mode}: no fallback after a busy error: {err}"
+        );
+    }
+
+    // The first instance is still there and still capturing.
+    assert!(
+        first.child.try_wait().unwrap().is_none(),
+        "first instance exited"
+    );
+    let request = request_bytes("first-still-works");
+    ns.send_frames(conversation_frames(&request, 40002));
+    let got = wait_for(
+        Duration::from_secs(20),
+        "the request in the JSONL file",
+        &mut first,
+        || {
+            let reqs = jsonl_requests(&jsonl);
+            (!reqs.is_empty()).then_some(reqs)
+        },
+    );
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].0, request);
+    assert!(!second_jsonl.exists() || jsonl_requests(&second_jsonl).is_empty());
+
+    // SIGKILL: no destructor runs; the kernel closes the bpf_link with the process.
+    first.signal(libc::SIGKILL);
+    let status = first.wait_exit(Duration::from_secs(10));
+    assert!(!status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Some(shown) = ns.xdp_shown() {
+        assert!(
+            Instant::now() < deadline,
+            "XDP program still attached 10 s after kill -9: {shown}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn jumbo_segments_reach_a_native_multi_buffer_program_on_a_9000_mtu_veth() {
+    let ns = Netns::new(9000);
+    let jsonl = ns.dir.join("jumbo.jsonl");
+    let jsonl_s = jsonl.to_str().unwrap().to_string();
+    let mut reb = ns.spawn("jumbo", &run_args(&ns, &jsonl_s, "driver"));
+    assert_eq!(wait_attached(&ns, &mut reb), "driver");
+
+    let body: Vec<u8> = (0..20_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut request = format!(
+        "POST /upload HTTP/1.1\r\nHost: origin.test\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+    // 8800-byte segments: outer IPv4 packets of 8904 bytes, frames above a page, under the MTU.
+    let frames = conversation_frames_mss(&request, 40003, 8800);
+    assert!(
+        frames.iter().any(|f| f.len() > 8800),
+        "no jumbo frame planned"
+    );
+    ns.send_frames(frames);
+
+    let got = wait_for(
+        Duration::from_secs(20),
+        "the jumbo request",
+        &mut reb,
+        || {
+            let reqs = jsonl_requests(&jsonl);
+            (!reqs.is_empty()).then_some(reqs)
+        },
+    );
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0.len(), request.len());
+    assert!(got[0].0 == request, "bytes differ");
+    let text = wait_for(Duration::from_secs(10), "kernel counters", &mut reb, || {
+        let text = ns.http_get("/metrics")?;
+        (metric(&text, "rebuilder_xdp_packets_total{outcome=\"pushed\"}")? >= 3.0).then_some(text)
+    });
+    assert_eq!(
+        metric(&text, "rebuilder_xdp_truncated_segments_total"),
+        Some(0.0),
+        "{text}"
+    );
+}
+
+/// The value of the `check` report line labelled `label` (labels are padded to one width).
+fn report_value(out: &str, label: &str) -> String {
+    out.lines()
+        .find(|l| l.starts_with(label))
+        .unwrap_or_else(|| panic!("no line {label:?} in:\n{out}"))
+        .get(label.len()..)
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// A bridge has no native XDP (no `ndo_bpf`): the real kernel refuses driver mode, which is
+/// what `auto`'s fallback and a forced `driver` are tested against.
+fn add_bridge(ns: &Netns) -> String {
+    let name = format!("br{}", &ns.rx[2..]);
+    let out = Command::new("ip")
+        .args(["-n", &ns.name, "link", "add", &name, "type", "bridge"])
+        .output()
+        .expect("run ip");
+    assert!(
+        out.status.success(),
+        "prerequisite missing: cannot create a bridge device (kernel bridge support): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ns.ip(&["link", "set", &name, "up"]);
+    name
+}
+
+#[test]
+fn auto_falls_back_to_generic_mode_with_the_reason_and_forced_driver_mode_fails() {
+    let ns = Netns::new(1500);
+    let br = add_bridge(&ns);
+    let mut reb = ns.spawn(
+        "bridge-auto",
+        &[
+            "run",
+            "--iface",
+            &br,
+            "--jsonl",
+            "/dev/null",
+            "--status",
+            STATUS,
+        ],
+    );
+    let prefix = format!(
+        "rebuilder_xdp_attached{{iface=\"{br}\",mode=\"generic\",requested=\"auto\",reason=\""
+    );
+    let line = wait_for(
+        Duration::from_secs(30),
+        "the attach metric",
+        &mut reb,
+        || {
+            let text = ns.http_get("/metrics")?;
+            text.lines()
+                .find(|l| l.starts_with(&prefix))
+                .map(str::to_string)
+        },
+    );
+    assert!(
+        line.contains("driver mode failed") && line.contains("Operation not supported"),
+        "{line}"
+    );
+    assert!(line.ends_with("\"} 1"), "{line}");
+    let err = reb.stderr();
+    assert!(
+        err.contains("XDP program attached in generic mode, not driver mode: driver mode failed"),
+        "one log line says which mode and why: {err}"
+    );
+    reb.signal(libc::SIGTERM);
+    assert!(
+        reb.wait_exit(Duration::from_secs(20)).success(),
+        "{}",
+        reb.stderr()
+    );
+
+    let mut forced = ns.spawn(
+        "bridge-driver",
+        &[
+            "run",
+            "--iface",
+            &br,
+            "--xdp-mode",
+            "driver",
+            "--jsonl",
+            "/dev/null",
+            "--status",
+            STATUS,
+        ],
+    );
+    let status = forced.wait_exit(Duration::from_secs(30));
+    let err = forced.stderr();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot attach the XDP program to {br} in driver mode"
+        )),
+        "{err}"
+    );
+    assert!(
+        !err.contains("generic"),
+        "a forced mode never falls back: {err}"
+    );
+
+    let mut check = ns.spawn("bridge-check", &["check", "--iface", &br]);
+    assert!(check.wait_exit(Duration::from_secs(60)).success());
+    let out = check.stdout();
+    assert!(
+        report_value(&out, "  attach test (driver):").starts_with("failed: "),
+        "{out}"
+    );
+    assert_eq!(
+        report_value(&out, "  attach test (generic):"),
+        "attached and detached at once"
+    );
+    assert!(
+        report_value(&out, "  auto mode uses:")
+            .starts_with("generic (not driver mode: driver mode failed"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_reports_the_facts_of_a_veth() {
+    let ns = Netns::new(9000);
+    let mut check = ns.spawn("check", &["check", "--iface", &ns.rx]);
+    let status = check.wait_exit(Duration::from_secs(60));
+    let out = check.stdout();
+    assert!(status.success(), "{status}\n{out}\n{}", check.stderr());
+    let line = |label: &str| report_value(&out, label);
+    assert!(line("kernel:").contains('.'), "{out}");
+    let btf = if Path::new("/sys/kernel/btf/vmlinux").exists() {
+        "yes"
+    } else {
+        "no"
+    };
+    assert!(line("BTF:").starts_with(btf), "{out}");
+    assert!(line("BPF ring buffer:").starts_with("yes"), "{out}");
+    assert!(line("bpf_xdp_load_bytes:").starts_with("yes"), "{out}");
+    assert!(
+        line("XDP program:").starts_with("loads and verifies"),
+        "{out}"
+    );
+    assert!(line("interface:").starts_with(&ns.rx), "{out}");
+    assert!(line("  driver:").starts_with("veth"), "{out}");
+    assert_eq!(line("  MTU:"), "9000", "{out}");
+    assert!(line("  channels:").contains("rx 1/"), "{out}");
+    assert_eq!(
+        line("  driver mode rule:"),
+        "no known restriction for driver veth"
+    );
+    assert_eq!(
+        line("  attach test (driver):"),
+        "attached and detached at once",
+        "{out}"
+    );
+    assert_eq!(line("  auto mode uses:"), "driver", "{out}");
+    assert!(
+        out.ends_with("result: XDP capture can work here\n"),
+        "{out}"
+    );
+    assert_eq!(ns.xdp_shown(), None, "check left a program attached");
+
+    let mut missing = ns.spawn("check-missing", &["check", "--iface", "rbnosuch0"]);
+    let status = missing.wait_exit(Duration::from_secs(60));
+    let out = missing.stdout();
+    assert_eq!(status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("no interface rbnosuch0 in this network namespace"),
+        "{out}"
+    );
+    assert!(
+        out.contains("result: XDP capture cannot work here"),
+        "{out}"
+    );
+}
