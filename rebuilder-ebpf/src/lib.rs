@@ -25,6 +25,11 @@ pub use abi::*;
 pub static OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rebuilder.bpf.o"));
 
+/// A bare program that counts (per-CPU array `drop_count`, one entry) and drops every packet:
+/// the ceiling `cargo xtask bench` measures the real program against. Program name `drop_all`.
+pub static DROP_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/drop.bpf.o"));
+
 /// Why a ring-buffer record could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecordError {

@@ -19,6 +19,8 @@ struct Opts {
     runs: usize,
     connections: u64,
     skip_tshark: bool,
+    offline: bool,
+    live: bool,
 }
 
 fn parse(args: &[String]) -> Result<Opts> {
@@ -27,6 +29,8 @@ fn parse(args: &[String]) -> Result<Opts> {
         runs: 3,
         connections: 512,
         skip_tshark: false,
+        offline: true,
+        live: true,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -41,7 +45,11 @@ fn parse(args: &[String]) -> Result<Opts> {
             "--runs" => o.runs = num("--runs")? as usize,
             "--connections" => o.connections = num("--connections")?,
             "--no-tshark" => o.skip_tshark = true,
-            other => bail!("unknown bench option {other:?} (--packets N, --runs N, --connections N, --no-tshark)"),
+            "--offline-only" => o.live = false,
+            "--live-only" => o.offline = false,
+            other => bail!(
+                "unknown bench option {other:?} (--packets N, --runs N, --connections N, --no-tshark, --offline-only, --live-only)"
+            ),
         }
     }
     Ok(o)
@@ -147,6 +155,12 @@ pub fn bench(args: &[String]) -> Result<()> {
     let o = parse(args)?;
     deps::ensure(deps::BUILD)?;
     deps::ensure(deps::BENCH)?;
+    if o.live {
+        if !deps::is_root() {
+            bail!("the live benchmark needs root (network namespaces, XDP); use --offline-only, or run as root");
+        }
+        deps::ensure(deps::BENCH_LIVE)?;
+    }
     run(cargo().args([
         "build",
         "--release",
@@ -154,12 +168,68 @@ pub fn bench(args: &[String]) -> Result<()> {
         "rebuilder",
         "-p",
         "rebuilder-tests",
+        "-p",
+        "rebuilder-ebpf",
         "--bins",
     ]))?;
     let dir = root().join("target").join("bench");
     std::fs::create_dir_all(&dir)?;
-    let (pcap, requests) = capture(&dir, o.packets, o.connections)?;
-    let (pcap2, _) = capture(&dir, o.packets * 2, o.connections)?;
+    if o.offline {
+        offline(&o, &dir)?;
+    }
+    if o.live {
+        live(&o, &dir)?;
+    }
+    Ok(())
+}
+
+/// Issue 3's figures: a burst of 100k requests at tcpreplay's top speed into a veth, received
+/// by a bare XDP_DROP program, rebuilder in XDP mode, and rebuilder on a UDP socket.
+fn live(o: &Opts, dir: &Path) -> Result<()> {
+    let pcap = dir.join("burst-100k.pcap");
+    let truth = pcap.with_extension("truth");
+    if !pcap.exists() || !truth.exists() {
+        println!("generating {} (100k requests)", pcap.display());
+        run(Command::new(release_bin("rebuilder-gen")).args([
+            "--out",
+            &pcap.display().to_string(),
+            "--truth",
+            &truth.display().to_string(),
+            "--conversations",
+            "5000",
+            "--connections",
+            "500",
+            "--requests-per-connection",
+            "20",
+            "--post-percent",
+            "30",
+            "--post-bytes",
+            "2000",
+            "--seed",
+            "11",
+        ]))?;
+    }
+    let requests = std::fs::read_to_string(&truth)?.lines().count();
+    println!();
+    run(Command::new(release_bin("rebuilder-bench-live"))
+        .arg("--pcap")
+        .arg(&pcap)
+        .args([
+            "--requests",
+            &requests.to_string(),
+            "--runs",
+            &o.runs.to_string(),
+        ])
+        .arg("--rebuilder")
+        .arg(release_bin("rebuilder"))
+        .arg("--xdp-drop")
+        .arg(release_bin("xdp-drop")))
+}
+
+/// Issue 2's figures: offline replay of 1M packets against tshark on the same file.
+fn offline(o: &Opts, dir: &Path) -> Result<()> {
+    let (pcap, requests) = capture(dir, o.packets, o.connections)?;
+    let (pcap2, _) = capture(dir, o.packets * 2, o.connections)?;
     let rb = release_bin("rebuilder");
     let rb = rb.to_str().context("binary path")?;
     let file = pcap.to_str().context("path")?;

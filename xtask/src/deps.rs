@@ -44,6 +44,20 @@ pub const TEST: &[Need] = &[Need {
     package: "iproute2",
 }];
 
+/// What the live part of `cargo xtask bench` needs beyond the rest.
+pub const BENCH_LIVE: &[Need] = &[
+    Need {
+        what: "tcpreplay (top-speed sender)",
+        paths: &["/usr/bin/tcpreplay"],
+        package: "tcpreplay",
+    },
+    Need {
+        what: "ip (iproute2)",
+        paths: &["/usr/sbin/ip", "/sbin/ip", "/bin/ip", "/usr/bin/ip"],
+        package: "iproute2",
+    },
+];
+
 /// What `cargo xtask bench` needs.
 pub const BENCH: &[Need] = &[
     Need {
