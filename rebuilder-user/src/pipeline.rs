@@ -670,7 +670,7 @@ fn pcap_loop(
                 break;
             }
         }
-        if n % 4096 == 0 {
+        if n.is_multiple_of(4096) {
             if shared.stop.load(Ordering::Relaxed) {
                 break;
             }

@@ -492,7 +492,7 @@ fn plausible_block(type_: u32, len: u32) -> bool {
         EPB | SPB | PB => MAX_PACKET_BLOCK_BYTES,
         _ => MAX_BLOCK_BYTES,
     };
-    len >= BLOCK_MIN_LEN && len % 4 == 0 && len <= max
+    len >= BLOCK_MIN_LEN && len.is_multiple_of(4) && len <= max
 }
 
 fn known_block(type_: u32) -> bool {

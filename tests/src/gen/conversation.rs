@@ -657,7 +657,7 @@ impl Timeline {
                 off..end,
             );
             n += 1;
-            if n % 2 == 0 || last {
+            if n.is_multiple_of(2) || last {
                 self.push(dir.other(), flags::ACK, 0..0);
             }
             off = end;

@@ -135,7 +135,7 @@ impl TrafficConfig {
                 IpAddr::V4(Ipv4Addr::new(10, 0, 2, 10 + s as u8)),
             )
         };
-        let server_port = if s % 2 == 0 { 80 } else { 8080 };
+        let server_port = if s.is_multiple_of(2) { 80 } else { 8080 };
         let (eni, target) = if self.ipv6_outer {
             (
                 IpAddr::V6(Ipv6Addr::new(0xfd00, 0xe1, 0, 0, 0, 0, 0, 10 + s)),
