@@ -56,6 +56,9 @@ pub const GLOBAL_VNI_FILTER: &str = "vni_filter";
 pub const GLOBAL_PORT_FILTER: &str = "port_filter";
 /// Global `__u8`: 1 returns `XDP_PASS` instead of `XDP_DROP` for consumed packets.
 pub const GLOBAL_PASS_CONSUMED: &str = "pass_consumed";
+/// Global `__u32`: wake the ring's reader only when at least this many bytes wait (0: on
+/// every record); the reader must then poll on a timer.
+pub const GLOBAL_WAKEUP_BYTES: &str = "wakeup_bytes";
 /// Slots in [`GLOBAL_VXLAN_PORTS`].
 pub const VXLAN_PORTS_MAX: usize = 4;
 /// The IANA VXLAN port, which AWS Traffic Mirroring uses.

@@ -151,6 +151,9 @@ pub struct Config {
     pub pass_consumed: bool,
     /// Ring buffer size in bytes; aya rounds it up to a power-of-two number of pages.
     pub ring_size: u32,
+    /// Wake the reader only when this many bytes wait in the ring (0: on every record). With
+    /// a threshold the reader must poll on a timer for what stays below it.
+    pub wakeup_bytes: u32,
 }
 
 impl Default for Config {
@@ -161,6 +164,7 @@ impl Default for Config {
             inner_ports: Vec::new(),
             pass_consumed: false,
             ring_size: RECORDS_DEFAULT_SIZE,
+            wakeup_bytes: 0,
         }
     }
 }
@@ -254,6 +258,7 @@ pub fn load(config: &Config) -> Result<Ebpf, LoadError> {
         .override_global(GLOBAL_VNI_FILTER, &vni_filter, true)
         .override_global(GLOBAL_PORT_FILTER, &port_filter, true)
         .override_global(GLOBAL_PASS_CONSUMED, &pass_consumed, true)
+        .override_global(GLOBAL_WAKEUP_BYTES, &config.wakeup_bytes, true)
         .map_max_entries(MAP_RECORDS, config.ring_size)
         .load(OBJECT)?;
 

@@ -929,7 +929,7 @@ async fn xdp_capture(
             last_round = true;
         }
         if !more && !last_round {
-            if let Err(e) = reader.wait(POLL).await {
+            if let Err(e) = reader.wait(crate::capture::xdp::RING_POLL).await {
                 tracing::error!(error = %e, "waiting on the XDP ring buffer failed");
                 tokio::time::sleep(POLL).await;
             }

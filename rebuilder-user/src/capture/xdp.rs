@@ -321,9 +321,16 @@ impl XdpConfig {
             inner_ports: self.inner_ports.clone(),
             pass_consumed: self.pass_consumed,
             ring_size: self.ring_size,
+            // A sixteenth of the ring: the reader is woken early enough never to let it fill,
+            // and otherwise finds the records on its poll (`RING_POLL`).
+            wakeup_bytes: self.ring_size / 16,
         }
     }
 }
+
+/// How often the ring's reader looks for records the kernel did not wake it for (the program
+/// wakes it only past `wakeup_bytes`): the longest a quiet trickle of segments waits.
+pub const RING_POLL: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Converts `CLOCK_MONOTONIC` nanoseconds (what `bpf_ktime_get_ns` returns) to nanoseconds
 /// since the UNIX epoch, with an offset sampled from both clocks.

@@ -32,6 +32,9 @@ struct Args {
     /// Repetitions of each variant; medians are reported.
     #[arg(long, default_value_t = 1)]
     runs: usize,
+    /// Only the variants whose name contains this (e.g. `XDP`, `udp`).
+    #[arg(long)]
+    only: Option<String>,
 }
 
 /// What tcpreplay says it sent.
@@ -229,7 +232,8 @@ fn main() -> Result<()> {
     let tx = Netns::new("benchtx")?;
     let rx = Netns::new("benchrx")?;
     let veth = Veth::new(&tx, "tx0", &rx, "rx0")?;
-    veth.set_mtu(9000)?;
+    // Kept: the guards restore the old MTU when dropped.
+    let _mtu = veth.set_mtu(9000)?;
     // The UDP path needs the frames addressed to rx0: the generator's mirror target address,
     // and its MAC (the first frame's destination).
     let mac = first_dst_mac(&a.pcap)?;
@@ -250,6 +254,9 @@ fn main() -> Result<()> {
     let mut results: Vec<Vec<Outcome>> = variants.iter().map(|_| Vec::new()).collect();
     for run in 0..a.runs {
         for (i, (name, capture)) in variants.iter().enumerate() {
+            if a.only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
+                continue;
+            }
             eprintln!("run {}/{}: {name}", run + 1, a.runs);
             let o = match capture {
                 None => bare_drop(&tx, &rx, &a)?,
@@ -266,6 +273,9 @@ fn main() -> Result<()> {
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     )?;
     for ((name, _), rs) in variants.iter().zip(&results) {
+        if rs.is_empty() {
+            continue;
+        }
         let pick = |f: &dyn Fn(&Outcome) -> f64| median(rs.iter().map(f).collect());
         let sent = pick(&|o| o.sent.packets as f64);
         let handled = pick(&|o| o.handled as f64);
