@@ -37,12 +37,32 @@ fn terraform() -> PathBuf {
     deploy().join("terraform")
 }
 
+/// Every directory under deploy/terraform holding .tf files: the modules and the examples.
+/// `enis/` directories hold alternatives to a module's interfaces.tf, not modules: they are
+/// checked in place of that file instead.
 fn module_dirs() -> Vec<PathBuf> {
-    vec![
-        terraform().join("modules/mirror-sessions"),
-        terraform().join("modules/rebuilder"),
-        terraform().join("examples/vpc-mirror"),
-    ]
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let mut has_tf = false;
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() && !path.ends_with("enis") {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|x| x == "tf") {
+                has_tf = true;
+            }
+        }
+        if has_tf {
+            out.push(dir.to_path_buf());
+        }
+    }
+    let mut out = Vec::new();
+    walk(&terraform(), &mut out);
+    out.sort();
+    out
 }
 
 fn registry() -> BTreeMap<String, tf::Interface> {
@@ -99,7 +119,20 @@ fn write_executable(path: &Path, content: &str) {
 #[test]
 fn terraform_modules_are_consistent() {
     let registry = registry();
-    for dir in module_dirs() {
+    let dirs = module_dirs();
+    let relative: Vec<String> = dirs
+        .iter()
+        .map(|d| d.strip_prefix(terraform()).unwrap().display().to_string())
+        .collect();
+    assert_eq!(
+        relative,
+        [
+            "examples/vpc-mirror",
+            "modules/mirror-sessions",
+            "modules/rebuilder"
+        ]
+    );
+    for dir in dirs {
         let module = tf::Module::load(&dir);
         assert!(
             module.file_names().contains(&"variables.tf"),
@@ -798,10 +831,22 @@ fn check_install(installed: &Installed, xdp_mode: &str) {
     let config = root.join(words[2].trim_start_matches('/'));
     let mode = std::fs::metadata(&bin).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o755, "{}", bin.display());
-    assert_eq!(
-        std::fs::read(&bin).unwrap(),
-        std::fs::read(rebuilder_bin()).unwrap(),
-        "the installed binary is the one dist packed"
+    let packed = run(Command::new("tar")
+        .arg("-xOzf")
+        .arg(&dist().tarball)
+        .arg(format!(
+            "{}/bin/rebuilder",
+            dist()
+                .tarball
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .trim_end_matches(".tar.gz")
+        )));
+    assert!(packed.status.success(), "{}", text(&packed.stderr));
+    assert!(
+        std::fs::read(&bin).unwrap() == packed.stdout,
+        "the installed binary is not the one dist packed"
     );
 
     // The settings are the rendered ones, and the binary takes them.
