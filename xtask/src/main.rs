@@ -20,6 +20,8 @@ tasks:
   demo             generate a small mirrored-traffic capture and replay it, printing the requests
   test [ARGS]      install what the tests need, then run every test of the workspace
   bench [ARGS]     whole-process benchmark: replay a generated capture of 1M packets, compare with tshark
+  dist [ARGS]      release tarball for the deployment: target/dist/rebuilder-VERSION-ARCH-linux.tar.gz
+                   and its .sha256 (fails if the binary needs a glibc newer than 2.34)
 ";
 
 fn main() -> ExitCode {
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
         Some("demo") => demo(),
         Some("test") => test(&rest),
         Some("bench") => bench::bench(&rest),
+        Some("dist") => dist::dist(&rest),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
 }
 
 mod bench;
+mod dist;
 
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,0 +1,11 @@
+terraform {
+  required_version = ">= 1.5.0"
+
+  required_providers {
+    aws = {
+      source = "hashicorp/aws"
+      # The upper bound matches the Wallarm module the reference example uses alongside.
+      version = ">= 5.30.0, < 6.0.0"
+    }
+  }
+}
