@@ -38,11 +38,39 @@ pub const BUILD: &[Need] = &[
 
 /// What `cargo xtask test` needs beyond the build: network namespaces, veth pairs and XDP
 /// attachment are driven with iproute2.
-pub const TEST: &[Need] = &[Need {
-    what: "ip (iproute2)",
-    paths: &["/usr/sbin/ip", "/sbin/ip", "/bin/ip", "/usr/bin/ip"],
-    package: "iproute2",
-}];
+pub const TEST: &[Need] = &[
+    Need {
+        what: "ip (iproute2)",
+        paths: &["/usr/sbin/ip", "/sbin/ip", "/bin/ip", "/usr/bin/ip"],
+        package: "iproute2",
+    },
+    // The deployment tests: user data must be shellcheck-clean, the unit must verify, and
+    // checkov runs from a virtualenv the test creates under target/ (python3-venv).
+    Need {
+        what: "shellcheck",
+        paths: &["/usr/bin/shellcheck"],
+        package: "shellcheck",
+    },
+    Need {
+        what: "systemd-analyze",
+        paths: &["/usr/bin/systemd-analyze"],
+        package: "systemd",
+    },
+    Need {
+        what: "python3",
+        paths: &["/usr/bin/python3"],
+        package: "python3",
+    },
+    Need {
+        what: "python3's venv module",
+        paths: &[
+            "/usr/lib/python3.11/ensurepip/__init__.py",
+            "/usr/lib/python3.12/ensurepip/__init__.py",
+            "/usr/lib/python3.13/ensurepip/__init__.py",
+        ],
+        package: "python3-venv",
+    },
+];
 
 /// What the live part of `cargo xtask bench` needs beyond the rest.
 pub const BENCH_LIVE: &[Need] = &[
