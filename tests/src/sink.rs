@@ -67,6 +67,8 @@ pub struct ReceivedRequest {
     pub index: usize,
     /// When its last byte arrived, since the sink started.
     pub at: Duration,
+    /// Who sent it (with several rebuilders, which one replayed it).
+    pub peer: SocketAddr,
     pub raw: Vec<u8>,
 }
 
@@ -329,7 +331,7 @@ impl fmt::Debug for Sink {
 fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     while !shared.stop.load(Ordering::SeqCst) {
         match listener.accept() {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
                 let id = shared.accepted.fetch_add(1, Ordering::SeqCst);
                 if shared.refuse.load(Ordering::SeqCst) {
                     shared.refused.fetch_add(1, Ordering::SeqCst);
@@ -344,7 +346,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 let spawned = thread::Builder::new()
                     .name(format!("sink-conn-{id}"))
                     .spawn(move || {
-                        serve(stream, id, &s);
+                        serve(stream, id, peer, &s);
                         s.open.fetch_sub(1, Ordering::SeqCst);
                     });
                 match spawned {
@@ -395,7 +397,7 @@ fn lingering_close(stream: &mut TcpStream, shared: &Shared) {
     }
 }
 
-fn serve(mut stream: TcpStream, id: usize, shared: &Shared) {
+fn serve(mut stream: TcpStream, id: usize, peer: SocketAddr, shared: &Shared) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_nodelay(true);
     if let Err(e) = stream.set_read_timeout(Some(POLL)) {
@@ -419,6 +421,7 @@ fn serve(mut stream: TcpStream, id: usize, shared: &Shared) {
                             connection: id,
                             index: served,
                             at: shared.started.elapsed(),
+                            peer,
                             raw,
                         });
                         st.received_total += 1;
