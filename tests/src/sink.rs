@@ -118,6 +118,8 @@ struct Shared {
     close_after: AtomicUsize,
     accepted: AtomicUsize,
     refused: AtomicUsize,
+    /// Bumped by `reset_connections`: connections opened before reset themselves.
+    resets: AtomicU64,
     open: AtomicUsize,
     started: Instant,
     cfg: SinkConfig,
@@ -175,6 +177,7 @@ impl Sink {
             close_after: AtomicUsize::new(cfg.close_after.unwrap_or(0)),
             accepted: AtomicUsize::new(0),
             refused: AtomicUsize::new(0),
+            resets: AtomicU64::new(0),
             open: AtomicUsize::new(0),
             started: Instant::now(),
             cfg,
@@ -281,6 +284,12 @@ impl Sink {
 
     pub fn set_refusing(&self, refuse: bool) {
         self.shared.refuse.store(refuse, Ordering::SeqCst);
+    }
+
+    /// Resets (RST) every open connection within a poll interval, as a WAF that crashed or
+    /// was replaced; with [`set_refusing`](Self::set_refusing) the upstream is gone.
+    pub fn reset_connections(&self) {
+        self.shared.resets.fetch_add(1, Ordering::SeqCst);
     }
 
     pub fn set_response_delay(&self, delay: Duration) {
@@ -398,6 +407,7 @@ fn lingering_close(stream: &mut TcpStream, shared: &Shared) {
 }
 
 fn serve(mut stream: TcpStream, id: usize, peer: SocketAddr, shared: &Shared) {
+    let resets = shared.resets.load(Ordering::SeqCst);
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_nodelay(true);
     if let Err(e) = stream.set_read_timeout(Some(POLL)) {
@@ -474,6 +484,11 @@ fn serve(mut stream: TcpStream, id: usize, peer: SocketAddr, shared: &Shared) {
             }
         }
         if shared.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        if shared.resets.load(Ordering::SeqCst) != resets {
+            // Linger 0: the close is a RST, as from a WAF that went away.
+            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
             return;
         }
         match stream.read(&mut chunk) {
