@@ -44,6 +44,21 @@ pub const TEST: &[Need] = &[Need {
     package: "iproute2",
 }];
 
+/// What `cargo xtask lab` needs beyond the build: namespaces, links and routes with `ip`, the
+/// mirror session with `tc`, both from iproute2.
+pub const LAB: &[Need] = &[
+    Need {
+        what: "ip (iproute2)",
+        paths: &["/usr/sbin/ip", "/sbin/ip", "/bin/ip", "/usr/bin/ip"],
+        package: "iproute2",
+    },
+    Need {
+        what: "tc (iproute2)",
+        paths: &["/usr/sbin/tc", "/sbin/tc", "/bin/tc", "/usr/bin/tc"],
+        package: "iproute2",
+    },
+];
+
 /// What `cargo xtask bench` needs.
 pub const BENCH: &[Need] = &[
     Need {
@@ -73,7 +88,9 @@ pub fn ensure(needs: &[Need]) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    let packages: Vec<&str> = missing.iter().map(|n| n.package).collect();
+    let mut packages: Vec<&str> = missing.iter().map(|n| n.package).collect();
+    // Two needs may come from one package (ip and tc from iproute2).
+    packages.dedup();
     let list = missing
         .iter()
         .map(|n| format!("{} (package {})", n.what, n.package))

@@ -174,8 +174,9 @@ impl Lab {
         Ok(NodeFigures::from_text(&self.mirror.metrics(i)?))
     }
 
-    /// Node `i`'s figures once its replay counter has caught up with what the sink got from
-    /// it (counters are published a few times a second), or as they are after `wait`.
+    /// Node `i`'s figures once its rebuilt and replayed counters have caught up with what the
+    /// sink got from it (counters are published a few times a second), or as they are after
+    /// `wait`.
     fn settled_figures(&self, i: usize, wait: Duration) -> Option<NodeFigures> {
         let deadline = Instant::now() + wait;
         loop {
@@ -187,7 +188,10 @@ impl Lab {
                 .get(i)
                 .map_or(0, |t| t.requests);
             let f = self.figures(i).ok();
-            let done = f.as_ref().is_some_and(|f| f.replayed >= at_sink);
+            // Workers and outputs publish their counters separately, a few times a second.
+            let done = f
+                .as_ref()
+                .is_some_and(|f| f.replayed >= at_sink && f.rebuilt >= at_sink);
             if done || Instant::now() >= deadline {
                 return f;
             }
