@@ -77,6 +77,17 @@ fn present(n: &Need) -> bool {
     n.paths.iter().any(|p| Path::new(p).exists())
 }
 
+/// The Debian packages providing what is missing of `needs`, each once.
+pub fn missing_packages(needs: &[Need]) -> Vec<&'static str> {
+    let mut p: Vec<&'static str> = needs
+        .iter()
+        .filter(|n| !present(n))
+        .map(|n| n.package)
+        .collect();
+    p.dedup();
+    p
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }

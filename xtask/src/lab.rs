@@ -18,10 +18,19 @@ pub fn lab(args: &[String]) -> Result<()> {
     };
     let help = args.iter().any(|a| a == "-h" || a == "--help");
     if !help && !deps::is_root() {
+        let missing = deps::missing_packages(deps::LAB);
+        let install = if missing.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "\nIt also needs {0} (as root it installs it; or: sudo apt-get install -y {0}).",
+                missing.join(" ")
+            )
+        };
         bail!(
             "the lab needs root: it creates network namespaces, veth and VXLAN devices, tc \
              mirror filters and attaches XDP programs. Run it as root, e.g.\n  \
-             sudo -E env \"PATH=$PATH\" cargo xtask lab {}",
+             sudo -E env \"PATH=$PATH\" cargo xtask lab {}{install}",
             args.join(" ")
         );
     }
