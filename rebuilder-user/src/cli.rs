@@ -90,6 +90,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "ADDR")]
     pub status: Option<SocketAddr>,
 
+    /// /healthz fails ("no packets for N s") when no packet has been captured for this long
+    /// (e.g. 30s), counted from the last packet; default: off.
+    #[arg(long, value_name = "DURATION")]
+    pub max_idle: Option<Span>,
+
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -287,6 +292,9 @@ impl Cli {
                 if s.status.listen.is_none() {
                     s.status.listen = DEFAULT_STATUS.parse().ok();
                 }
+                if a.max_idle.is_some() {
+                    s.status.max_idle = a.max_idle;
+                }
                 a.common.apply(&mut s);
             }
             Command::Replay(a) => {
@@ -417,6 +425,29 @@ mod tests {
         let s = cli.settings().unwrap();
         assert_eq!(s.udp.listen, "0.0.0.0:4789".parse().unwrap());
         assert_eq!(s.status.listen, Some("0.0.0.0:9479".parse().unwrap()));
+        assert_eq!(s.status.max_idle, None);
+    }
+
+    #[test]
+    fn max_idle_flag_sets_the_status_setting() {
+        let s = Cli::try_parse_from(["rebuilder", "run", "--max-idle", "1500ms"])
+            .unwrap()
+            .settings()
+            .unwrap();
+        assert_eq!(
+            s.status.max_idle,
+            Some(Span(std::time::Duration::from_millis(1500)))
+        );
+        let e = Cli::try_parse_from(["rebuilder", "run", "--max-idle", "0s"])
+            .unwrap()
+            .settings()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("status.max_idle"), "{e}");
+        assert!(
+            Cli::try_parse_from(["rebuilder", "replay", "--pcap", "x", "--max-idle", "1s"])
+                .is_err()
+        );
     }
 
     #[test]

@@ -415,6 +415,9 @@ pub struct StatusSettings {
     pub listen: Option<SocketAddr>,
     /// A pipeline component silent for longer than this makes `/healthz` fail.
     pub max_silence: Span,
+    /// `run` only: no packet captured for longer than this makes `/healthz` fail (counted from
+    /// the last packet, so not before the first one). Absent: idling is healthy.
+    pub max_idle: Option<Span>,
 }
 
 impl Default for StatusSettings {
@@ -422,6 +425,7 @@ impl Default for StatusSettings {
         Self {
             listen: None,
             max_silence: Span(Duration::from_secs(5)),
+            max_idle: None,
         }
     }
 }
@@ -565,6 +569,12 @@ impl Settings {
         }
         if let Some(iface) = &self.xdp.iface {
             check_iface_name("xdp.iface", iface)?;
+        }
+        if self.status.max_idle.is_some_and(|s| s.0.is_zero()) {
+            return Err(bad(
+                "status.max_idle",
+                "must be above 0 (leave it out for none)",
+            ));
         }
         let ring = self.xdp.ring_size.bytes();
         if !ring.is_power_of_two() || !(XDP_RING_MIN..=XDP_RING_MAX).contains(&ring) {
@@ -744,6 +754,21 @@ mod tests {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(key), "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn max_idle_is_off_unless_set_and_never_zero() {
+        assert_eq!(Settings::default().status.max_idle, None);
+        let s = parse("[status]\nmax_idle = \"30s\"\n").unwrap();
+        assert_eq!(s.status.max_idle, Some(Span(Duration::from_secs(30))));
+        assert_eq!(
+            parse("[status]\nmax_idle = 2\n").unwrap().status.max_idle,
+            Some(Span(Duration::from_secs(2)))
+        );
+        let e = parse("[status]\nmax_idle = \"0s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("status.max_idle"), "{e}");
     }
 
     #[test]

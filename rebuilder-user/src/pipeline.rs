@@ -363,7 +363,9 @@ pub fn run(
         }
         _ => None,
     };
-    let health = Health::new();
+    // Idling means something only for live capture.
+    let health =
+        Health::with_max_idle(settings.status.max_idle.filter(|_| live).map(|span| span.0));
     let mode = if live { Mode::Live } else { Mode::Offline };
     let outputs = Outputs::start(
         &outputs_config(settings),
@@ -776,7 +778,12 @@ fn udp_loop(
             }
         });
         match r {
-            Ok(n) => datagrams += n as u64,
+            Ok(n) => {
+                datagrams += n as u64;
+                if n > 0 {
+                    shared.health.packets_captured();
+                }
+            }
             Err(e) => {
                 tracing::error!(error = %e, "UDP receive failed");
                 std::thread::sleep(POLL);
@@ -941,6 +948,9 @@ async fn xdp_capture(
             }
         });
         more = drained.more;
+        if drained.records > 0 {
+            shared.health.packets_captured();
+        }
         gone |= disp.flush().is_err();
         if gone {
             tracing::error!("reassembly workers are gone; XDP capture stops");

@@ -72,7 +72,13 @@ pub struct Health {
     epoch: Instant,
     components: Mutex<Vec<Arc<Component>>>,
     upstream: Mutex<UpstreamState>,
+    /// Fail when no packet was captured for longer than this (once one was).
+    max_idle: Option<Duration>,
+    /// Nanoseconds since `epoch` of the last batch holding packets; `NEVER` before the first.
+    last_packet: AtomicU64,
 }
+
+const NEVER: u64 = u64::MAX;
 
 /// A component's handle on its own liveness. Cheap to clone; every clone beats for the same
 /// component.
@@ -105,11 +111,26 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Health {
     pub fn new() -> Arc<Self> {
+        Self::with_max_idle(None)
+    }
+
+    /// With `max_idle`, `/healthz` also fails once no packet has been captured for that long
+    /// (counted from the last packet; nothing is said before the first one).
+    pub fn with_max_idle(max_idle: Option<Duration>) -> Arc<Self> {
         Arc::new(Self {
             epoch: Instant::now(),
             components: Mutex::new(Vec::new()),
             upstream: Mutex::new(UpstreamState::Unknown),
+            max_idle,
+            last_packet: AtomicU64::new(NEVER),
         })
+    }
+
+    /// A capture thread got packets in its last batch. A clock read and one relaxed store: call
+    /// it per batch, not per packet.
+    #[inline]
+    pub fn packets_captured(&self) {
+        self.last_packet.store(self.now_ns(), Ordering::Relaxed);
     }
 
     fn now_ns(&self) -> u64 {
@@ -154,7 +175,7 @@ impl Health {
     }
 
     /// Ok, or the reasons the pipeline is not healthy (silent components by name, upstream
-    /// unreachable with its reason, component stopped).
+    /// unreachable with its reason, component stopped, no packets for longer than `max_idle`).
     pub fn check(&self) -> Result<(), String> {
         let now = self.now_ns();
         let mut reasons = Vec::new();
@@ -176,6 +197,19 @@ impl Health {
                     silent.as_secs_f64(),
                     c.max_silence.as_secs_f64()
                 ));
+            }
+        }
+        if let Some(max) = self.max_idle {
+            let last = self.last_packet.load(Ordering::Relaxed);
+            if last != NEVER {
+                let idle = Duration::from_nanos(now.saturating_sub(last));
+                if idle > max {
+                    reasons.push(format!(
+                        "no packets for {:.1} s (max idle {:.1} s)",
+                        idle.as_secs_f64(),
+                        max.as_secs_f64()
+                    ));
+                }
             }
         }
         if let UpstreamState::Unreachable(r) = &*lock(&self.upstream) {
@@ -368,6 +402,41 @@ mod tests {
 
         other.stopped();
         assert_eq!(health.check(), Err("capture stopped".to_string()));
+    }
+
+    #[test]
+    fn max_idle_fails_health_only_after_packets_stop() {
+        let health = Health::with_max_idle(Some(Duration::from_millis(50)));
+        let hb = health.component("udp capture 0", Duration::from_secs(3600));
+        hb.beat();
+        // No packet yet: a fresh node is not failed for idling.
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(health.check(), Ok(()));
+        health.packets_captured();
+        assert_eq!(health.check(), Ok(()));
+        std::thread::sleep(Duration::from_millis(80));
+        let err = health.check().unwrap_err();
+        assert!(err.starts_with("no packets for 0."), "{err}");
+        assert!(err.ends_with(" s (max idle 0.1 s)"), "{err}");
+        // Beating capture threads do not help; packets do.
+        hb.beat();
+        assert!(health.check().is_err());
+        health.packets_captured();
+        assert_eq!(health.check(), Ok(()));
+        // Reasons add up.
+        std::thread::sleep(Duration::from_millis(80));
+        health.set_upstream(false, "refused");
+        let err = health.check().unwrap_err();
+        assert!(
+            err.starts_with("no packets for ") && err.ends_with("; upstream unreachable: refused"),
+            "{err}"
+        );
+
+        // Without max_idle, idling never fails.
+        let health = Health::new();
+        health.packets_captured();
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(health.check(), Ok(()));
     }
 
     #[tokio::test]

@@ -8,92 +8,65 @@
 //! socket, so no address or route matters and no packet leaves the namespace. Everything is
 //! bounded in time and torn down in `Drop`.
 //!
-//! The namespace guard here is deliberately minimal; the shared topology library in
-//! `tests/src/netns.rs` is meant to replace it.
+//! Namespaces, the veth pair and status requests come from the shared topology library
+//! (`rebuilder_tests::netns`), processes from `rebuilder_tests::process`.
 
 use std::ffi::CString;
-use std::fs::File;
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use rebuilder_tests::gen::Conversation;
+use rebuilder_tests::netns::{self, Link, Netns, Veth};
+use rebuilder_tests::process::{Finished, Running};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rebuilder");
 const STATUS: &str = "127.0.0.1:9479";
 
-fn require_root() {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "prerequisite missing: these tests need root (network namespaces, XDP attach)"
-    );
-}
-
-fn ip(args: &[&str]) -> String {
-    let out = Command::new("ip").args(args).output().unwrap_or_else(|e| {
-        panic!("prerequisite missing: cannot run `ip` (Debian package iproute2): {e}")
-    });
-    assert!(
-        out.status.success(),
-        "ip {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A network namespace with a veth pair (`rx` for rebuilder, `tx` for the sender) and loopback
-/// up, deleted with everything in it on drop. Also owns a scratch directory.
-struct Netns {
-    name: String,
+/// A network namespace (from the shared topology library) holding a veth pair: `rx` for
+/// rebuilder, `tx` for the sender. Dropping it deletes the pair and the namespace; it also
+/// owns a scratch directory, removed with it.
+struct Bench {
+    /// Held for its `Drop`; the namespace goes with the last guard inside it.
+    _veth: Veth,
+    ns: Netns,
     rx: String,
     tx: String,
     dir: PathBuf,
 }
 
-impl Netns {
+impl Bench {
     fn new(mtu: u32) -> Self {
-        require_root();
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let pid = std::process::id();
-        let name = format!("rbxdp{pid}x{n}");
-        let out = Command::new("ip").args(["netns", "add", &name]).output();
-        match out {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => panic!(
-                "prerequisite missing: `ip netns add` failed (needs root): {}",
-                String::from_utf8_lossy(&o.stderr)
-            ),
-            Err(e) => panic!("prerequisite missing: cannot run `ip` (iproute2): {e}"),
+        netns::preflight().unwrap_or_else(|e| panic!("prerequisite missing: {e}"));
+        let ns = Netns::new("xdp").unwrap_or_else(|e| panic!("prerequisite missing: {e}"));
+        let (rx, tx) = ("rbxrx0".to_string(), "rbxtx0".to_string());
+        let veth = Veth::new(&ns, &rx, &ns, &tx).unwrap_or_else(|e| panic!("{e}"));
+        for m in veth.set_mtu(mtu).unwrap_or_else(|e| panic!("{e}")) {
+            m.persist();
         }
-        let dir = std::env::temp_dir().join(&name);
-        let ns = Netns {
-            rx: format!("xa{pid}x{n}"),
-            tx: format!("xb{pid}x{n}"),
-            name,
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "rebuilder-xdp-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("scratch directory");
+        Bench {
+            _veth: veth,
+            ns,
+            rx,
+            tx,
             dir,
-        };
-        let mtu = mtu.to_string();
-        ns.ip(&[
-            "link", "add", &ns.rx, "mtu", &mtu, "type", "veth", "peer", "name", &ns.tx, "mtu", &mtu,
-        ]);
-        ns.ip(&["link", "set", &ns.rx, "up"]);
-        ns.ip(&["link", "set", &ns.tx, "up"]);
-        ns.ip(&["link", "set", "lo", "up"]);
-        std::fs::create_dir_all(&ns.dir).expect("scratch directory");
-        ns
+        }
     }
 
     fn ip(&self, args: &[&str]) -> String {
-        ip(&[&["-n", self.name.as_str()][..], args].concat())
+        self.ns.ip(args).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Whether an XDP program is attached to the rebuilder end (`ip` prints `xdp`,
@@ -103,153 +76,107 @@ impl Netns {
         shown.contains("xdp").then_some(shown)
     }
 
-    /// Runs `f` on a thread that has entered this namespace: sockets it creates live there.
-    fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/run/netns/{}", self.name);
-        std::thread::spawn(move || {
-            let file = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-            // SAFETY: setns with a namespace descriptor we opened; CLONE_NEWNET moves only
-            // this thread, which ends when `f` returns.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns {path}: {}", io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .expect("namespace thread panicked")
-    }
-
     /// Writes whole Ethernet frames to the sender end of the veth pair.
     fn send_frames(&self, frames: Vec<Vec<u8>>) {
         let tx = self.tx.clone();
-        self.enter(move || {
-            // SAFETY: plain socket(2); the descriptor is owned right away.
-            let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
-            assert!(raw >= 0, "AF_PACKET socket: {}", io::Error::last_os_error());
-            // SAFETY: `raw` is a fresh descriptor nothing else owns.
-            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-            let name = CString::new(tx.as_str()).expect("interface name");
-            // SAFETY: a NUL-terminated name that outlives the call.
-            let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-            assert_ne!(index, 0, "no interface {tx}");
-            for frame in frames {
-                let mut addr = libc::sockaddr_ll {
-                    sll_family: libc::AF_PACKET as u16,
-                    sll_protocol: 0,
-                    sll_ifindex: index as i32,
-                    sll_hatype: 0,
-                    sll_pkttype: 0,
-                    sll_halen: 6,
-                    sll_addr: [0; 8],
-                };
-                addr.sll_addr[..6].copy_from_slice(&frame[..6]);
-                // SAFETY: the buffer and the address are valid for the lengths given.
-                let sent = unsafe {
-                    libc::sendto(
-                        fd.as_raw_fd(),
-                        frame.as_ptr().cast(),
-                        frame.len(),
-                        0,
-                        (&addr as *const libc::sockaddr_ll).cast(),
-                        std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                    )
-                };
-                assert_eq!(
-                    sent,
-                    frame.len() as isize,
-                    "sendto: {}",
-                    io::Error::last_os_error()
-                );
-            }
-        });
+        self.ns
+            .run(move || {
+                // SAFETY: plain socket(2); the descriptor is owned right away.
+                let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+                assert!(raw >= 0, "AF_PACKET socket: {}", io::Error::last_os_error());
+                // SAFETY: `raw` is a fresh descriptor nothing else owns.
+                let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+                let name = CString::new(tx.as_str()).expect("interface name");
+                // SAFETY: a NUL-terminated name that outlives the call.
+                let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+                assert_ne!(index, 0, "no interface {tx}");
+                for frame in frames {
+                    let mut addr = libc::sockaddr_ll {
+                        sll_family: libc::AF_PACKET as u16,
+                        sll_protocol: 0,
+                        sll_ifindex: index as i32,
+                        sll_hatype: 0,
+                        sll_pkttype: 0,
+                        sll_halen: 6,
+                        sll_addr: [0; 8],
+                    };
+                    addr.sll_addr[..6].copy_from_slice(&frame[..6]);
+                    // SAFETY: the buffer and the address are valid for the lengths given.
+                    let sent = unsafe {
+                        libc::sendto(
+                            fd.as_raw_fd(),
+                            frame.as_ptr().cast(),
+                            frame.len(),
+                            0,
+                            (&addr as *const libc::sockaddr_ll).cast(),
+                            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                        )
+                    };
+                    assert_eq!(
+                        sent,
+                        frame.len() as isize,
+                        "sendto: {}",
+                        io::Error::last_os_error()
+                    );
+                }
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
-    /// `GET path` on the namespace's loopback status server; None while it does not answer.
+    /// The body of `GET path` from the namespace's loopback status server; None while it does
+    /// not answer 200.
     fn http_get(&self, path: &str) -> Option<String> {
-        let req = format!("GET {path} HTTP/1.1\r\nHost: status\r\nConnection: close\r\n\r\n");
-        self.enter(move || {
-            let addr: SocketAddr = STATUS.parse().ok()?;
-            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-            s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-            s.write_all(req.as_bytes()).ok()?;
-            let mut body = String::new();
-            s.read_to_string(&mut body).ok()?;
-            Some(body)
-        })
+        let addr: SocketAddr = STATUS.parse().ok()?;
+        match netns::http_get(&self.ns, addr, path, Duration::from_secs(2)) {
+            Ok((200, body)) => Some(body),
+            _ => None,
+        }
     }
 
-    /// Starts the rebuilder binary inside the namespace, output to files in the scratch dir.
-    fn spawn(&self, tag: &str, args: &[&str]) -> Rebuilder {
-        let stdout = self.dir.join(format!("{tag}.out"));
-        let stderr = self.dir.join(format!("{tag}.err"));
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.name, BIN])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(File::create(&stdout).expect("stdout file"))
-            .stderr(File::create(&stderr).expect("stderr file"))
-            .spawn()
-            .expect("spawn rebuilder through ip netns exec");
-        Rebuilder {
-            child,
-            stdout,
-            stderr,
-        }
+    /// Starts the rebuilder binary inside the namespace (`ip netns exec` execs it, so the
+    /// child is rebuilder itself), killed when the handle drops.
+    fn spawn(&self, args: &[&str]) -> Running {
+        Running::spawn_cmd(self.ns.command(BIN).args(args))
+            .expect("spawn rebuilder through ip netns exec")
+    }
+
+    /// A bridge has no native XDP (no `ndo_bpf`): the real kernel refuses driver mode, which
+    /// is what `auto`'s fallback and a forced `driver` are tested against.
+    fn add_bridge(&self) -> String {
+        let name = "rbxbr0".to_string();
+        self.ns
+            .ip(&["link", "add", &name, "type", "bridge"])
+            .unwrap_or_else(|e| {
+                panic!("prerequisite missing: cannot create a bridge device (kernel bridge support): {e}")
+            });
+        Link::new(&self.ns, &name)
+            .up()
+            .unwrap_or_else(|e| panic!("{e}"));
+        name
     }
 }
 
-impl Drop for Netns {
+impl Drop for Bench {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
-/// A running rebuilder (`ip netns exec` execs it, so the child is rebuilder itself), killed on
-/// drop so a failing assertion never leaves it attached.
-struct Rebuilder {
-    child: Child,
-    stdout: PathBuf,
-    stderr: PathBuf,
-}
-
-impl Rebuilder {
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn stdout(&self) -> String {
-        std::fs::read_to_string(&self.stdout).unwrap_or_default()
-    }
-
-    fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "rebuilder still running after {limit:?}; stderr:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn signal(&self, sig: libc::c_int) {
-        // SAFETY: kill(2) on our own child, which has not been reaped.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
-        assert_eq!(rc, 0, "kill: {}", io::Error::last_os_error());
+/// Waits up to `limit` for the process to end (failing, with its stderr, after that) and
+/// returns its status and output.
+fn wait_exit(reb: Running, limit: Duration) -> (ExitStatus, Finished) {
+    let fin = reb.wait(limit);
+    match fin.status {
+        Some(s) => (s, fin),
+        None => panic!(
+            "rebuilder still running after {limit:?}; stderr:\n{}",
+            fin.stderr
+        ),
     }
 }
 
-impl Drop for Rebuilder {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn stdout(f: &Finished) -> String {
+    String::from_utf8_lossy(&f.stdout).into_owned()
 }
 
 /// Polls `f` every 50 ms until it returns Some, failing with `what` (and rebuilder's stderr)
@@ -257,7 +184,7 @@ impl Drop for Rebuilder {
 fn wait_for<T>(
     limit: Duration,
     what: &str,
-    reb: &mut Rebuilder,
+    reb: &mut Running,
     mut f: impl FnMut() -> Option<T>,
 ) -> T {
     let deadline = Instant::now() + limit;
@@ -265,16 +192,16 @@ fn wait_for<T>(
         if let Some(v) = f() {
             return v;
         }
-        if let Some(status) = reb.child.try_wait().expect("try_wait") {
+        if !reb.alive() {
             panic!(
-                "rebuilder exited ({status}) while waiting for {what}; stderr:\n{}",
-                reb.stderr()
+                "rebuilder exited while waiting for {what}; stderr:\n{}",
+                reb.stderr_so_far()
             );
         }
         assert!(
             Instant::now() < deadline,
             "timed out after {limit:?} waiting for {what}; stderr:\n{}",
-            reb.stderr()
+            reb.stderr_so_far()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -354,7 +281,7 @@ fn unix_now() -> u64 {
         .as_secs()
 }
 
-fn run_args<'a>(ns: &'a Netns, jsonl: &'a str, mode: &'a str) -> Vec<&'a str> {
+fn run_args<'a>(ns: &'a Bench, jsonl: &'a str, mode: &'a str) -> Vec<&'a str> {
     vec![
         "run",
         "--iface",
@@ -373,7 +300,7 @@ fn run_args<'a>(ns: &'a Netns, jsonl: &'a str, mode: &'a str) -> Vec<&'a str> {
 }
 
 /// Waits until `/metrics` says the program is attached, and returns that line's mode.
-fn wait_attached(ns: &Netns, reb: &mut Rebuilder) -> String {
+fn wait_attached(ns: &Bench, reb: &mut Running) -> String {
     let prefix = format!("rebuilder_xdp_attached{{iface=\"{}\",mode=\"", ns.rx);
     wait_for(
         Duration::from_secs(30),
@@ -390,11 +317,11 @@ fn wait_attached(ns: &Netns, reb: &mut Rebuilder) -> String {
 
 #[test]
 fn run_iface_rebuilds_the_exact_request_and_exports_kernel_counters() {
-    let ns = Netns::new(1500);
+    let ns = Bench::new(1500);
     let jsonl = ns.dir.join("requests.jsonl");
     let jsonl_s = jsonl.to_str().unwrap().to_string();
     let before = unix_now();
-    let mut reb = ns.spawn("run", &run_args(&ns, &jsonl_s, "generic"));
+    let mut reb = ns.spawn(&run_args(&ns, &jsonl_s, "generic"));
     assert_eq!(wait_attached(&ns, &mut reb), "generic");
     let shown = ns.xdp_shown().expect("ip shows the program");
     assert!(shown.contains("xdpgeneric"), "{shown}");
@@ -466,8 +393,8 @@ fn run_iface_rebuilds_the_exact_request_and_exports_kernel_counters() {
 
     // SIGTERM: a clean stop with a summary, and the program is gone.
     reb.signal(libc::SIGTERM);
-    let status = reb.wait_exit(Duration::from_secs(20));
-    let err = reb.stderr();
+    let (status, fin) = wait_exit(reb, Duration::from_secs(20));
+    let err = &fin.stderr;
     assert!(status.success(), "{status}; stderr:\n{err}");
     assert!(err.contains("rebuilder xdp summary"), "{err}");
     assert!(
@@ -476,15 +403,15 @@ fn run_iface_rebuilds_the_exact_request_and_exports_kernel_counters() {
     );
     assert!(err.contains("requests rebuilt 1"), "{err}");
     assert_eq!(ns.xdp_shown(), None, "still attached after exit");
-    assert_eq!(reb.stdout(), "", "the JSON lines went to the file");
+    assert_eq!(stdout(&fin), "", "the JSON lines went to the file");
 }
 
 #[test]
 fn a_second_instance_fails_clearly_the_first_keeps_working_and_kill_9_detaches() {
-    let ns = Netns::new(1500);
+    let ns = Bench::new(1500);
     let jsonl = ns.dir.join("first.jsonl");
     let jsonl_s = jsonl.to_str().unwrap().to_string();
-    let mut first = ns.spawn("first", &run_args(&ns, &jsonl_s, "auto"));
+    let mut first = ns.spawn(&run_args(&ns, &jsonl_s, "auto"));
     // veth runs XDP natively: auto settles on driver mode.
     assert_eq!(wait_attached(&ns, &mut first), "driver");
     let shown = ns.xdp_shown().expect("ip shows the program");
@@ -492,22 +419,19 @@ fn a_second_instance_fails_clearly_the_first_keeps_working_and_kill_9_detaches()
 
     let second_jsonl = ns.dir.join("second.jsonl");
     for mode in ["auto", "generic", "driver"] {
-        let mut second = ns.spawn(
-            &format!("second-{mode}"),
-            &[
-                "run",
-                "--iface",
-                &ns.rx,
-                "--xdp-mode",
-                mode,
-                "--jsonl",
-                second_jsonl.to_str().unwrap(),
-                "--status",
-                "127.0.0.1:9480",
-            ],
-        );
-        let status = second.wait_exit(Duration::from_secs(30));
-        let err = second.stderr();
+        let second = ns.spawn(&[
+            "run",
+            "--iface",
+            &ns.rx,
+            "--xdp-mode",
+            mode,
+            "--jsonl",
+            second_jsonl.to_str().unwrap(),
+            "--status",
+            "127.0.0.1:9480",
+        ]);
+        let (status, fin) = wait_exit(second, Duration::from_secs(30));
+        let err = &fin.stderr;
         assert!(
             !status.success(),
             "second instance ({mode}) succeeded: {err}"
@@ -523,10 +447,7 @@ fn a_second_instance_fails_clearly_the_first_keeps_working_and_kill_9_detaches()
     }
 
     // The first instance is still there and still capturing.
-    assert!(
-        first.child.try_wait().unwrap().is_none(),
-        "first instance exited"
-    );
+    assert!(first.alive(), "first instance exited");
     let request = request_bytes("first-still-works");
     ns.send_frames(conversation_frames(&request, 40002));
     let got = wait_for(
@@ -544,7 +465,7 @@ fn a_second_instance_fails_clearly_the_first_keeps_working_and_kill_9_detaches()
 
     // SIGKILL: no destructor runs; the kernel closes the bpf_link with the process.
     first.signal(libc::SIGKILL);
-    let status = first.wait_exit(Duration::from_secs(10));
+    let (status, _) = wait_exit(first, Duration::from_secs(10));
     assert!(!status.success());
     let deadline = Instant::now() + Duration::from_secs(10);
     while let Some(shown) = ns.xdp_shown() {
@@ -558,10 +479,10 @@ fn a_second_instance_fails_clearly_the_first_keeps_working_and_kill_9_detaches()
 
 #[test]
 fn jumbo_segments_reach_a_native_multi_buffer_program_on_a_9000_mtu_veth() {
-    let ns = Netns::new(9000);
+    let ns = Bench::new(9000);
     let jsonl = ns.dir.join("jumbo.jsonl");
     let jsonl_s = jsonl.to_str().unwrap().to_string();
-    let mut reb = ns.spawn("jumbo", &run_args(&ns, &jsonl_s, "driver"));
+    let mut reb = ns.spawn(&run_args(&ns, &jsonl_s, "driver"));
     assert_eq!(wait_attached(&ns, &mut reb), "driver");
 
     let body: Vec<u8> = (0..20_000u32).map(|i| b'a' + (i % 26) as u8).collect();
@@ -613,39 +534,19 @@ fn report_value(out: &str, label: &str) -> String {
         .to_string()
 }
 
-/// A bridge has no native XDP (no `ndo_bpf`): the real kernel refuses driver mode, which is
-/// what `auto`'s fallback and a forced `driver` are tested against.
-fn add_bridge(ns: &Netns) -> String {
-    let name = format!("br{}", &ns.rx[2..]);
-    let out = Command::new("ip")
-        .args(["-n", &ns.name, "link", "add", &name, "type", "bridge"])
-        .output()
-        .expect("run ip");
-    assert!(
-        out.status.success(),
-        "prerequisite missing: cannot create a bridge device (kernel bridge support): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    ns.ip(&["link", "set", &name, "up"]);
-    name
-}
-
 #[test]
 fn auto_falls_back_to_generic_mode_with_the_reason_and_forced_driver_mode_fails() {
-    let ns = Netns::new(1500);
-    let br = add_bridge(&ns);
-    let mut reb = ns.spawn(
-        "bridge-auto",
-        &[
-            "run",
-            "--iface",
-            &br,
-            "--jsonl",
-            "/dev/null",
-            "--status",
-            STATUS,
-        ],
-    );
+    let ns = Bench::new(1500);
+    let br = ns.add_bridge();
+    let mut reb = ns.spawn(&[
+        "run",
+        "--iface",
+        &br,
+        "--jsonl",
+        "/dev/null",
+        "--status",
+        STATUS,
+    ]);
     let prefix = format!(
         "rebuilder_xdp_attached{{iface=\"{br}\",mode=\"generic\",requested=\"auto\",reason=\""
     );
@@ -665,34 +566,28 @@ fn auto_falls_back_to_generic_mode_with_the_reason_and_forced_driver_mode_fails(
         "{line}"
     );
     assert!(line.ends_with("\"} 1"), "{line}");
-    let err = reb.stderr();
+    let err = reb.stderr_so_far();
     assert!(
         err.contains("XDP program attached in generic mode, not driver mode: driver mode failed"),
         "one log line says which mode and why: {err}"
     );
     reb.signal(libc::SIGTERM);
-    assert!(
-        reb.wait_exit(Duration::from_secs(20)).success(),
-        "{}",
-        reb.stderr()
-    );
+    let (status, fin) = wait_exit(reb, Duration::from_secs(20));
+    assert!(status.success(), "{}", fin.stderr);
 
-    let mut forced = ns.spawn(
-        "bridge-driver",
-        &[
-            "run",
-            "--iface",
-            &br,
-            "--xdp-mode",
-            "driver",
-            "--jsonl",
-            "/dev/null",
-            "--status",
-            STATUS,
-        ],
-    );
-    let status = forced.wait_exit(Duration::from_secs(30));
-    let err = forced.stderr();
+    let forced = ns.spawn(&[
+        "run",
+        "--iface",
+        &br,
+        "--xdp-mode",
+        "driver",
+        "--jsonl",
+        "/dev/null",
+        "--status",
+        STATUS,
+    ]);
+    let (status, fin) = wait_exit(forced, Duration::from_secs(30));
+    let err = &fin.stderr;
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(
         err.contains(&format!(
@@ -705,9 +600,10 @@ fn auto_falls_back_to_generic_mode_with_the_reason_and_forced_driver_mode_fails(
         "a forced mode never falls back: {err}"
     );
 
-    let mut check = ns.spawn("bridge-check", &["check", "--iface", &br]);
-    assert!(check.wait_exit(Duration::from_secs(60)).success());
-    let out = check.stdout();
+    let check = ns.spawn(&["check", "--iface", &br]);
+    let (status, fin) = wait_exit(check, Duration::from_secs(60));
+    assert!(status.success(), "{}", fin.stderr);
+    let out = stdout(&fin);
     assert!(
         report_value(&out, "  attach test (driver):").starts_with("failed: "),
         "{out}"
@@ -725,11 +621,11 @@ fn auto_falls_back_to_generic_mode_with_the_reason_and_forced_driver_mode_fails(
 
 #[test]
 fn check_reports_the_facts_of_a_veth() {
-    let ns = Netns::new(9000);
-    let mut check = ns.spawn("check", &["check", "--iface", &ns.rx]);
-    let status = check.wait_exit(Duration::from_secs(60));
-    let out = check.stdout();
-    assert!(status.success(), "{status}\n{out}\n{}", check.stderr());
+    let ns = Bench::new(9000);
+    let check = ns.spawn(&["check", "--iface", &ns.rx]);
+    let (status, fin) = wait_exit(check, Duration::from_secs(60));
+    let out = stdout(&fin);
+    assert!(status.success(), "{status}\n{out}\n{}", fin.stderr);
     let line = |label: &str| report_value(&out, label);
     assert!(line("kernel:").contains('.'), "{out}");
     let btf = if Path::new("/sys/kernel/btf/vmlinux").exists() {
@@ -764,9 +660,9 @@ fn check_reports_the_facts_of_a_veth() {
     );
     assert_eq!(ns.xdp_shown(), None, "check left a program attached");
 
-    let mut missing = ns.spawn("check-missing", &["check", "--iface", "rbnosuch0"]);
-    let status = missing.wait_exit(Duration::from_secs(60));
-    let out = missing.stdout();
+    let missing = ns.spawn(&["check", "--iface", "rbnosuch0"]);
+    let (status, fin) = wait_exit(missing, Duration::from_secs(60));
+    let out = stdout(&fin);
     assert_eq!(status.code(), Some(1), "{out}");
     assert!(
         out.contains("no interface rbnosuch0 in this network namespace"),

@@ -97,7 +97,7 @@ pub enum ClientError {
 
 /// Sends `plan` on `stream`, reading every response, all before `deadline`.
 pub fn run_connection(
-    mut stream: TcpStream,
+    stream: TcpStream,
     connection: usize,
     plan: &ConnectionPlan,
     deadline: Instant,
@@ -107,53 +107,23 @@ pub fn run_connection(
             "pipeline depth must be at least 1".into(),
         ));
     }
-    if matches!(plan.pieces, Some((0, _))) {
-        return Err(ClientError::Plan("piece size must be at least 1".into()));
-    }
-    let start = Instant::now();
-    let mut c = Conn {
-        stream: &mut stream,
-        connection,
-        deadline,
-        start,
-        buf: Vec::new(),
-        outcome: ConnectionOutcome::default(),
-    };
-    c.stream.set_nodelay(true).map_err(|e| c.io(e))?;
+    let mut c = KeepAlive::new(stream, connection)?;
+    let mut outcome = ConnectionOutcome::default();
     let mut index = 0usize;
     for batch in plan.requests.chunks(plan.pipeline) {
+        let responses = c.exchange(batch, plan.pieces, deadline)?;
         for req in batch {
-            // A real client waits for `100 Continue` before the body; only possible when the
-            // request is alone in flight.
-            match expect_continue_split(req).filter(|_| batch.len() == 1) {
-                Some(split) => {
-                    let (head, body) = req.split_at(split.min(req.len()));
-                    c.write(head, plan.pieces)?;
-                    let interim = c.read_response(false, true)?;
-                    if !(100..200).contains(&interim.status) {
-                        return Err(c.bad(format!(
-                            "answered {} before the body of an Expect: 100-continue request",
-                            interim.status
-                        )));
-                    }
-                    c.write(body, plan.pieces)?;
-                }
-                None => c.write(req, plan.pieces)?,
-            }
-            c.outcome.sent.push(SentRequest {
+            outcome.sent.push(SentRequest {
                 connection,
                 index,
                 raw: req.clone(),
             });
             index += 1;
         }
-        for req in batch {
-            let r = c.read_response(is_head(req), false)?;
-            c.outcome.responses.push(r);
-        }
+        outcome.responses.extend(responses);
     }
-    let _ = c.stream.shutdown(std::net::Shutdown::Write);
-    Ok(c.outcome)
+    c.finish();
+    Ok(outcome)
 }
 
 fn is_head(req: &[u8]) -> bool {
@@ -164,16 +134,83 @@ fn is_head(req: &[u8]) -> bool {
     req.get(start..).is_some_and(|r| r.starts_with(b"HEAD "))
 }
 
-struct Conn<'a> {
-    stream: &'a mut TcpStream,
+/// One keep-alive client connection, used batch after batch: what a long-lived client (a
+/// browser, a service calling another) does.
+pub struct KeepAlive {
+    stream: TcpStream,
     connection: usize,
     deadline: Instant,
     start: Instant,
     buf: Vec<u8>,
-    outcome: ConnectionOutcome,
+    /// Final responses read on this connection so far.
+    responses: usize,
 }
 
-impl Conn<'_> {
+impl KeepAlive {
+    /// Takes a connected stream; `connection` names it in errors.
+    pub fn new(stream: TcpStream, connection: usize) -> Result<Self, ClientError> {
+        let now = Instant::now();
+        let c = KeepAlive {
+            stream,
+            connection,
+            deadline: now,
+            start: now,
+            buf: Vec::new(),
+            responses: 0,
+        };
+        c.stream.set_nodelay(true).map_err(|e| c.io(e))?;
+        Ok(c)
+    }
+
+    /// The local address: with the origin's, the connection's 4-tuple.
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.stream.local_addr().ok()
+    }
+
+    /// Writes `batch` back to back (pipelined when longer than one), then reads one final
+    /// response per request, all before `deadline`. A request alone in flight that asks for
+    /// `100 Continue` waits for it before its body, as a real client does.
+    pub fn exchange(
+        &mut self,
+        batch: &[Vec<u8>],
+        pieces: Option<(usize, Duration)>,
+        deadline: Instant,
+    ) -> Result<Vec<Response>, ClientError> {
+        if matches!(pieces, Some((0, _))) {
+            return Err(ClientError::Plan("piece size must be at least 1".into()));
+        }
+        self.deadline = deadline;
+        self.start = Instant::now();
+        for req in batch {
+            match expect_continue_split(req).filter(|_| batch.len() == 1) {
+                Some(split) => {
+                    let (head, body) = req.split_at(split.min(req.len()));
+                    self.write(head, pieces)?;
+                    let interim = self.read_response(false, true)?;
+                    if !(100..200).contains(&interim.status) {
+                        return Err(self.bad(format!(
+                            "answered {} before the body of an Expect: 100-continue request",
+                            interim.status
+                        )));
+                    }
+                    self.write(body, pieces)?;
+                }
+                None => self.write(req, pieces)?,
+            }
+        }
+        let mut responses = Vec::with_capacity(batch.len());
+        for req in batch {
+            responses.push(self.read_response(is_head(req), false)?);
+            self.responses += 1;
+        }
+        Ok(responses)
+    }
+
+    /// Closes the sending side, as a client done with the connection does.
+    pub fn finish(self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+    }
+
     fn io(&self, source: io::Error) -> ClientError {
         if matches!(
             source.kind(),
@@ -267,7 +304,7 @@ impl Conn<'_> {
                     }
                     return Err(ClientError::ClosedEarly {
                         connection: self.connection,
-                        responses: self.outcome.responses.len(),
+                        responses: self.responses,
                     });
                 }
                 Ok(n) => self

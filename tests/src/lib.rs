@@ -7,12 +7,14 @@
 //! - [`truth`]: the ground truth as a file;
 //! - [`netns`]: network-namespace topologies where the kernel mirrors real traffic, and
 //!   [`http_client`], the keep-alive client that drives them;
+//! - [`lab`]: the mixed workload, its ledger and the report of `cargo xtask lab`;
 //! - [`readback`]: an independent decoder of generated captures, for checking the generator.
 
 pub mod compare;
 pub mod error;
 pub mod gen;
 pub mod http_client;
+pub mod lab;
 pub mod netns;
 pub mod process;
 pub mod readback;

@@ -28,7 +28,10 @@ use std::io;
 use std::time::Duration;
 
 pub use cmd::{ip, tc};
-pub use lab::{http_get, Created, LabConfig, MirrorLab, Node, LAB_VNI};
+pub use lab::{
+    http_get, Capture, Created, LabConfig, MirrorLab, Node, XdpMode, LAB_VNI, NODE_IFACE,
+    NODE_WAF_IFACE,
+};
 pub use link::{Addr, Link, Mtu, Route, Veth, Vxlan, VxlanConfig, VXLAN_OVERHEAD_V4};
 pub use ns::{Netns, Sysctl};
 pub use origin::Origin;

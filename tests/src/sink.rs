@@ -67,6 +67,8 @@ pub struct ReceivedRequest {
     pub index: usize,
     /// When its last byte arrived, since the sink started.
     pub at: Duration,
+    /// Who sent it (with several rebuilders, which one replayed it).
+    pub peer: SocketAddr,
     pub raw: Vec<u8>,
 }
 
@@ -116,6 +118,8 @@ struct Shared {
     close_after: AtomicUsize,
     accepted: AtomicUsize,
     refused: AtomicUsize,
+    /// Bumped by `reset_connections`: connections opened before reset themselves.
+    resets: AtomicU64,
     open: AtomicUsize,
     started: Instant,
     cfg: SinkConfig,
@@ -173,6 +177,7 @@ impl Sink {
             close_after: AtomicUsize::new(cfg.close_after.unwrap_or(0)),
             accepted: AtomicUsize::new(0),
             refused: AtomicUsize::new(0),
+            resets: AtomicU64::new(0),
             open: AtomicUsize::new(0),
             started: Instant::now(),
             cfg,
@@ -281,6 +286,12 @@ impl Sink {
         self.shared.refuse.store(refuse, Ordering::SeqCst);
     }
 
+    /// Resets (RST) every open connection within a poll interval, as a WAF that crashed or
+    /// was replaced; with [`set_refusing`](Self::set_refusing) the upstream is gone.
+    pub fn reset_connections(&self) {
+        self.shared.resets.fetch_add(1, Ordering::SeqCst);
+    }
+
     pub fn set_response_delay(&self, delay: Duration) {
         self.shared.delay_us.store(
             u64::try_from(delay.as_micros()).unwrap_or(u64::MAX),
@@ -329,7 +340,7 @@ impl fmt::Debug for Sink {
 fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     while !shared.stop.load(Ordering::SeqCst) {
         match listener.accept() {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
                 let id = shared.accepted.fetch_add(1, Ordering::SeqCst);
                 if shared.refuse.load(Ordering::SeqCst) {
                     shared.refused.fetch_add(1, Ordering::SeqCst);
@@ -344,7 +355,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 let spawned = thread::Builder::new()
                     .name(format!("sink-conn-{id}"))
                     .spawn(move || {
-                        serve(stream, id, &s);
+                        serve(stream, id, peer, &s);
                         s.open.fetch_sub(1, Ordering::SeqCst);
                     });
                 match spawned {
@@ -395,7 +406,8 @@ fn lingering_close(stream: &mut TcpStream, shared: &Shared) {
     }
 }
 
-fn serve(mut stream: TcpStream, id: usize, shared: &Shared) {
+fn serve(mut stream: TcpStream, id: usize, peer: SocketAddr, shared: &Shared) {
+    let resets = shared.resets.load(Ordering::SeqCst);
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_nodelay(true);
     if let Err(e) = stream.set_read_timeout(Some(POLL)) {
@@ -419,6 +431,7 @@ fn serve(mut stream: TcpStream, id: usize, shared: &Shared) {
                             connection: id,
                             index: served,
                             at: shared.started.elapsed(),
+                            peer,
                             raw,
                         });
                         st.received_total += 1;
@@ -471,6 +484,11 @@ fn serve(mut stream: TcpStream, id: usize, shared: &Shared) {
             }
         }
         if shared.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        if shared.resets.load(Ordering::SeqCst) != resets {
+            // Linger 0: the close is a RST, as from a WAF that went away.
+            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
             return;
         }
         match stream.read(&mut chunk) {

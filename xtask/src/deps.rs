@@ -86,6 +86,21 @@ pub const BENCH_LIVE: &[Need] = &[
     },
 ];
 
+/// What `cargo xtask lab` needs beyond the build: namespaces, links and routes with `ip`, the
+/// mirror session with `tc`, both from iproute2.
+pub const LAB: &[Need] = &[
+    Need {
+        what: "ip (iproute2)",
+        paths: &["/usr/sbin/ip", "/sbin/ip", "/bin/ip", "/usr/bin/ip"],
+        package: "iproute2",
+    },
+    Need {
+        what: "tc (iproute2)",
+        paths: &["/usr/sbin/tc", "/sbin/tc", "/bin/tc", "/usr/bin/tc"],
+        package: "iproute2",
+    },
+];
+
 /// What `cargo xtask bench` needs.
 pub const BENCH: &[Need] = &[
     Need {
@@ -104,6 +119,17 @@ fn present(n: &Need) -> bool {
     n.paths.iter().any(|p| Path::new(p).exists())
 }
 
+/// The Debian packages providing what is missing of `needs`, each once.
+pub fn missing_packages(needs: &[Need]) -> Vec<&'static str> {
+    let mut p: Vec<&'static str> = needs
+        .iter()
+        .filter(|n| !present(n))
+        .map(|n| n.package)
+        .collect();
+    p.dedup();
+    p
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
@@ -115,7 +141,9 @@ pub fn ensure(needs: &[Need]) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    let packages: Vec<&str> = missing.iter().map(|n| n.package).collect();
+    let mut packages: Vec<&str> = missing.iter().map(|n| n.package).collect();
+    // Two needs may come from one package (ip and tc from iproute2).
+    packages.dedup();
     let list = missing
         .iter()
         .map(|n| format!("{} (package {})", n.what, n.package))

@@ -5,6 +5,7 @@
 //! work on a fresh machine.
 
 mod deps;
+mod lab;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -15,6 +16,9 @@ const USAGE: &str = "\
 usage: cargo xtask <task> [args]
 
 tasks:
+  lab [ARGS]       as root: mirror live HTTP traffic through the kernel (VXLAN, network namespaces)
+                   into N rebuilder nodes (XDP) and a WAF sink; report whether every request
+                   arrived byte for byte, once (`cargo xtask lab --help` for the options)
   run [-- ARGS]    build the workspace (release) and run target/release/rebuilder ARGS, as root
                    (directly, or through sudo), e.g. `cargo xtask run -- run --iface eth0`
   demo             generate a small mirrored-traffic capture and replay it, printing the requests
@@ -29,6 +33,7 @@ fn main() -> ExitCode {
     let task = args.next();
     let rest: Vec<String> = args.collect();
     let result = match task.as_deref() {
+        Some("lab") => lab::lab(&rest),
         Some("run") => run_rebuilder(&rest),
         Some("demo") => demo(),
         Some("test") => test(&rest),
@@ -83,8 +88,8 @@ pub fn release_bin(name: &str) -> PathBuf {
     target.join("release").join(name)
 }
 
-/// The README's first command until the lab exists: a generated capture of a few keep-alive
-/// connections, replayed offline, every rebuilt request printed as a JSON line.
+/// A generated capture of a few keep-alive connections, replayed offline, every rebuilt request
+/// printed as a JSON line: the quickest look, no root needed.
 fn demo() -> Result<()> {
     deps::ensure(deps::BUILD)?;
     run(cargo().args([

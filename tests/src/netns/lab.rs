@@ -5,7 +5,8 @@
 //!  10.77.1.1      10.77.1.2│ rborg0   10.77.2.1   10.77.2.2  │ multipath        │ 10.79.0.2  10.79.0.1
 //!                          │ tc clsact: ingress+egress       │ to 10.77.100.1   │ rebuilder  Sink
 //!                          └─ mirred → rbvx0 (VXLAN, VNI)    │ by 5-tuple hash  │ --udp 10.77.100.1:4789
-//!                             remote 10.77.100.1:4789        └── node1 … (each has 10.77.100.1 on lo)
+//!                             remote 10.77.100.1:4789        │                  │ or --iface rbin0 (XDP)
+//!                                                            └── node1 … (each has 10.77.100.1 on lo)
 //! ```
 //!
 //! The origin's interface towards the client is mirrored both ways, as an AWS session mirrors
@@ -18,6 +19,11 @@
 //!
 //! The VXLAN device lives in the origin's namespace, never in a node's: it binds UDP 4789
 //! where it lives and would take the datagrams meant for the rebuilder.
+//!
+//! A node's rebuilder captures with a UDP socket on the collector address ([`Capture::Udp`]) or
+//! with the XDP program on `rbin0`, its interface facing the `nlb` ([`Capture::Xdp`]). Its status
+//! server listens on every address of the node, so the `nlb` namespace can health-check it over
+//! `rbin0` as an NLB does ([`MirrorLab::health`]): that traffic crosses the XDP program too.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -39,8 +45,77 @@ const ORIGIN_UNDERLAY: Ipv4Addr = Ipv4Addr::new(10, 77, 2, 1);
 const NLB_UNDERLAY: Ipv4Addr = Ipv4Addr::new(10, 77, 2, 2);
 /// The NLB's listener address, which every node also holds.
 const COLLECTOR: Ipv4Addr = Ipv4Addr::new(10, 77, 100, 1);
-const STATUS: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9479);
+const STATUS_PORT: u16 = 9479;
+const STATUS: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), STATUS_PORT);
+/// Where each node's status server listens: every address of the node.
+const STATUS_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), STATUS_PORT);
 const MAX_NODES: usize = 200;
+/// A node's interface facing the `nlb`, where mirrored traffic arrives.
+pub const NODE_IFACE: &str = "rbin0";
+/// A node's interface facing the `waf`.
+pub const NODE_WAF_IFACE: &str = "rbwaf0";
+
+/// An XDP attach mode, as `rebuilder run --xdp-mode` takes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpMode {
+    Auto,
+    Driver,
+    Generic,
+}
+
+impl XdpMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            XdpMode::Auto => "auto",
+            XdpMode::Driver => "driver",
+            XdpMode::Generic => "generic",
+        }
+    }
+}
+
+impl std::str::FromStr for XdpMode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(XdpMode::Auto),
+            "driver" => Ok(XdpMode::Driver),
+            "generic" => Ok(XdpMode::Generic),
+            _ => Err(format!("XDP mode {s:?}: use auto, driver or generic")),
+        }
+    }
+}
+
+/// How the nodes' rebuilders capture the mirrored traffic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Capture {
+    /// `rebuilder run --udp 10.77.100.1:4789`: a socket on the collector address.
+    Udp,
+    /// `rebuilder run --iface rbin0 --xdp-mode MODE`: the XDP program on the node's interface
+    /// facing the `nlb`, which consumes the VXLAN datagrams before the stack sees them.
+    Xdp(XdpMode),
+}
+
+impl Capture {
+    /// The `rebuilder run` arguments choosing this input.
+    pub fn args(self, collector: SocketAddr) -> Vec<String> {
+        match self {
+            Capture::Udp => vec!["--udp".into(), collector.to_string()],
+            Capture::Xdp(mode) => vec![
+                "--iface".into(),
+                NODE_IFACE.into(),
+                "--xdp-mode".into(),
+                mode.as_str().into(),
+            ],
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Capture::Udp => "udp",
+            Capture::Xdp(_) => "xdp",
+        }
+    }
+}
 
 /// nlb side and node side of node `i`'s link.
 fn node_link(i: usize) -> (Ipv4Addr, Ipv4Addr) {
@@ -68,6 +143,8 @@ pub struct LabConfig {
     pub origin_response: Vec<u8>,
     /// The WAF sink's behaviour (`addr` is ignored: it listens on `sink_port` in `waf`).
     pub sink: SinkConfig,
+    /// How the rebuilders capture.
+    pub capture: Capture,
 }
 
 impl Default for LabConfig {
@@ -80,6 +157,7 @@ impl Default for LabConfig {
             sink_port: 8080,
             origin_response: crate::gen::http::ok_response(64),
             sink: SinkConfig::default(),
+            capture: Capture::Udp,
         }
     }
 }
@@ -88,12 +166,31 @@ impl Default for LabConfig {
 pub struct Node {
     ns: Netns,
     upstream: String,
+    /// Its address on the link from the `nlb`.
+    addr: Ipv4Addr,
+    /// Its address on the link to the `waf`: where its replays come from.
+    waf_addr: Ipv4Addr,
     rebuilder: Option<Running>,
 }
 
 impl Node {
     pub fn ns(&self) -> &Netns {
         &self.ns
+    }
+
+    /// The node's address on its link from the `nlb` (on [`NODE_IFACE`]).
+    pub fn addr(&self) -> Ipv4Addr {
+        self.addr
+    }
+
+    /// The source address of this node's replays, as the sink sees it.
+    pub fn waf_addr(&self) -> Ipv4Addr {
+        self.waf_addr
+    }
+
+    /// The status server as seen from the `nlb` namespace (across [`NODE_IFACE`]).
+    pub fn status_addr(&self) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(self.addr), STATUS_PORT)
     }
 
     /// Where this node's rebuilder replays to (the sink, over this node's own link).
@@ -245,7 +342,7 @@ impl MirrorLab {
                 &nlb,
                 &format!("rbnlb{i}"),
                 &ns,
-                "rbin0",
+                NODE_IFACE,
                 underlay_mtu,
             )?;
             to_node.a.add_addr(&cidr24(nlb_side))?.persist();
@@ -256,13 +353,20 @@ impl MirrorLab {
             Route::add(
                 &ns,
                 "default",
-                &["via", &nlb_side.to_string(), "dev", "rbin0"],
+                &["via", &nlb_side.to_string(), "dev", NODE_IFACE],
             )?
             .persist();
             hops.push((IpAddr::V4(node_side), format!("rbnlb{i}")));
 
             let (waf_side, node_waf_side) = waf_link(i);
-            let to_waf = veth(&mut created, &ns, "rbwaf0", &waf, &format!("rbw{i}"), 1500)?;
+            let to_waf = veth(
+                &mut created,
+                &ns,
+                NODE_WAF_IFACE,
+                &waf,
+                &format!("rbw{i}"),
+                1500,
+            )?;
             to_waf.a.add_addr(&cidr24(node_waf_side))?.persist();
             to_waf.b.add_addr(&cidr24(waf_side))?.persist();
             veths.push(to_node);
@@ -270,6 +374,8 @@ impl MirrorLab {
             nodes.push(Node {
                 ns,
                 upstream: format!("http://{waf_side}:{}", cfg.sink_port),
+                addr: node_side,
+                waf_addr: node_waf_side,
                 rebuilder: None,
             });
         }
@@ -352,9 +458,52 @@ impl MirrorLab {
         SocketAddr::new(IpAddr::V4(COLLECTOR), VXLAN_PORT)
     }
 
-    /// Each node's status server (inside the node's namespace).
+    /// Each node's status server on its loopback (inside the node's namespace).
     pub fn status_addr(&self) -> SocketAddr {
         STATUS
+    }
+
+    /// The node whose replays come from `ip` (see [`Node::waf_addr`]).
+    pub fn node_of_peer(&self, ip: IpAddr) -> Option<usize> {
+        self.nodes.iter().position(|n| IpAddr::V4(n.waf_addr) == ip)
+    }
+
+    /// `GET /healthz` of node `i`, from the `nlb` namespace over the node's [`NODE_IFACE`], as
+    /// an NLB's health check does: status code and body.
+    pub fn health(&self, i: usize) -> Result<(u16, String)> {
+        let node = self
+            .nodes
+            .get(i)
+            .ok_or_else(|| NetnsError::Config(format!("no node {i}")))?;
+        http_get(
+            &self.nlb,
+            node.status_addr(),
+            "/healthz",
+            Duration::from_secs(2),
+        )
+    }
+
+    /// Removes the mirror session's filters (nothing reaches the nodes any more), keeping the
+    /// qdisc; [`restore_mirror`](Self::restore_mirror) puts them back.
+    pub fn remove_mirror(&self) -> Result<()> {
+        self.clsact.clear()
+    }
+
+    pub fn restore_mirror(&self) -> Result<()> {
+        self.clsact.clear()?;
+        self.clsact.mirror_both(self.vxlan.name())
+    }
+
+    /// Takes node `i`'s link to the `waf` down (`up == false`: its upstream becomes
+    /// unreachable) or back up.
+    pub fn set_waf_link(&self, i: usize, up: bool) -> Result<()> {
+        let node = self
+            .nodes
+            .get(i)
+            .ok_or_else(|| NetnsError::Config(format!("no node {i}")))?;
+        let state = if up { "up" } else { "down" };
+        node.ns.ip(&["link", "set", "dev", NODE_WAF_IFACE, state])?;
+        Ok(())
     }
 
     pub fn origin(&self) -> &Origin {
@@ -370,42 +519,64 @@ impl MirrorLab {
         self.created.clone()
     }
 
-    /// Starts `rebuilder run --udp COLLECTOR:4789 --upstream URL --status 127.0.0.1:9479
-    /// EXTRA…` in every node's namespace.
+    /// Starts `rebuilder run CAPTURE --upstream URL --status 0.0.0.0:9479 EXTRA…` in every
+    /// node's namespace not running one, where CAPTURE is `--udp 10.77.100.1:4789` or
+    /// `--iface rbin0 --xdp-mode MODE` ([`LabConfig::capture`]).
     ///
     /// The processes are killed when the lab is dropped and, should this process die first,
     /// by the kernel (`PR_SET_PDEATHSIG`) when the thread calling this ends: call it from the
     /// thread that owns the lab.
     pub fn start_rebuilders(&mut self, extra: &[&str]) -> Result<()> {
-        let bin = rebuilder_bin();
-        let collector = self.collector_addr().to_string();
-        let status = STATUS.to_string();
-        for node in &mut self.nodes {
-            if node.rebuilder.is_some() {
-                continue;
-            }
-            let mut cmd = node.ns.command(&bin);
-            cmd.args(["run", "--udp", &collector, "--upstream", &node.upstream])
-                .args(["--status", &status])
-                .args(extra);
-            // SAFETY: the closure runs in the child between fork and exec and only calls
-            // prctl(2), which is async-signal-safe; a rebuilder must never outlive the test
-            // that started it (it would hold its namespace alive).
-            unsafe {
-                cmd.pre_exec(|| {
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-            node.rebuilder = Some(Running::spawn_cmd(&mut cmd)?);
+        for i in 0..self.nodes.len() {
+            self.start_rebuilder(i, extra)?;
         }
         Ok(())
     }
 
-    /// Waits until every started rebuilder answers `/metrics` (its UDP socket is bound
-    /// before its status server starts). Fails with the process's stderr if one exits.
+    /// [`start_rebuilders`](Self::start_rebuilders) for node `i` alone (a no-op when it runs).
+    pub fn start_rebuilder(&mut self, i: usize, extra: &[&str]) -> Result<()> {
+        let bin = rebuilder_bin();
+        let capture = self.cfg.capture.args(self.collector_addr());
+        let status = STATUS_LISTEN.to_string();
+        let node = self
+            .nodes
+            .get_mut(i)
+            .ok_or_else(|| NetnsError::Config(format!("no node {i}")))?;
+        if node.rebuilder.is_some() {
+            return Ok(());
+        }
+        let mut cmd = node.ns.command(&bin);
+        cmd.arg("run")
+            .args(&capture)
+            .args(["--upstream", &node.upstream])
+            .args(["--status", &status])
+            .args(extra);
+        // SAFETY: the closure runs in the child between fork and exec and only calls
+        // prctl(2), which is async-signal-safe; a rebuilder must never outlive the test
+        // that started it (it would hold its namespace alive).
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        node.rebuilder = Some(Running::spawn_cmd(&mut cmd)?);
+        Ok(())
+    }
+
+    /// `kill -9` of node `i`'s rebuilder: no drain, no summary, as a crashed instance. Returns
+    /// what it wrote, once reaped (None when none ran).
+    pub fn kill_rebuilder(&mut self, i: usize) -> Option<Finished> {
+        let r = self.nodes.get_mut(i)?.rebuilder.take()?;
+        r.signal(libc::SIGKILL);
+        Some(r.wait(Duration::from_secs(10)))
+    }
+
+    /// Waits until every started rebuilder answers `/metrics` (its UDP socket is bound, or
+    /// its XDP program attached, before its status server starts). Fails with the process's
+    /// stderr if one exits.
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
         let start = Instant::now();
         for node in &mut self.nodes {

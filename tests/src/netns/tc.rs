@@ -81,6 +81,17 @@ impl Clsact {
         self.mirror(Direction::Ingress, to)?;
         self.mirror(Direction::Egress, to)
     }
+
+    /// Deletes every filter, both directions, keeping the qdisc: the traffic flows on,
+    /// unmirrored (as when a mirror session is deleted).
+    pub fn clear(&self) -> Result<()> {
+        for d in [Direction::Ingress, Direction::Egress] {
+            self.link
+                .ns()
+                .tc(&["filter", "del", "dev", self.link.name(), d.as_str()])?;
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Clsact {

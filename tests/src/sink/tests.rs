@@ -190,6 +190,25 @@ fn refusing_resets_connections_until_told_otherwise() {
 }
 
 #[test]
+fn reset_connections_resets_the_open_ones_and_only_those() {
+    let sink = Sink::start_default().unwrap();
+    let mut old = connect(&sink);
+    old.write_all(&http::get("h", "/before")).unwrap();
+    assert_eq!(read_n(&mut old, OK_RESPONSE.len()), OK_RESPONSE);
+    sink.reset_connections();
+    let mut buf = [0u8; 16];
+    old.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let err = old.read(&mut buf).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
+    // A connection made afterwards is served as usual.
+    let mut new = connect(&sink);
+    new.write_all(&http::get("h", "/after")).unwrap();
+    assert_eq!(read_n(&mut new, OK_RESPONSE.len()), OK_RESPONSE);
+    assert_eq!(sink.received(), 2);
+    assert!(sink.errors().is_empty(), "{:?}", sink.errors());
+}
+
+#[test]
 fn slow_answers_wait_before_responding() {
     let sink = Sink::start(SinkConfig {
         response_delay: Duration::from_millis(150),
