@@ -27,7 +27,9 @@ fn build() -> Vec<u8> {
                 );
             }
             1 => {
-                let body: String = (0..(i % 7) * 6 + 3).map(|k| format!("b{i}.{k};")).collect();
+                // One body of a few KiB, so that a framer taking it on is felt by the budget.
+                let tokens = if i == 13 { 500 } else { (i % 7) * 6 + 3 };
+                let body: String = (0..tokens).map(|k| format!("b{i}.{k};")).collect();
                 let _ = write!(
                     s,
                     "POST /p{i} HTTP/1.1\r\nHost: h{i}\r\nContent-Length: {}\r\nX-Id: {i}\r\n\r\n{body}",
@@ -55,4 +57,17 @@ fn build() -> Vec<u8> {
         }
     }
     s.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn has_a_body_of_a_few_kib() {
+        let s = super::stream();
+        let at = memchr::memmem::find(s, b"POST /p13 ").expect("request 13");
+        let cl = memchr::memmem::find(&s[at..], b"Content-Length: ").expect("length") + at + 16;
+        let end = memchr::memchr(b'\r', &s[cl..]).expect("line end") + cl;
+        let n: usize = std::str::from_utf8(&s[cl..end]).unwrap().parse().unwrap();
+        assert!(n > 3000, "{n}");
+    }
 }

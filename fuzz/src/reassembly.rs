@@ -25,7 +25,7 @@ use rebuilder::http::HttpLimits;
 use rebuilder::reassembly::{EndReason, Stream, StreamConfig, StreamEvent, StreamStats};
 use rebuilder::request::RebuiltRequest;
 use rebuilder::segment::{FlowKey, Segment, TcpFlags, Timestamp};
-use rebuilder::worker::{FlowTable, WorkerConfig};
+use rebuilder::worker::{FlowTable, WorkerConfig, WorkerStats};
 
 use crate::known;
 use crate::Take;
@@ -399,6 +399,8 @@ pub struct Summary {
     /// Bytes the bare stream of connection 0 delivered as data, and skipped as gaps.
     pub model_data: u64,
     pub model_gaps: u64,
+    /// The table's counters at the end.
+    pub table: WorkerStats,
 }
 
 pub fn check(input: &Input) -> Summary {
@@ -469,5 +471,6 @@ pub fn check(input: &Input) -> Summary {
         requests: emitted,
         model_data: model.stats.delivered_bytes,
         model_gaps: gaps.iter().sum(),
+        table: table.stats().clone(),
     }
 }

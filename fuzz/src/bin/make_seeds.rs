@@ -186,7 +186,7 @@ fn reassembly_seeds() {
 
     // Tiny limits, four connections interleaved (one hostile, one reversed), idle expiry.
     let k = Knobs {
-        budget: 200,
+        budget: 40,
         max_buffered: 400,
         max_window: 100,
         reorder_ms: 5,
@@ -220,6 +220,45 @@ fn reassembly_seeds() {
         ops,
     };
     write("reassembly", "tiny-limits-many-flows", &input.encode());
+}
+
+/// Sixteen connections (four ports, four VNIs, keyed by VNI), each waiting for 50 lost bytes
+/// before the head of the known stream's large POST; one tick skips every hole at once, and
+/// every framer takes on that body in the same sweep.
+fn sweep_seed() {
+    let head = memchr::memmem::find(known::stream(), b"POST /p13 ").expect("request 13");
+    let k = Knobs {
+        budget: 1000,
+        max_buffered: 200,
+        max_window: 1000,
+        reorder_ms: 10,
+        idle_s: 60,
+        linger_s: 30,
+        max_head: 30,
+        max_headers: 16,
+        max_body: 4000,
+        flags: 1,
+    };
+    let mut ops = Vec::new();
+    for flow in 0..4u8 {
+        for vni in 0..4u8 {
+            for (off, len, flags) in [(head - 50, 0, SYN), (head, 100, PSH_ACK)] {
+                let mut op = seg(flow, off, len, flags, 0);
+                if let Op::Seg(s) = &mut op {
+                    s.vni = vni;
+                    s.mask = 0;
+                }
+                ops.push(op);
+            }
+        }
+    }
+    ops.push(Op::Tick { ms: 1100 });
+    let input = reassembly::Input {
+        knobs: k,
+        base: 5,
+        ops,
+    };
+    write("reassembly", "sweep-many-holes", &input.encode());
 }
 
 fn http_seeds() {
@@ -308,6 +347,7 @@ fn record_seeds() {
 fn main() {
     decode_seeds();
     reassembly_seeds();
+    sweep_seed();
     http_seeds();
     record_seeds();
 }
