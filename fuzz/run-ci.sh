@@ -18,8 +18,20 @@ else
     targets=(decode reassembly http record)
 fi
 
+if ! cargo +"$toolchain" --version >/dev/null 2>&1; then
+    rustup toolchain install "$toolchain" --profile minimal
+fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
+fi
+# libfuzzer-sys compiles libFuzzer (C++); a machine with gcc alone may only have clang++.
+if [ -z "${CXX:-}" ] && ! command -v c++ >/dev/null 2>&1; then
+    for cxx in clang++ clang++-19; do
+        if command -v "$cxx" >/dev/null 2>&1; then
+            export CXX="$cxx"
+            break
+        fi
+    done
 fi
 
 # Seeds first, without libFuzzer: they must decode to what they mean and pass every check.
