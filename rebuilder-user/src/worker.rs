@@ -376,26 +376,12 @@ impl FlowTable {
         let idle = self.cfg.idle_timeout_ns;
         let linger = self.cfg.linger_ns.min(idle);
         let mut idle_keys = Vec::new();
-        for (key, flow) in self.flows.iter_mut() {
+        let mut holes = Vec::new();
+        for (key, flow) in self.flows.iter() {
             let silent = now.saturating_sub(flow.last_seen);
-            match &mut flow.state {
-                FlowState::Active(a) => {
-                    let Active { stream, framer } = &mut **a;
-                    if silent >= idle {
-                        idle_keys.push(*key);
-                    } else if stream.has_hole() {
-                        stream.tick(
-                            now,
-                            &self.cfg.stream,
-                            &mut self.events,
-                            &mut self.stats.stream,
-                        );
-                        feed(framer, &mut self.events, &mut self.stats, emit);
-                        let cost = flow.current_cost();
-                        self.buffered = self.buffered + cost - flow.cost;
-                        flow.cost = cost;
-                    }
-                }
+            match &flow.state {
+                FlowState::Active(_) if silent >= idle => idle_keys.push(*key),
+                FlowState::Active(a) if a.stream.has_hole() => holes.push(*key),
                 FlowState::Ignored { .. } if silent >= idle => idle_keys.push(*key),
                 FlowState::Closed { .. } if silent >= linger => idle_keys.push(*key),
                 _ => {}
@@ -409,6 +395,30 @@ impl FlowTable {
                 self.stats.flows_expired += 1;
             }
             self.end_flow(&key, EndReason::Idle, emit);
+        }
+        // Skipping a hole hands buffered bytes to the framer, which may then take on a body
+        // (up to 64 KiB reserved at once): the budget is checked after each flow, as after each
+        // segment, or one sweep over many flows with holes could overshoot it many times over.
+        for key in holes {
+            let Some(flow) = self.flows.get_mut(&key) else {
+                continue; // evicted below for an earlier flow
+            };
+            if let FlowState::Active(a) = &mut flow.state {
+                let Active { stream, framer } = &mut **a;
+                stream.tick(
+                    now,
+                    &self.cfg.stream,
+                    &mut self.events,
+                    &mut self.stats.stream,
+                );
+                feed(framer, &mut self.events, &mut self.stats, emit);
+            }
+            let cost = flow.current_cost();
+            self.buffered = self.buffered + cost - flow.cost;
+            flow.cost = cost;
+            if self.buffered > self.cfg.budget {
+                self.evict(emit);
+            }
         }
     }
 

@@ -179,6 +179,11 @@ impl Resync {
             candidate: None,
         })
     }
+
+    /// Bytes of the current line counted but not held in `buf`.
+    fn passed(&self) -> usize {
+        self.candidate.as_ref().map_or(0, |c| c.passed)
+    }
 }
 
 /// What the current line may still turn out to be; dead when both are `None`.
@@ -186,6 +191,9 @@ struct Candidate {
     request: Option<RequestLine>,
     /// Only until the stream has shown a request.
     status: Option<StatusLine>,
+    /// Bytes of the line passed once only the status matcher was left: it keeps no bytes, so
+    /// they are counted, not held (`buf` holds the line only while it may become a head).
+    passed: usize,
 }
 
 impl RequestFramer {
@@ -506,6 +514,7 @@ impl RequestFramer {
                     r.candidate = Some(Candidate {
                         request: Some(RequestLine::new()),
                         status: (!self.seen_request).then(StatusLine::new),
+                        passed: 0,
                     });
                     self.first_ts = ts;
                     continue;
@@ -526,7 +535,8 @@ impl RequestFramer {
                 if let Some(status) = c.status.as_mut() {
                     match status.step(b) {
                         Some(true) => {
-                            stats.resync_skipped_bytes += (self.buf.len() + (i - start)) as u64;
+                            stats.resync_skipped_bytes +=
+                                (self.buf.len() + c.passed + (i - start)) as u64;
                             stats.response_streams += 1;
                             self.set_done();
                             return i;
@@ -557,13 +567,18 @@ impl RequestFramer {
                     break;
                 }
             }
+            let line = self.buf.len() + c.passed + (i - start);
             if c.request.is_none() && c.status.is_none() {
-                stats.resync_skipped_bytes += (self.buf.len() + (i - start)) as u64;
+                stats.resync_skipped_bytes += line as u64;
                 self.buf.clear();
                 r.candidate = None;
                 r.line_start = last == b'\n';
-            } else {
+            } else if c.request.is_some() {
                 extend_bounded(&mut self.buf, rest.get(start..i).unwrap_or_default(), max);
+            } else {
+                // Holding them would let a status line outgrow `max_head_bytes`.
+                c.passed = line;
+                self.buf = Vec::new();
             }
         }
         self.phase = Phase::Resync(r);
@@ -582,8 +597,8 @@ impl RequestFramer {
                 self.buf = Vec::new();
                 resync
             }
-            Phase::Resync(_) => {
-                stats.resync_skipped_bytes += self.buf.len() as u64;
+            Phase::Resync(r) => {
+                stats.resync_skipped_bytes += (self.buf.len() + r.passed()) as u64;
                 self.buf = Vec::new();
                 resync
             }
@@ -617,7 +632,7 @@ impl RequestFramer {
     fn on_end(&mut self, stats: &mut HttpStats) {
         match &self.phase {
             Phase::Head(_) | Phase::Body(_) => stats.dropped_incomplete += 1,
-            Phase::Resync(_) => stats.resync_skipped_bytes += self.buf.len() as u64,
+            Phase::Resync(r) => stats.resync_skipped_bytes += (self.buf.len() + r.passed()) as u64,
             Phase::Idle | Phase::Skip { .. } | Phase::Done => {}
         }
         self.set_done();
@@ -1058,6 +1073,37 @@ mod tests {
         assert_eq!(run.raws(), vec![GET, POST]);
         assert_eq!(run.stats.resync_skipped_bytes, 0);
         assert_eq!((run.out[0].first_ts, run.out[0].last_ts), (1, 2));
+    }
+
+    /// Found by the `http` fuzz target: while resynchronising, a line that could by then only
+    /// be a status line (`HTTP/1` fails as a method at the `/`) was still held in the buffer,
+    /// past `max_head_bytes`.
+    #[test]
+    fn status_line_candidate_is_not_held_past_the_head_limit() {
+        let limits = HttpLimits {
+            max_head_bytes: 4,
+            ..Default::default()
+        };
+        let mut run = Run::new(limits, false);
+        run.data(b"x\nHTTP/1", 1);
+        assert!(
+            run.framer.buffered_bytes() <= 4,
+            "holds {}",
+            run.framer.buffered_bytes()
+        );
+        run.data(b".1 200 OK\r\n", 2);
+        assert_eq!(run.stats.response_streams, 1);
+        assert_eq!(run.stats.resync_skipped_bytes, 2 + 12);
+        assert!(run.framer.is_done());
+    }
+
+    #[test]
+    fn status_line_candidate_cut_by_a_gap_is_counted() {
+        let mut run = Run::new(HttpLimits::default(), false);
+        run.data(b"HTTP/1.", 1).gap(5, 2).data(NEXT, 3);
+        assert_eq!(run.raws(), vec![NEXT]);
+        assert_eq!(run.stats.resync_skipped_bytes, 7);
+        assert_eq!(run.stats.response_streams, 0);
     }
 
     #[test]

@@ -295,3 +295,44 @@ fn finish_delivers_what_it_can_and_counts_the_rest() {
     assert_eq!(t.flows(), 0);
     assert_eq!(t.stats().http.dropped_incomplete, 1);
 }
+
+/// The `reassembly` fuzz target's memory bound (budget plus one flow) broke here: the budget
+/// was enforced after a segment only, so a sweep that skipped many flows' holes at once let
+/// each framer take on a body (up to 64 KiB reserved per request head), 2.4 MB against 64 KiB
+/// in this test, with nothing evicted until the next segment.
+#[test]
+fn a_sweep_that_fills_framers_stays_within_the_budget() {
+    let mut conf = cfg();
+    conf.budget = 64 << 10;
+    conf.stream.max_buffered = 4096;
+    conf.http = Arc::new(HttpLimits {
+        max_body_bytes: 64 << 10,
+        ..HttpLimits::default()
+    });
+    let mut t = FlowTable::new(conf);
+    let head = b"POST /u HTTP/1.1\r\nContent-Length: 60000\r\n\r\n";
+    for i in 0..40u16 {
+        let c = client(42000 + i);
+        t.push(&seg(c, 0, TcpFlags::SYN, b"", 0, 1), &mut |_| {});
+        // 100 bytes lost: the head waits out of order.
+        t.push(&seg(c, 101, A, head, 1, 1), &mut |_| {});
+    }
+    assert!(
+        t.buffered() <= 64 << 10,
+        "before the sweep: {}",
+        t.buffered()
+    );
+    // Past the reordering timeout and a sweep interval: every hole is skipped at once.
+    t.tick(2 * SEC, &mut |_| {});
+    assert!(
+        t.buffered() <= 64 << 10,
+        "after the sweep: {} for a budget of {}",
+        t.buffered(),
+        64 << 10
+    );
+    assert_eq!(
+        t.buffered(),
+        t.flows.values().map(|f| f.current_cost()).sum::<usize>()
+    );
+    assert!(t.stats().flows_evicted > 0);
+}
