@@ -20,7 +20,7 @@ use crate::capture::pcap::{PcapSource, PcapStats};
 use crate::capture::udp::{self, UdpConfig};
 use crate::capture::xdp::{Attached, ReaderStats, XdpCapture, XdpConfig, XdpError, XdpMetrics};
 use crate::capture::CaptureError;
-use crate::config::{cores, Settings};
+use crate::config::{cores, ConfigError, MemorySplit, Settings};
 use crate::dispatch::{self, Dispatcher, WorkItem};
 use crate::metrics::{OutcomeLabel, PipelineMetrics, ReasonLabel};
 use crate::output::jsonl::JsonlConfig;
@@ -60,6 +60,8 @@ pub enum PipelineError {
         name: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error("a pipeline thread panicked: {0}")]
     Panicked(String),
     #[error("all reassembly workers stopped early")]
@@ -165,6 +167,10 @@ impl Summary {
         );
         let s = &self.workers.stream;
         push("segment:out_of_window".into(), s.out_of_window_segments);
+        // Bytes of later copies that differed from the first (first wins): not a loss of the
+        // client's bytes, but what an attacker tried to slip in.
+        push("bytes:conflict".into(), s.conflict_bytes);
+        push("flow:evicted".into(), self.workers.flows_evicted);
         let h = &self.workers.http;
         push("request:gap".into(), h.dropped_gap);
         push("request:head_too_large".into(), h.dropped_head_too_large);
@@ -174,6 +180,7 @@ impl Summary {
         );
         push("request:invalid".into(), h.dropped_invalid);
         push("request:incomplete".into(), h.dropped_incomplete);
+        push("request:evicted".into(), self.workers.requests_evicted);
         for o in &self.outputs {
             for (reason, n) in &o.dropped {
                 push(format!("{}:{reason}", o.output), *n);
@@ -270,21 +277,21 @@ fn spawn<T: Send + 'static>(
         .map_err(|source| PipelineError::Thread { name, source })
 }
 
-fn outputs_config(s: &Settings) -> OutputsConfig {
+fn outputs_config(s: &Settings, split: &MemorySplit) -> OutputsConfig {
     let upstream = s.upstream.url.as_ref().map(|url| UpstreamConfig {
         url: url.clone(),
         pool_size: s.upstream.pool_size,
         connect_timeout: s.upstream.connect_timeout.0,
         response_timeout: s.upstream.response_timeout.0,
         queue_requests: s.upstream.queue_requests,
-        queue_bytes: s.upstream.queue_bytes.as_usize(),
+        queue_bytes: usize::try_from(split.upstream_queue).unwrap_or(usize::MAX),
         client_ip_header: s.upstream.client_ip_header.clone(),
         vni_header: s.upstream.vni_header.clone(),
     });
     let jsonl = s.jsonl.path.as_ref().map(|p| JsonlConfig {
         path: p.clone(),
         queue_requests: s.jsonl.queue_requests,
-        queue_bytes: s.jsonl.queue_bytes.as_usize(),
+        queue_bytes: usize::try_from(split.jsonl_queue).unwrap_or(usize::MAX),
     });
     OutputsConfig { upstream, jsonl }
 }
@@ -367,8 +374,9 @@ pub fn run(
     let health =
         Health::with_max_idle(settings.status.max_idle.filter(|_| live).map(|span| span.0));
     let mode = if live { Mode::Live } else { Mode::Offline };
+    let split = settings.memory_split()?;
     let outputs = Outputs::start(
-        &outputs_config(settings),
+        &outputs_config(settings, &split),
         mode,
         &mut registry,
         Arc::clone(&health),
@@ -428,7 +436,14 @@ pub fn run(
         settings.reassembly.workers
     };
     let (senders, queues) = dispatch::queues(n_workers);
-    let budget = settings.reassembly.memory_budget.as_usize() / n_workers;
+    let budget = usize::try_from(split.flows / n_workers as u64).unwrap_or(usize::MAX);
+    tracing::debug!(
+        budget = %settings.memory_budget,
+        upstream_queue = split.upstream_queue,
+        jsonl_queue = split.jsonl_queue,
+        flows_per_worker = budget,
+        "memory budget split"
+    );
     let mut server_ports = settings.capture.server_ports.clone();
     server_ports.sort_unstable();
     let wcfg = WorkerConfig {
