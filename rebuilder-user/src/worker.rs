@@ -227,12 +227,19 @@ impl FlowTable {
                     }
                 }
                 FlowState::Active(ref a) => {
-                    // Port reuse without a FIN or RST seen: end the old stream first.
-                    if seg.flags.syn()
-                        && !seg.flags.ack()
-                        && a.stream.started_with_syn()
-                        && a.stream.isn() != seg.seq
-                    {
+                    // Port reuse without a FIN or RST seen: end the old stream first. A stream
+                    // picked up without its SYN has no ISN to compare: a SYN whose data would
+                    // start outside its window is another connection (a late SYN of this one
+                    // lands just before the bytes seen), so that a spoofed or stale segment
+                    // seen before a connection's SYN cannot leave the whole connection out of
+                    // window.
+                    let new_isn = if a.stream.started_with_syn() {
+                        a.stream.isn() != seg.seq
+                    } else {
+                        !a.stream
+                            .in_window(seg.seq.wrapping_add(1), 0, &self.cfg.stream)
+                    };
+                    if seg.flags.syn() && !seg.flags.ack() && new_isn {
                         self.end_flow(&key, EndReason::NewConnection, emit);
                         true
                     } else {

@@ -369,3 +369,41 @@ fn eviction_picks_the_same_flows_on_every_run() {
         assert_eq!(evicted_ports(), first);
     }
 }
+
+#[test]
+fn a_spoofed_segment_before_the_syn_does_not_poison_the_connection() {
+    let mut t = FlowTable::new(cfg());
+    let c = client(40100);
+    let isn = 5000u32;
+    // Seen first for this 4-tuple: junk half the sequence space away.
+    let mut segs = vec![seg(
+        c,
+        isn.wrapping_add(0x8000_0000),
+        A,
+        b"\x00junk, not a request",
+        0,
+        1,
+    )];
+    segs.extend(connection(40100, isn, 1, 10));
+    let out = run(&mut t, &segs);
+    assert_eq!(out.len(), 1, "the real connection's request");
+    assert_eq!(&out[0].raw[..], REQ);
+    assert_eq!(t.stats().stream.out_of_window_segments, 0);
+}
+
+#[test]
+fn a_late_syn_of_a_connection_picked_up_first_is_the_same_connection() {
+    let mut t = FlowTable::new(cfg());
+    let mut segs = connection(40101, 7000, 1, 10);
+    // The request arrives before the handshake (reordering): picked up, then its own SYN.
+    let req = segs.remove(3);
+    segs.insert(0, req);
+    let out = run(&mut t, &segs);
+    assert_eq!(out.len(), 1);
+    assert_eq!(&out[0].raw[..], REQ);
+    assert_eq!(
+        t.stats().flows_created,
+        2,
+        "client and server side, no replacement"
+    );
+}
