@@ -14,6 +14,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use rebuilder_tests::faults::{
+    run_fault, run_live_flood, run_sigterm_under_load, run_xdp_ring_full, Fault, FaultConfig,
+};
 use rebuilder_tests::gen::hostile_traffic::{build, concurrent_flows, HostileKind, HostileScale};
 use rebuilder_tests::hostile::{run_case, table, CaseReport, RunConfig};
 
@@ -45,6 +48,15 @@ struct Args {
     /// Concurrent-flow counts to measure peak RSS at (comma-separated; 0 skips).
     #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
     flows: Vec<usize>,
+    /// Skip the upstream faults, SIGTERM under load, the full XDP ring and the live flood.
+    #[arg(long)]
+    no_faults: bool,
+    /// How long the upstream stays down in each fault (seconds).
+    #[arg(long, default_value_t = 10)]
+    fault_down: u64,
+    /// SYNs of the live flood sent to `rebuilder run --udp` at full speed (0 skips).
+    #[arg(long, default_value_t = 1_000_000)]
+    live_flood: usize,
     /// `--workers` of every replay (fixed, so the budget's split does not depend on the machine).
     #[arg(long, default_value_t = 2)]
     workers: usize,
@@ -188,6 +200,9 @@ fn run(args: &Args) -> Result<bool, String> {
             }
         }
     }
+    if !args.no_faults {
+        ok &= faults(args, &bin)?;
+    }
     let _ = std::fs::remove_dir_all(&dir);
     println!(
         "\nresult: {}",
@@ -207,4 +222,112 @@ fn flows_rss(n: usize, cfg: &RunConfig, seed: u64) -> Result<CaseReport, String>
 
 fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+fn kib_mib(kib: u64) -> String {
+    format!("{:.1}", kib as f64 / 1024.0)
+}
+
+/// Upstream faults, SIGTERM under load, a full XDP ring (as root) and a live UDP flood.
+fn faults(args: &Args, bin: &std::path::Path) -> Result<bool, String> {
+    let mut ok = true;
+    let mut cfg = FaultConfig::ci(bin.to_path_buf());
+    cfg.down = Duration::from_secs(args.fault_down);
+    cfg.rate = 200;
+    println!(
+        "\nupstream faults: `rebuilder run --udp`, {} requests/s (one connection each), upstream down for {} s then healed; \
+         queue bounded to {} requests and {}; RSS sampled every 100 ms while down:\n",
+        cfg.rate,
+        args.fault_down,
+        cfg.queue_requests,
+        cfg.queue_bytes
+    );
+    println!(
+        "{:<10} {:>6} {:>9} {:>12} {:>14} {:>10}  {:<6} drops by reason; upstream errors by kind",
+        "fault", "down", "queue max", "RSS down MiB", "RSS growth KiB", "recovery", "result"
+    );
+    for fault in Fault::ALL {
+        let r = run_fault(fault, &cfg).map_err(|e| format!("{}: {e}", fault.name()))?;
+        ok &= r.passed();
+        println!(
+            "{:<10} {:>6} {:>9} {:>12} {:>14} {:>10}  {:<6} {}; {}",
+            fault.name(),
+            r.sent_while_down,
+            r.max_queue_requests,
+            format!(
+                "{}..{}",
+                kib_mib(r.rss_down.first()),
+                kib_mib(r.rss_down.max())
+            ),
+            r.rss_down.growth(),
+            r.recovery
+                .map_or("never".to_string(), |d| format!("{} ms", d.as_millis())),
+            if r.passed() { "ok" } else { "FAIL" },
+            join(&r.drops),
+            join(&r.errors)
+        );
+        for f in &r.failures {
+            println!("    {f}");
+        }
+    }
+    let s = run_sigterm_under_load(bin).map_err(|e| format!("sigterm: {e}"))?;
+    ok &= s.failures.is_empty();
+    println!(
+        "\nSIGTERM under full load: {} queued, exit {:?} after {} ms (drain deadline {} ms); {} rebuilt = {} replayed + {}: {}",
+        s.queued,
+        s.exit,
+        s.shutdown.as_millis(),
+        s.drain_timeout.as_millis(),
+        s.rebuilt,
+        s.replayed,
+        join(&s.drops),
+        if s.failures.is_empty() { "ok".to_string() } else { s.failures.join("; ") }
+    );
+    // SAFETY: geteuid(2) cannot fail and touches no memory.
+    if unsafe { libc::geteuid() } == 0 {
+        let r = run_xdp_ring_full(bin, 3000).map_err(|e| format!("xdp ring: {e}"))?;
+        ok &= r.failures.is_empty();
+        println!(
+            "full XDP ring (4 KiB, burst of {} segments into a veth): ring_full {}, pushed {}, later requests rebuilt {}/{}: {}",
+            r.burst,
+            r.ring_full,
+            r.pushed,
+            r.after_rebuilt,
+            r.after_sent,
+            if r.failures.is_empty() { "ok".to_string() } else { r.failures.join("; ") }
+        );
+    } else {
+        println!("full XDP ring: skipped (needs root)");
+    }
+    if args.live_flood > 0 {
+        let scale = HostileScale {
+            syn_flood: args.live_flood,
+            syn_flood_budget: None,
+            ..HostileScale::full()
+        };
+        let case = build(HostileKind::SynFlood, &scale, args.seed).map_err(|e| e.to_string())?;
+        let r =
+            run_live_flood(bin, &case.frames, None, &[]).map_err(|e| format!("live flood: {e}"))?;
+        let held = r.exit == Some(0) && r.peak_rss_kib <= 512 * 1024;
+        ok &= held;
+        println!(
+            "live SYN flood over UDP ({} packets at full speed, default budget, 2 workers): peak RSS {} MiB, exit {:?}, {}: {}",
+            r.sent,
+            kib_mib(r.peak_rss_kib),
+            r.exit,
+            join(&r.drops),
+            if held { "ok" } else { "FAIL" }
+        );
+    }
+    Ok(ok)
+}
+
+fn join(m: &std::collections::BTreeMap<String, u64>) -> String {
+    if m.is_empty() {
+        return "none".into();
+    }
+    m.iter()
+        .map(|(k, n)| format!("{k}={n}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
