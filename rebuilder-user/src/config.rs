@@ -478,8 +478,12 @@ pub const MIN_MEMORY_BUDGET: u64 = 1 << 20;
 /// The output queues' share of the budget when none is set explicitly: a quarter, split evenly
 /// among the configured outputs.
 pub const QUEUE_SHARE_DIVISOR: u64 = 4;
-/// Explicit queue sizes must leave flows at least this fraction of the budget (a half).
+/// Explicit queue sizes must leave flows and segments in flight at least this fraction of the
+/// budget (a half).
 pub const FLOW_SHARE_MIN_DIVISOR: u64 = 2;
+/// Segments on their way from capture to the workers (queued, holding the buffers their
+/// payloads are slices of) get an eighth, split evenly among the workers.
+pub const IN_FLIGHT_SHARE_DIVISOR: u64 = 8;
 
 /// How `memory_budget` is divided, in bytes. Deterministic: the same settings always give the
 /// same split.
@@ -487,6 +491,7 @@ pub const FLOW_SHARE_MIN_DIVISOR: u64 = 2;
 /// - Each configured output's queue gets its `queue_bytes` when set, else
 ///   `memory_budget / 4 / (number of configured outputs)`.
 /// - The queues together may take at most half of the budget (an error names the keys).
+/// - Segments in flight to the workers get an eighth, divided evenly among the workers.
 /// - Flows get the rest, divided evenly among the reassembly workers by the pipeline.
 /// - An output that is not configured holds nothing and gets nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -495,6 +500,8 @@ pub struct MemorySplit {
     pub upstream_queue: u64,
     /// Bytes of the JSON lines queue (0 without JSON lines).
     pub jsonl_queue: u64,
+    /// Bytes of segments queued for all workers together.
+    pub in_flight: u64,
     /// Bytes all flows of all workers may hold together.
     pub flows: u64,
 }
@@ -659,10 +666,12 @@ impl Settings {
                 ),
             });
         }
+        let in_flight = budget / IN_FLIGHT_SHARE_DIVISOR;
         Ok(MemorySplit {
             upstream_queue,
             jsonl_queue,
-            flows: budget - queues,
+            in_flight,
+            flows: budget - queues - in_flight,
         })
     }
 
@@ -811,7 +820,8 @@ mod tests {
             MemorySplit {
                 upstream_queue: 0,
                 jsonl_queue: 0,
-                flows: 256 * MIB
+                in_flight: 32 * MIB,
+                flows: 224 * MIB
             }
         );
         // One output: a quarter of the budget.
@@ -820,7 +830,8 @@ mod tests {
             MemorySplit {
                 upstream_queue: 64 * MIB,
                 jsonl_queue: 0,
-                flows: 192 * MIB
+                in_flight: 32 * MIB,
+                flows: 160 * MIB
             }
         );
         // Two outputs share the quarter; the budget key scales everything.
@@ -830,7 +841,8 @@ mod tests {
             MemorySplit {
                 upstream_queue: 128 * MIB,
                 jsonl_queue: 128 * MIB,
-                flows: 768 * MIB
+                in_flight: 128 * MIB,
+                flows: 640 * MIB
             }
         );
         // An explicit value is used as given; the others keep their derived share.
@@ -840,7 +852,8 @@ mod tests {
             MemorySplit {
                 upstream_queue: 90 * MIB,
                 jsonl_queue: 32 * MIB,
-                flows: 134 * MIB
+                in_flight: 32 * MIB,
+                flows: 102 * MIB
             }
         );
         // Explicit values that do not leave half to flows are refused, naming the keys.
@@ -858,7 +871,7 @@ mod tests {
             split("memory_budget = \"64MiB\"\n[jsonl]\nqueue_bytes = \"40MiB\"\n")
                 .unwrap()
                 .flows,
-            64 * MIB
+            56 * MIB
         );
         let e = parse("[jsonl]\npath = \"-\"\nqueue_bytes = 0\n")
             .unwrap_err()

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::RecvTimeoutError;
 use prometheus_client::registry::Registry;
 
 use crate::capture::decode::{DecodeConfig, DecodeStats, Decoder};
@@ -21,7 +21,7 @@ use crate::capture::udp::{self, UdpConfig};
 use crate::capture::xdp::{Attached, ReaderStats, XdpCapture, XdpConfig, XdpError, XdpMetrics};
 use crate::capture::CaptureError;
 use crate::config::{cores, ConfigError, MemorySplit, Settings};
-use crate::dispatch::{self, Dispatcher, WorkItem};
+use crate::dispatch::{self, Dispatcher, WorkItem, WorkerQueue};
 use crate::metrics::{OutcomeLabel, PipelineMetrics, ReasonLabel};
 use crate::output::jsonl::JsonlConfig;
 use crate::output::upstream::UpstreamConfig;
@@ -435,12 +435,14 @@ pub fn run(
     } else {
         settings.reassembly.workers
     };
-    let (senders, queues) = dispatch::queues(n_workers);
-    let budget = usize::try_from(split.flows / n_workers as u64).unwrap_or(usize::MAX);
+    let per_worker = |bytes: u64| usize::try_from(bytes / n_workers as u64).unwrap_or(usize::MAX);
+    let budget = per_worker(split.flows);
+    let (senders, queues) = dispatch::queues(n_workers, per_worker(split.in_flight));
     tracing::debug!(
         budget = %settings.memory_budget,
         upstream_queue = split.upstream_queue,
         jsonl_queue = split.jsonl_queue,
+        in_flight_per_worker = per_worker(split.in_flight),
         flows_per_worker = budget,
         "memory budget split"
     );
@@ -586,7 +588,7 @@ pub fn run(
 
 fn worker_loop(
     id: usize,
-    rx: Receiver<WorkItem>,
+    queue: WorkerQueue,
     cfg: WorkerConfig,
     outputs: Outputs,
     shared: Arc<Shared>,
@@ -597,11 +599,15 @@ fn worker_loop(
     let mut published = WorkerStats::default();
     let mut last_publish = Instant::now();
     loop {
-        match rx.recv_timeout(POLL) {
+        match queue.rx.recv_timeout(POLL) {
             Ok(WorkItem::Segments(batch)) => {
                 for seg in &batch {
                     table.push(seg, &mut emit);
                 }
+                // Reassembly and framing copied what they keep: the payloads' buffers may go.
+                let cost = dispatch::batch_cost(&batch);
+                drop(batch);
+                queue.inflight.release(cost);
             }
             Ok(WorkItem::Tick(now)) => table.tick(now, &mut emit),
             Err(RecvTimeoutError::Timeout) => {}

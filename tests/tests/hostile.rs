@@ -95,3 +95,8 @@ fn inner_ip_fragments() {
 fn zero_window_probes() {
     check(HostileKind::ZeroWindowProbes);
 }
+
+#[test]
+fn out_of_order_data_behind_holes_over_the_budget() {
+    check(HostileKind::OutOfOrderHoles);
+}

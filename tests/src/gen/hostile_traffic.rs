@@ -13,7 +13,8 @@
 //! SYN, which must not poison the connection); overlapping segments with conflicting bytes (first
 //! wins); never-ending chunked bodies; 1 MB header lines; requests trickled a byte at a time;
 //! endless pipelines; garbage after the VXLAN header; VXLAN without the I flag; inner IP
-//! fragments; zero-window probes.
+//! fragments; zero-window probes; out-of-order data behind holes that never fill, more than the
+//! memory budget altogether.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -63,10 +64,13 @@ pub enum HostileKind {
     InnerFragments,
     /// Requests held up by a zero window and probed (both probe styles), some forever.
     ZeroWindowProbes,
+    /// Connections holding megabytes of out-of-order data behind a hole that never fills:
+    /// more than the memory budget altogether, so flows must be evicted.
+    OutOfOrderHoles,
 }
 
 impl HostileKind {
-    pub const ALL: [HostileKind; 12] = [
+    pub const ALL: [HostileKind; 13] = [
         HostileKind::SynFlood,
         HostileKind::HalfOpen,
         HostileKind::OutOfWindow,
@@ -79,6 +83,7 @@ impl HostileKind {
         HostileKind::VxlanNoIFlag,
         HostileKind::InnerFragments,
         HostileKind::ZeroWindowProbes,
+        HostileKind::OutOfOrderHoles,
     ];
 
     pub fn name(self) -> &'static str {
@@ -95,6 +100,7 @@ impl HostileKind {
             HostileKind::VxlanNoIFlag => "vxlan-no-i-flag",
             HostileKind::InnerFragments => "inner-fragments",
             HostileKind::ZeroWindowProbes => "zero-window-probes",
+            HostileKind::OutOfOrderHoles => "out-of-order-holes",
         }
     }
 
@@ -133,6 +139,11 @@ pub struct HostileScale {
     pub garbage: usize,
     /// Zero-window probes per probed connection.
     pub probes: usize,
+    /// Connections holding out-of-order data behind a hole, and how much each holds.
+    pub holes: usize,
+    pub hole_bytes: usize,
+    /// `--memory-budget` for the holes (None: the default).
+    pub holes_budget: Option<&'static str>,
     /// Capture time each case spans.
     pub span: Duration,
 }
@@ -152,6 +163,9 @@ impl HostileScale {
             pipeline: 2_000,
             garbage: 50,
             probes: 12,
+            holes: 24,
+            hole_bytes: 200 << 10,
+            holes_budget: Some("4MiB"),
             span: Duration::from_secs(3),
         }
     }
@@ -170,6 +184,9 @@ impl HostileScale {
             pipeline: 200_000,
             garbage: 20_000,
             probes: 60,
+            holes: 100,
+            hole_bytes: 3 << 20,
+            holes_budget: None,
             span: Duration::from_secs(20),
         }
     }
@@ -247,6 +264,7 @@ pub fn build(kind: HostileKind, scale: &HostileScale, seed: u64) -> Result<Hosti
         HostileKind::VxlanNoIFlag => b.vxlan_no_i_flag()?,
         HostileKind::InnerFragments => b.inner_fragments()?,
         HostileKind::ZeroWindowProbes => b.zero_window_probes()?,
+        HostileKind::OutOfOrderHoles => b.out_of_order_holes()?,
     }
     Ok(b.finish())
 }
@@ -943,6 +961,49 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 }
+
+impl Builder<'_> {
+    fn out_of_order_holes(&mut self) -> Result<(), GenError> {
+        let n = self.scale.holes;
+        let per = self.scale.hole_bytes;
+        // All within half a second of capture time, so that no hole is given up for waiting
+        // (the reordering timeout is 1 s): only the budget can free them.
+        let window = span_ns(self.scale.span).min(500 * NS_PER_MS);
+        for i in 0..n {
+            let ts = epoch_ns() + window / 4 * i as u64 / n as u64;
+            let mut c = self.conn(attacker(i), 7);
+            self.frames.push(c.syn(ts)?);
+            // The first byte never comes; everything after it does, in jumbo segments.
+            let data = http::body_bytes(per, i as u64);
+            let base = c.next.wrapping_add(1);
+            let gap = window / 2 / (per / JUMBO_MSS + 1) as u64;
+            for (k, chunk) in data.chunks(JUMBO_MSS).enumerate() {
+                self.frames.push(c.packet(
+                    ts + 1000 + gap * k as u64,
+                    Direction::ClientToServer,
+                    base.wrapping_add((k * JUMBO_MSS) as u32),
+                    flags::ACK,
+                    chunk,
+                )?);
+            }
+        }
+        if let Some(b) = self.scale.holes_budget {
+            self.args.extend(["--memory-budget".into(), b.into()]);
+        }
+        self.expect("flow:evicted", Expect::AtLeast(1));
+        self.about = format!(
+            "{n} connections holding {} each behind a hole that never fills{}",
+            human(per),
+            self.scale
+                .holes_budget
+                .map_or(String::new(), |b| format!(", memory budget {b}"))
+        );
+        Ok(())
+    }
+}
+
+/// Payload of a 9000-byte jumbo frame.
+const JUMBO_MSS: usize = 8948;
 
 fn human(bytes: usize) -> String {
     if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
