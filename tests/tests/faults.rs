@@ -16,7 +16,7 @@ fn check(fault: Fault) {
     let r = run_fault(fault, &FaultConfig::ci(rebuilder_bin()))
         .unwrap_or_else(|e| panic!("{}: {e}", fault.name()));
     eprintln!(
-        "{}: {} sent ({} while down), {} replayed, drops {:?}, errors {:?}, queue max {} requests / {} B, RSS while down {}..{} KiB (+{}), recovered in {:?}, exit in {:?}",
+        "{}: {} sent ({} while down), {} replayed, drops {:?}, errors {:?}, queue max {} requests / {} B, RSS while down {}..{} KiB (+{}, second half +{}), recovered in {:?}, exit in {:?}",
         fault.name(),
         r.sent,
         r.sent_while_down,
@@ -28,6 +28,7 @@ fn check(fault: Fault) {
         r.rss_down.first(),
         r.rss_down.max(),
         r.rss_down.growth(),
+        r.rss_down.late_growth(),
         r.recovery,
         r.shutdown
     );
