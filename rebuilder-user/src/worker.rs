@@ -144,7 +144,10 @@ impl Flow {
         FLOW_OVERHEAD
             + match &self.state {
                 FlowState::Active(a) => {
-                    ACTIVE_OVERHEAD + a.stream.buffered() + a.framer.buffered_bytes()
+                    ACTIVE_OVERHEAD
+                        + a.stream.buffered()
+                        + a.framer.buffered_bytes()
+                        + a.framer.state_bytes()
                 }
                 _ => 0,
             }

@@ -165,9 +165,10 @@ impl Stream {
         self.ended
     }
 
-    /// Memory this stream holds, as charged against the caps.
+    /// Memory this stream holds, as charged against the memory budget: the out-of-order
+    /// buffer (the per-stream cap applies to that alone) and the holes known to be truncation.
     pub fn buffered(&self) -> usize {
-        self.ooo_cost
+        self.ooo_cost + self.known_lost.capacity() * std::mem::size_of::<(u64, u64)>()
     }
 
     /// Whether bytes are missing before buffered data or before the FIN.
