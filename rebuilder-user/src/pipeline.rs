@@ -524,8 +524,9 @@ pub fn run(
             for (i, rx) in receivers.into_iter().enumerate() {
                 let disp = Dispatcher::new(senders.clone(), true, settings.capture.flow_key, seed);
                 let (dec, sh) = (Decoder::new(&decode_cfg), Arc::clone(&shared));
+                let buffer_bytes = settings.udp.batch * udp::SLOT_BYTES;
                 handles.push(spawn(format!("rebuilder-udp{i}"), move || {
-                    udp_loop(i, rx, dec, disp, sh)
+                    udp_loop(i, rx, dec, disp, sh, buffer_bytes)
                 })?);
             }
             tracing::info!(addr = %settings.udp.listen, sockets = handles.len(), workers = n_workers, "capturing VXLAN from UDP");
@@ -775,12 +776,32 @@ struct UdpResult {
     dropped: u64,
 }
 
+/// A receive batch whose segments' payloads fill less than half of its buffer is copied out:
+/// a queued segment then keeps only its own bytes alive, not a whole batch buffer (64 slots of
+/// 9 KiB) each, so what waits for the workers is what the in-flight budget charges; and the
+/// receiver reuses its buffer. Dense batches stay zero-copy (at most twice what is charged).
+fn compact_sparse(segments: &mut [crate::segment::Segment], buffer_bytes: usize) {
+    let total: usize = segments.iter().map(|s| s.payload.len()).sum();
+    if total == 0 || total.saturating_mul(2) >= buffer_bytes {
+        return;
+    }
+    let mut arena = bytes::BytesMut::with_capacity(total);
+    for s in segments.iter() {
+        arena.extend_from_slice(&s.payload);
+    }
+    let mut all = arena.freeze();
+    for s in segments.iter_mut() {
+        s.payload = all.split_to(s.payload.len());
+    }
+}
+
 fn udp_loop(
     id: usize,
     mut rx: udp::UdpReceiver,
     decoder: Decoder,
     mut disp: Dispatcher,
     shared: Arc<Shared>,
+    buffer_bytes: usize,
 ) -> UdpResult {
     let beat = shared.heartbeat(&format!("udp capture {id}"));
     let mut decode = DecodeStats::default();
@@ -789,15 +810,20 @@ fn udp_loop(
         (0u64, 0u64, 0u64, 0u64);
     let mut last_publish = Instant::now();
     let mut datagrams = 0u64;
+    let mut segments = Vec::new();
     while !shared.stop.load(Ordering::Relaxed) {
         let mut gone = false;
         let r = rx.recv_batch(POLL, |payload, ts| {
             let r = decoder.decode_vxlan(&payload, ts);
             decode.record(&r);
             if let Ok(seg) = r {
-                gone |= disp.push(seg).is_err();
+                segments.push(seg);
             }
         });
+        compact_sparse(&mut segments, buffer_bytes);
+        for seg in segments.drain(..) {
+            gone |= disp.push(seg).is_err();
+        }
         match r {
             Ok(n) => {
                 datagrams += n as u64;
@@ -1049,4 +1075,67 @@ fn progress_line(
         }
     });
     (done, h)
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::segment::{FlowKey, Segment, TcpFlags};
+
+    fn seg(payload: Bytes) -> Segment {
+        Segment {
+            ts: 0,
+            vni: 1,
+            flow: FlowKey {
+                src: "10.0.0.1".parse().unwrap(),
+                dst: "10.0.0.2".parse().unwrap(),
+                src_port: 1,
+                dst_port: 80,
+            },
+            seq: 0,
+            ack: 0,
+            flags: TcpFlags(0),
+            wire_len: payload.len() as u32,
+            payload,
+        }
+    }
+
+    #[test]
+    fn sparse_receive_batches_are_copied_out_and_dense_ones_are_not() {
+        // A 64-slot batch buffer holding three small datagrams.
+        let buffer = Bytes::from(vec![7u8; 64 * udp::SLOT_BYTES]);
+        let mut segs = vec![
+            seg(buffer.slice(100..150)),
+            seg(Bytes::new()),
+            seg(buffer.slice(udp::SLOT_BYTES..udp::SLOT_BYTES + 1400)),
+        ];
+        let before: Vec<Vec<u8>> = segs.iter().map(|s| s.payload.to_vec()).collect();
+        compact_sparse(&mut segs, buffer.len());
+        let after: Vec<Vec<u8>> = segs.iter().map(|s| s.payload.to_vec()).collect();
+        assert_eq!(before, after, "the same bytes");
+        assert!(
+            segs.iter().all(|s| {
+                let p = s.payload.as_ptr() as usize;
+                s.payload.is_empty()
+                    || !(buffer.as_ptr() as usize..buffer.as_ptr() as usize + buffer.len())
+                        .contains(&p)
+            }),
+            "no segment refers to the batch buffer any more"
+        );
+        assert!(
+            buffer.is_unique(),
+            "while the segments wait, the receiver may reuse its buffer"
+        );
+        drop(segs);
+
+        // More than half full: left as slices of the buffer.
+        let dense = Bytes::from(vec![1u8; 4 * 1000]);
+        let mut segs: Vec<Segment> = (0..4)
+            .map(|i| seg(dense.slice(i * 1000..i * 1000 + 900)))
+            .collect();
+        compact_sparse(&mut segs, dense.len());
+        assert_eq!(segs[1].payload.as_ptr(), dense.slice(1000..1001).as_ptr());
+    }
 }
