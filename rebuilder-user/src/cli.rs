@@ -183,6 +183,11 @@ pub struct CommonArgs {
     #[arg(long, value_name = "N")]
     pub queue_requests: Option<usize>,
 
+    /// Bytes the upstream queue holds (e.g. 64MiB); default: a quarter of --memory-budget,
+    /// shared with --jsonl when both are on.
+    #[arg(long, value_name = "SIZE")]
+    pub queue_bytes: Option<ByteSize>,
+
     /// Add the client IP to each replayed request in this header (appended to an existing one,
     /// as proxies do). Without a value: X-Forwarded-For.
     #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "X-Forwarded-For")]
@@ -231,7 +236,8 @@ pub struct CommonArgs {
     #[arg(long, value_name = "SIZE")]
     pub max_flow_buffer: Option<ByteSize>,
 
-    /// Budget for all buffered bytes; over it the least recently active flows are evicted.
+    /// Budget for every buffered byte (output queues and flows; e.g. 256MiB). The queues get
+    /// a quarter unless their sizes are set, flows the rest; over it flows are evicted, counted.
     #[arg(long, value_name = "SIZE")]
     pub memory_budget: Option<ByteSize>,
 
@@ -334,6 +340,9 @@ impl CommonArgs {
         set(&mut s.upstream.connect_timeout, self.connect_timeout);
         set(&mut s.upstream.response_timeout, self.response_timeout);
         set(&mut s.upstream.queue_requests, self.queue_requests);
+        if self.queue_bytes.is_some() {
+            s.upstream.queue_bytes = self.queue_bytes;
+        }
         if self.add_client_ip.is_some() {
             s.upstream.client_ip_header = self.add_client_ip.clone();
         }
@@ -357,7 +366,7 @@ impl CommonArgs {
         set(&mut s.reassembly.reorder_timeout, self.reorder_timeout);
         set(&mut s.reassembly.idle_timeout, self.idle_timeout);
         set(&mut s.reassembly.max_flow_buffer, self.max_flow_buffer);
-        set(&mut s.reassembly.memory_budget, self.memory_budget);
+        set(&mut s.memory_budget, self.memory_budget);
         set(&mut s.http.max_head_bytes, self.max_head_bytes);
         set(&mut s.http.max_headers, self.max_headers);
         set(&mut s.http.max_body_bytes, self.max_body_bytes);
@@ -527,6 +536,56 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("xdp.iface"), "{e}");
+    }
+
+    #[test]
+    fn memory_flags_set_the_budget_and_the_queue() {
+        let s = Cli::try_parse_from([
+            "rebuilder",
+            "replay",
+            "--pcap",
+            "x",
+            "--upstream",
+            "http://127.0.0.1:1",
+            "--memory-budget",
+            "64MiB",
+        ])
+        .unwrap()
+        .settings()
+        .unwrap();
+        assert_eq!(s.memory_budget, ByteSize(64 << 20));
+        assert_eq!(s.memory_split().unwrap().upstream_queue, 16 << 20);
+        let s = Cli::try_parse_from([
+            "rebuilder",
+            "replay",
+            "--pcap",
+            "x",
+            "--upstream",
+            "http://127.0.0.1:1",
+            "--queue-bytes",
+            "8MiB",
+        ])
+        .unwrap()
+        .settings()
+        .unwrap();
+        assert_eq!(s.upstream.queue_bytes, Some(ByteSize(8 << 20)));
+        let e = Cli::try_parse_from([
+            "rebuilder",
+            "replay",
+            "--pcap",
+            "x",
+            "--upstream",
+            "http://127.0.0.1:1",
+            "--memory-budget",
+            "16MiB",
+            "--queue-bytes",
+            "9MiB",
+        ])
+        .unwrap()
+        .settings()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("upstream.queue_bytes"), "{e}");
     }
 
     #[test]

@@ -208,6 +208,9 @@ pub enum LogFormat {
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
+    /// Every byte the process buffers on the way (output queues and flows), split by
+    /// [`Settings::memory_split`].
+    pub memory_budget: ByteSize,
     pub log: LogSettings,
     pub capture: CaptureSettings,
     pub udp: UdpSettings,
@@ -224,6 +227,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
+            memory_budget: ByteSize(DEFAULT_MEMORY_BUDGET),
             log: LogSettings::default(),
             capture: CaptureSettings::default(),
             udp: UdpSettings::default(),
@@ -317,9 +321,6 @@ pub struct ReassemblySettings {
     pub max_flow_buffer: ByteSize,
     /// Segments further than this beyond the next expected byte are out of window.
     pub max_window: ByteSize,
-    /// All bytes buffered by all flows (out-of-order data, partial requests, flow state). Over
-    /// it, the least recently active flows are evicted and counted.
-    pub memory_budget: ByteSize,
 }
 
 impl Default for ReassemblySettings {
@@ -330,7 +331,6 @@ impl Default for ReassemblySettings {
             idle_timeout: Span(Duration::from_secs(60)),
             max_flow_buffer: ByteSize(4 << 20),
             max_window: ByteSize(8 << 20),
-            memory_budget: ByteSize(256 << 20),
         }
     }
 }
@@ -366,7 +366,9 @@ pub struct UpstreamSettings {
     pub connect_timeout: Span,
     pub response_timeout: Span,
     pub queue_requests: usize,
-    pub queue_bytes: ByteSize,
+    /// Bytes the queue may hold; absent: derived from `memory_budget` (see
+    /// [`Settings::memory_split`]).
+    pub queue_bytes: Option<ByteSize>,
     /// Add the client IP in this header (appended to an existing one, as proxies do).
     pub client_ip_header: Option<String>,
     /// Add the VNI in this header.
@@ -381,7 +383,7 @@ impl Default for UpstreamSettings {
             connect_timeout: Span(Duration::from_secs(2)),
             response_timeout: Span(Duration::from_secs(10)),
             queue_requests: 10_000,
-            queue_bytes: ByteSize(64 << 20),
+            queue_bytes: None,
             client_ip_header: None,
             vni_header: None,
         }
@@ -394,7 +396,8 @@ pub struct JsonlSettings {
     /// File to append JSON lines to, or `-` for stdout; absent: no JSON output.
     pub path: Option<PathBuf>,
     pub queue_requests: usize,
-    pub queue_bytes: ByteSize,
+    /// As `upstream.queue_bytes`.
+    pub queue_bytes: Option<ByteSize>,
 }
 
 impl Default for JsonlSettings {
@@ -402,7 +405,7 @@ impl Default for JsonlSettings {
         Self {
             path: None,
             queue_requests: 10_000,
-            queue_bytes: ByteSize(64 << 20),
+            queue_bytes: None,
         }
     }
 }
@@ -466,6 +469,42 @@ impl Default for XdpSettings {
 
 /// Default status address for `run` when none is configured.
 pub const DEFAULT_STATUS_ADDR: &str = "0.0.0.0:9479";
+
+/// Default `memory_budget`: 256 MiB, so that the whole process stays under 512 MiB (the budget
+/// plus the binary, thread stacks, allocator slack and segments in flight).
+pub const DEFAULT_MEMORY_BUDGET: u64 = 256 << 20;
+/// Smallest `memory_budget` accepted.
+pub const MIN_MEMORY_BUDGET: u64 = 1 << 20;
+/// The output queues' share of the budget when none is set explicitly: a quarter, split evenly
+/// among the configured outputs.
+pub const QUEUE_SHARE_DIVISOR: u64 = 4;
+/// Explicit queue sizes must leave flows and segments in flight at least this fraction of the
+/// budget (a half).
+pub const FLOW_SHARE_MIN_DIVISOR: u64 = 2;
+/// Segments on their way from capture to the workers (queued, holding the buffers their
+/// payloads are slices of) get an eighth, split evenly among the workers.
+pub const IN_FLIGHT_SHARE_DIVISOR: u64 = 8;
+
+/// How `memory_budget` is divided, in bytes. Deterministic: the same settings always give the
+/// same split.
+///
+/// - Each configured output's queue gets its `queue_bytes` when set, else
+///   `memory_budget / 4 / (number of configured outputs)`.
+/// - The queues together may take at most half of the budget (an error names the keys).
+/// - Segments in flight to the workers get an eighth, divided evenly among the workers.
+/// - Flows get the rest, divided evenly among the reassembly workers by the pipeline.
+/// - An output that is not configured holds nothing and gets nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemorySplit {
+    /// Bytes of the upstream queue (0 without an upstream).
+    pub upstream_queue: u64,
+    /// Bytes of the JSON lines queue (0 without JSON lines).
+    pub jsonl_queue: u64,
+    /// Bytes of segments queued for all workers together.
+    pub in_flight: u64,
+    /// Bytes all flows of all workers may hold together.
+    pub flows: u64,
+}
 
 impl Settings {
     /// Reads a TOML file; errors name the file and the key.
@@ -532,9 +571,13 @@ impl Settings {
         if self.reassembly.max_flow_buffer.bytes() == 0 {
             return Err(bad("reassembly.max_flow_buffer", "must be above 0"));
         }
-        if self.reassembly.memory_budget < ByteSize(1 << 20) {
-            return Err(bad("reassembly.memory_budget", "must be at least 1MiB"));
+        if self.memory_budget < ByteSize(MIN_MEMORY_BUDGET) {
+            return Err(bad(
+                "memory_budget",
+                format!("must be at least {}", ByteSize(MIN_MEMORY_BUDGET)),
+            ));
         }
+        self.memory_split()?;
         if self.reassembly.idle_timeout.0.is_zero() {
             return Err(bad("reassembly.idle_timeout", "must be above 0"));
         }
@@ -589,6 +632,47 @@ impl Settings {
             ));
         }
         Ok(())
+    }
+
+    /// Splits `memory_budget` between the output queues and the flows (see [`MemorySplit`]).
+    pub fn memory_split(&self) -> Result<MemorySplit, ConfigError> {
+        let budget = self.memory_budget.bytes();
+        let upstream = self.upstream.url.is_some();
+        let jsonl = self.jsonl.path.is_some();
+        let configured = u64::from(upstream) + u64::from(jsonl);
+        let share = budget / QUEUE_SHARE_DIVISOR / configured.max(1);
+        let queue = |on: bool, explicit: Option<ByteSize>, key: &str| match (on, explicit) {
+            (false, _) => Ok(0),
+            (true, None) => Ok(share),
+            (true, Some(ByteSize(0))) => Err(ConfigError::Value {
+                key: key.into(),
+                message: "must be above 0 (leave it out to derive it from memory_budget)".into(),
+            }),
+            (true, Some(b)) => Ok(b.bytes()),
+        };
+        let upstream_queue = queue(upstream, self.upstream.queue_bytes, "upstream.queue_bytes")?;
+        let jsonl_queue = queue(jsonl, self.jsonl.queue_bytes, "jsonl.queue_bytes")?;
+        let queues = upstream_queue.saturating_add(jsonl_queue);
+        let max_queues = budget - budget / FLOW_SHARE_MIN_DIVISOR;
+        if queues > max_queues {
+            return Err(ConfigError::Value {
+                key: "upstream.queue_bytes + jsonl.queue_bytes".into(),
+                message: format!(
+                    "the output queues ({} + {}) may take at most half of memory_budget ({}), \
+                     the rest is for flows: lower them or raise memory_budget",
+                    ByteSize(upstream_queue),
+                    ByteSize(jsonl_queue),
+                    self.memory_budget
+                ),
+            });
+        }
+        let in_flight = budget / IN_FLIGHT_SHARE_DIVISOR;
+        Ok(MemorySplit {
+            upstream_queue,
+            jsonl_queue,
+            in_flight,
+            flows: budget - queues - in_flight,
+        })
     }
 
     pub fn http_limits(&self) -> crate::http::HttpLimits {
@@ -684,6 +768,7 @@ mod tests {
         let s = parse(
             r#"
             drain_timeout = "5s"
+            memory_budget = "512MiB"
             [log]
             format = "json"
             [capture]
@@ -697,7 +782,6 @@ mod tests {
             [reassembly]
             workers = 2
             reorder_timeout = "250ms"
-            memory_budget = "512MiB"
             [http]
             max_body_bytes = "1MiB"
             [upstream]
@@ -722,6 +806,86 @@ mod tests {
         assert_eq!(s.upstream.url.as_deref(), Some("http://10.0.0.5:8080"));
         assert_eq!(s.log.format, LogFormat::Json);
         assert_eq!(s.drain_timeout, Span(Duration::from_secs(5)));
+        assert_eq!(s.memory_budget, ByteSize(512 << 20));
+    }
+
+    #[test]
+    fn the_memory_budget_is_split_between_queues_and_flows() {
+        const MIB: u64 = 1 << 20;
+        let split = |text: &str| parse(text).map(|s| s.memory_split().unwrap());
+        // Defaults: 256 MiB; no output configured holds nothing, flows get everything.
+        assert_eq!(Settings::default().memory_budget, ByteSize(256 * MIB));
+        assert_eq!(
+            split("").unwrap(),
+            MemorySplit {
+                upstream_queue: 0,
+                jsonl_queue: 0,
+                in_flight: 32 * MIB,
+                flows: 224 * MIB
+            }
+        );
+        // One output: a quarter of the budget.
+        assert_eq!(
+            split("[upstream]\nurl = \"http://127.0.0.1:1\"\n").unwrap(),
+            MemorySplit {
+                upstream_queue: 64 * MIB,
+                jsonl_queue: 0,
+                in_flight: 32 * MIB,
+                flows: 160 * MIB
+            }
+        );
+        // Two outputs share the quarter; the budget key scales everything.
+        assert_eq!(
+            split("memory_budget = \"1GiB\"\n[upstream]\nurl = \"http://127.0.0.1:1\"\n[jsonl]\npath = \"-\"\n")
+                .unwrap(),
+            MemorySplit {
+                upstream_queue: 128 * MIB,
+                jsonl_queue: 128 * MIB,
+                in_flight: 128 * MIB,
+                flows: 640 * MIB
+            }
+        );
+        // An explicit value is used as given; the others keep their derived share.
+        assert_eq!(
+            split("[upstream]\nurl = \"http://127.0.0.1:1\"\nqueue_bytes = \"90MiB\"\n[jsonl]\npath = \"-\"\n")
+                .unwrap(),
+            MemorySplit {
+                upstream_queue: 90 * MIB,
+                jsonl_queue: 32 * MIB,
+                in_flight: 32 * MIB,
+                flows: 102 * MIB
+            }
+        );
+        // Explicit values that do not leave half to flows are refused, naming the keys.
+        let e = parse(
+            "memory_budget = \"64MiB\"\n[upstream]\nurl = \"http://127.0.0.1:1\"\nqueue_bytes = \"40MiB\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("upstream.queue_bytes") && e.contains("memory_budget"),
+            "{e}"
+        );
+        // An unconfigured output's explicit size takes nothing from flows.
+        assert_eq!(
+            split("memory_budget = \"64MiB\"\n[jsonl]\nqueue_bytes = \"40MiB\"\n")
+                .unwrap()
+                .flows,
+            56 * MIB
+        );
+        let e = parse("[jsonl]\npath = \"-\"\nqueue_bytes = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("jsonl.queue_bytes"), "{e}");
+        let e = parse("memory_budget = \"512KiB\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("memory_budget"), "{e}");
+        // The old place of the key is refused by name (nothing was released with it).
+        let e = parse("[reassembly]\nmemory_budget = \"1GiB\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("memory_budget"), "{e}");
     }
 
     #[test]

@@ -4,8 +4,17 @@
 //! so a worker sees the whole conversation when both directions reach this node. Live capture
 //! never waits for a worker: a full worker queue drops the batch and counts it. Offline the
 //! dispatcher waits instead, so a file is never lossy because the machine is slow.
+//!
+//! A worker's queue is bounded twice: in batches, and in bytes ([`InFlight`]), because a
+//! segment keeps the buffer its payload is a slice of (a capture file chunk, a receive batch,
+//! an XDP batch) alive until the worker is done with it. The byte bound is the in-flight share
+//! of the memory budget (`Settings::memory_split`).
 
 use std::hash::BuildHasher;
+use std::mem::size_of;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
@@ -16,6 +25,11 @@ use crate::segment::{Segment, Timestamp};
 pub const BATCH: usize = 64;
 /// Messages a worker's queue holds.
 pub const QUEUE_BATCHES: usize = 256;
+/// What a queued segment costs beyond its payload: the segment itself and the headers of the
+/// frame its payload was cut from (which the payload's buffer holds too).
+pub const SEGMENT_OVERHEAD: usize = size_of::<Segment>() + 128;
+/// How often a waiting offline dispatcher looks again (a safety net: releases wake it).
+const ROOM_RECHECK: Duration = Duration::from_millis(50);
 
 pub enum WorkItem {
     Segments(Vec<Segment>),
@@ -27,38 +41,171 @@ pub enum WorkItem {
 #[error("all reassembly workers have stopped")]
 pub struct WorkersGone;
 
-/// Creates the queues of `n` workers.
-pub fn queues(n: usize) -> (Vec<Sender<WorkItem>>, Vec<Receiver<WorkItem>>) {
-    (0..n.max(1))
-        .map(|_| crossbeam_channel::bounded(QUEUE_BATCHES))
-        .unzip()
+/// What a batch of segments is charged against its worker's in-flight bytes.
+pub fn batch_cost(batch: &[Segment]) -> usize {
+    batch
+        .iter()
+        .map(|s| s.payload.len() + SEGMENT_OVERHEAD)
+        .sum()
+}
+
+/// Bytes queued for one worker, against a limit. The dispatcher reserves before sending, the
+/// worker releases once it has handled the batch.
+#[derive(Debug)]
+pub struct InFlight {
+    bytes: AtomicUsize,
+    limit: usize,
+    /// Dispatchers waiting for room: a release takes the lock to wake them only when there
+    /// are any, so the common path costs no lock.
+    waiting: AtomicUsize,
+    room: Mutex<()>,
+    room_cv: Condvar,
+    /// The worker is gone: nobody will release anything any more.
+    closed: AtomicBool,
+}
+
+impl InFlight {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            bytes: AtomicUsize::new(0),
+            limit: limit.max(1),
+            waiting: AtomicUsize::new(0),
+            room: Mutex::new(()),
+            room_cv: Condvar::new(),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Takes `n` bytes if they fit; a batch larger than the whole limit still passes an empty
+    /// queue, so that it can pass at all.
+    pub fn try_reserve(&self, n: usize) -> bool {
+        let mut cur = self.bytes.load(Ordering::Relaxed);
+        loop {
+            if cur != 0 && cur.saturating_add(n) > self.limit {
+                return false;
+            }
+            match self.bytes.compare_exchange_weak(
+                cur,
+                cur + n,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Waits until `n` bytes fit; false once the worker is gone.
+    pub fn reserve_blocking(&self, n: usize) -> bool {
+        if self.try_reserve(n) {
+            return true;
+        }
+        let mut guard = self.room.lock().unwrap_or_else(|e| e.into_inner());
+        // Registered under the lock and before the re-check, so a release after the check
+        // sees the waiter and takes the lock to notify: no wake-up is lost.
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let reserved = loop {
+            if self.closed.load(Ordering::Acquire) {
+                break false;
+            }
+            if self.try_reserve(n) {
+                break true;
+            }
+            guard = match self.room_cv.wait_timeout(guard, ROOM_RECHECK) {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            };
+        };
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        reserved
+    }
+
+    /// The worker is done with `n` bytes.
+    pub fn release(&self, n: usize) {
+        self.bytes.fetch_sub(n.min(self.bytes()), Ordering::AcqRel);
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            let _g = self.room.lock().unwrap_or_else(|e| e.into_inner());
+            self.room_cv.notify_all();
+        }
+    }
+
+    /// The worker stopped: waiting dispatchers give up.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let _g = self.room.lock().unwrap_or_else(|e| e.into_inner());
+        self.room_cv.notify_all();
+    }
+}
+
+/// A worker's end of its queue. Dropping it (the worker ending, however it ends) closes the
+/// queue's byte account, so that a dispatcher waiting for room stops waiting.
+pub struct WorkerQueue {
+    pub rx: Receiver<WorkItem>,
+    pub inflight: Arc<InFlight>,
+}
+
+impl Drop for WorkerQueue {
+    fn drop(&mut self) {
+        self.inflight.close();
+    }
+}
+
+/// The dispatchers' end of every worker's queue: clone it into each capture thread.
+#[derive(Clone)]
+pub struct Senders {
+    senders: Vec<Sender<WorkItem>>,
+    inflight: Vec<Arc<InFlight>>,
+}
+
+/// Creates the queues of `n` workers, each holding at most `bytes_per_worker` of segments.
+pub fn queues(n: usize, bytes_per_worker: usize) -> (Senders, Vec<WorkerQueue>) {
+    let mut senders = Vec::new();
+    let mut inflight = Vec::new();
+    let mut receivers = Vec::new();
+    for _ in 0..n.max(1) {
+        let (tx, rx) = crossbeam_channel::bounded(QUEUE_BATCHES);
+        let account = Arc::new(InFlight::new(bytes_per_worker));
+        senders.push(tx);
+        inflight.push(Arc::clone(&account));
+        receivers.push(WorkerQueue {
+            rx,
+            inflight: account,
+        });
+    }
+    (Senders { senders, inflight }, receivers)
 }
 
 /// One per capture thread.
 pub struct Dispatcher {
     senders: Vec<Sender<WorkItem>>,
+    inflight: Vec<Arc<InFlight>>,
     pending: Vec<Vec<Segment>>,
     live: bool,
     by_vni: bool,
     hasher: foldhash::fast::FixedState,
     /// Segments handed to workers.
     pub dispatched: u64,
-    /// Segments dropped because a worker's queue was full (live only).
+    /// Segments dropped because a worker's queue was full (live only), in batches or bytes.
     pub dropped_queue_full: u64,
 }
 
 impl Dispatcher {
     /// `seed` must be the same for every dispatcher of a process, so that all capture threads
     /// send a flow to the same worker.
-    pub fn new(
-        senders: Vec<Sender<WorkItem>>,
-        live: bool,
-        flow_key: FlowKeyMode,
-        seed: u64,
-    ) -> Self {
-        let n = senders.len();
+    pub fn new(senders: Senders, live: bool, flow_key: FlowKeyMode, seed: u64) -> Self {
+        let n = senders.senders.len();
         Self {
-            senders,
+            senders: senders.senders,
+            inflight: senders.inflight,
             pending: (0..n).map(|_| Vec::with_capacity(BATCH)).collect(),
             live,
             by_vni: flow_key == FlowKeyMode::Vni,
@@ -100,13 +247,25 @@ impl Dispatcher {
     fn send(&mut self, w: usize) -> Result<(), WorkersGone> {
         let batch = std::mem::replace(&mut self.pending[w], Vec::with_capacity(BATCH));
         let n = batch.len() as u64;
+        let cost = batch_cost(&batch);
+        let account = &self.inflight[w];
         if self.live {
+            if !account.try_reserve(cost) {
+                self.dropped_queue_full += n;
+                return Ok(());
+            }
             match self.senders[w].try_send(WorkItem::Segments(batch)) {
                 Ok(()) => self.dispatched += n,
-                Err(TrySendError::Full(_)) => self.dropped_queue_full += n,
+                Err(TrySendError::Full(_)) => {
+                    account.release(cost);
+                    self.dropped_queue_full += n;
+                }
                 Err(TrySendError::Disconnected(_)) => return Err(WorkersGone),
             }
         } else {
+            if !account.reserve_blocking(cost) {
+                return Err(WorkersGone);
+            }
             self.senders[w]
                 .send(WorkItem::Segments(batch))
                 .map_err(|_| WorkersGone)?;
@@ -160,7 +319,7 @@ mod tests {
 
     #[test]
     fn both_directions_go_to_one_worker_and_flows_spread() {
-        let (tx, _rx) = queues(4);
+        let (tx, _rx) = queues(4, 1 << 20);
         let d = Dispatcher::new(tx, true, FlowKeyMode::Inner, 7);
         let mut used = [false; 4];
         for port in 1000..1200 {
@@ -176,7 +335,7 @@ mod tests {
 
     #[test]
     fn live_mode_drops_and_counts_when_a_worker_is_full() {
-        let (tx, rx) = queues(1);
+        let (tx, rx) = queues(1, usize::MAX);
         let mut d = Dispatcher::new(tx, true, FlowKeyMode::Inner, 7);
         for _ in 0..(QUEUE_BATCHES + 3) * BATCH {
             d.push(seg(1, false)).unwrap();
@@ -189,5 +348,77 @@ mod tests {
             d.flush().is_err(),
             "a dead worker is an error, not a silent drop"
         );
+    }
+
+    fn with_payload(len: usize) -> Segment {
+        let mut s = seg(1, false);
+        s.payload = Bytes::from(vec![b'x'; len]);
+        s.wire_len = len as u32;
+        s
+    }
+
+    #[test]
+    fn live_mode_drops_batches_over_the_byte_bound_and_counts_them() {
+        let cost = batch_cost(&vec![with_payload(9000); BATCH]);
+        let (tx, rx) = queues(1, 3 * cost);
+        let mut d = Dispatcher::new(tx, true, FlowKeyMode::Inner, 7);
+        for _ in 0..5 * BATCH {
+            d.push(with_payload(9000)).unwrap();
+        }
+        assert_eq!(d.dispatched, 3 * BATCH as u64, "three batches fit");
+        assert_eq!(d.dropped_queue_full, 2 * BATCH as u64);
+        assert_eq!(rx[0].inflight.bytes(), 3 * cost);
+        // The worker handles one: room for one more.
+        let Ok(WorkItem::Segments(b)) = rx[0].rx.try_recv() else {
+            panic!("a batch")
+        };
+        rx[0].inflight.release(batch_cost(&b));
+        for _ in 0..BATCH {
+            d.push(with_payload(9000)).unwrap();
+        }
+        assert_eq!(d.dispatched, 4 * BATCH as u64);
+    }
+
+    #[test]
+    fn offline_mode_waits_for_room_and_stops_waiting_when_the_worker_is_gone() {
+        let cost = batch_cost(&vec![with_payload(1000); BATCH]);
+        let (tx, mut rx) = queues(1, cost);
+        let mut d = Dispatcher::new(tx, false, FlowKeyMode::Inner, 7);
+        for _ in 0..BATCH {
+            d.push(with_payload(1000)).unwrap();
+        }
+        let producer = std::thread::spawn(move || {
+            for _ in 0..BATCH {
+                d.push(with_payload(1000))?;
+            }
+            Ok::<_, WorkersGone>(d.dispatched)
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            !producer.is_finished(),
+            "must wait while the bytes are taken"
+        );
+        let q = rx.remove(0);
+        let Ok(WorkItem::Segments(b)) = q.rx.try_recv() else {
+            panic!("a batch")
+        };
+        q.inflight.release(batch_cost(&b));
+        assert_eq!(producer.join().unwrap().unwrap(), 2 * BATCH as u64);
+
+        // A worker that stops releases nobody: its end closing ends the wait.
+        let (tx, mut rx) = queues(1, cost);
+        let mut d = Dispatcher::new(tx, false, FlowKeyMode::Inner, 7);
+        for _ in 0..BATCH {
+            d.push(with_payload(1000)).unwrap();
+        }
+        let producer = std::thread::spawn(move || {
+            for _ in 0..BATCH {
+                d.push(with_payload(1000))?;
+            }
+            Ok::<_, WorkersGone>(())
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        drop(rx.remove(0));
+        assert!(producer.join().unwrap().is_err());
     }
 }

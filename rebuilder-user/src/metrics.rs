@@ -323,5 +323,6 @@ impl PipelineMetrics {
         );
         lost("invalid", h.dropped_invalid, q.dropped_invalid);
         lost("incomplete", h.dropped_incomplete, q.dropped_incomplete);
+        lost("evicted", now.requests_evicted, before.requests_evicted);
     }
 }

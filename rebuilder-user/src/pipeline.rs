@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::RecvTimeoutError;
 use prometheus_client::registry::Registry;
 
 use crate::capture::decode::{DecodeConfig, DecodeStats, Decoder};
@@ -20,8 +20,8 @@ use crate::capture::pcap::{PcapSource, PcapStats};
 use crate::capture::udp::{self, UdpConfig};
 use crate::capture::xdp::{Attached, ReaderStats, XdpCapture, XdpConfig, XdpError, XdpMetrics};
 use crate::capture::CaptureError;
-use crate::config::{cores, Settings};
-use crate::dispatch::{self, Dispatcher, WorkItem};
+use crate::config::{cores, ConfigError, MemorySplit, Settings};
+use crate::dispatch::{self, Dispatcher, WorkItem, WorkerQueue};
 use crate::metrics::{OutcomeLabel, PipelineMetrics, ReasonLabel};
 use crate::output::jsonl::JsonlConfig;
 use crate::output::upstream::UpstreamConfig;
@@ -60,6 +60,8 @@ pub enum PipelineError {
         name: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error("a pipeline thread panicked: {0}")]
     Panicked(String),
     #[error("all reassembly workers stopped early")]
@@ -165,6 +167,10 @@ impl Summary {
         );
         let s = &self.workers.stream;
         push("segment:out_of_window".into(), s.out_of_window_segments);
+        // Bytes of later copies that differed from the first (first wins): not a loss of the
+        // client's bytes, but what an attacker tried to slip in.
+        push("bytes:conflict".into(), s.conflict_bytes);
+        push("flow:evicted".into(), self.workers.flows_evicted);
         let h = &self.workers.http;
         push("request:gap".into(), h.dropped_gap);
         push("request:head_too_large".into(), h.dropped_head_too_large);
@@ -174,6 +180,7 @@ impl Summary {
         );
         push("request:invalid".into(), h.dropped_invalid);
         push("request:incomplete".into(), h.dropped_incomplete);
+        push("request:evicted".into(), self.workers.requests_evicted);
         for o in &self.outputs {
             for (reason, n) in &o.dropped {
                 push(format!("{}:{reason}", o.output), *n);
@@ -270,21 +277,21 @@ fn spawn<T: Send + 'static>(
         .map_err(|source| PipelineError::Thread { name, source })
 }
 
-fn outputs_config(s: &Settings) -> OutputsConfig {
+fn outputs_config(s: &Settings, split: &MemorySplit) -> OutputsConfig {
     let upstream = s.upstream.url.as_ref().map(|url| UpstreamConfig {
         url: url.clone(),
         pool_size: s.upstream.pool_size,
         connect_timeout: s.upstream.connect_timeout.0,
         response_timeout: s.upstream.response_timeout.0,
         queue_requests: s.upstream.queue_requests,
-        queue_bytes: s.upstream.queue_bytes.as_usize(),
+        queue_bytes: usize::try_from(split.upstream_queue).unwrap_or(usize::MAX),
         client_ip_header: s.upstream.client_ip_header.clone(),
         vni_header: s.upstream.vni_header.clone(),
     });
     let jsonl = s.jsonl.path.as_ref().map(|p| JsonlConfig {
         path: p.clone(),
         queue_requests: s.jsonl.queue_requests,
-        queue_bytes: s.jsonl.queue_bytes.as_usize(),
+        queue_bytes: usize::try_from(split.jsonl_queue).unwrap_or(usize::MAX),
     });
     OutputsConfig { upstream, jsonl }
 }
@@ -367,8 +374,9 @@ pub fn run(
     let health =
         Health::with_max_idle(settings.status.max_idle.filter(|_| live).map(|span| span.0));
     let mode = if live { Mode::Live } else { Mode::Offline };
+    let split = settings.memory_split()?;
     let outputs = Outputs::start(
-        &outputs_config(settings),
+        &outputs_config(settings, &split),
         mode,
         &mut registry,
         Arc::clone(&health),
@@ -427,8 +435,17 @@ pub fn run(
     } else {
         settings.reassembly.workers
     };
-    let (senders, queues) = dispatch::queues(n_workers);
-    let budget = settings.reassembly.memory_budget.as_usize() / n_workers;
+    let per_worker = |bytes: u64| usize::try_from(bytes / n_workers as u64).unwrap_or(usize::MAX);
+    let budget = per_worker(split.flows);
+    let (senders, queues) = dispatch::queues(n_workers, per_worker(split.in_flight));
+    tracing::debug!(
+        budget = %settings.memory_budget,
+        upstream_queue = split.upstream_queue,
+        jsonl_queue = split.jsonl_queue,
+        in_flight_per_worker = per_worker(split.in_flight),
+        flows_per_worker = budget,
+        "memory budget split"
+    );
     let mut server_ports = settings.capture.server_ports.clone();
     server_ports.sort_unstable();
     let wcfg = WorkerConfig {
@@ -507,8 +524,9 @@ pub fn run(
             for (i, rx) in receivers.into_iter().enumerate() {
                 let disp = Dispatcher::new(senders.clone(), true, settings.capture.flow_key, seed);
                 let (dec, sh) = (Decoder::new(&decode_cfg), Arc::clone(&shared));
+                let buffer_bytes = settings.udp.batch * udp::SLOT_BYTES;
                 handles.push(spawn(format!("rebuilder-udp{i}"), move || {
-                    udp_loop(i, rx, dec, disp, sh)
+                    udp_loop(i, rx, dec, disp, sh, buffer_bytes)
                 })?);
             }
             tracing::info!(addr = %settings.udp.listen, sockets = handles.len(), workers = n_workers, "capturing VXLAN from UDP");
@@ -571,7 +589,7 @@ pub fn run(
 
 fn worker_loop(
     id: usize,
-    rx: Receiver<WorkItem>,
+    queue: WorkerQueue,
     cfg: WorkerConfig,
     outputs: Outputs,
     shared: Arc<Shared>,
@@ -582,11 +600,15 @@ fn worker_loop(
     let mut published = WorkerStats::default();
     let mut last_publish = Instant::now();
     loop {
-        match rx.recv_timeout(POLL) {
+        match queue.rx.recv_timeout(POLL) {
             Ok(WorkItem::Segments(batch)) => {
                 for seg in &batch {
                     table.push(seg, &mut emit);
                 }
+                // Reassembly and framing copied what they keep: the payloads' buffers may go.
+                let cost = dispatch::batch_cost(&batch);
+                drop(batch);
+                queue.inflight.release(cost);
             }
             Ok(WorkItem::Tick(now)) => table.tick(now, &mut emit),
             Err(RecvTimeoutError::Timeout) => {}
@@ -754,12 +776,32 @@ struct UdpResult {
     dropped: u64,
 }
 
+/// A receive batch whose segments' payloads fill less than half of its buffer is copied out:
+/// a queued segment then keeps only its own bytes alive, not a whole batch buffer (64 slots of
+/// 9 KiB) each, so what waits for the workers is what the in-flight budget charges; and the
+/// receiver reuses its buffer. Dense batches stay zero-copy (at most twice what is charged).
+fn compact_sparse(segments: &mut [crate::segment::Segment], buffer_bytes: usize) {
+    let total: usize = segments.iter().map(|s| s.payload.len()).sum();
+    if total == 0 || total.saturating_mul(2) >= buffer_bytes {
+        return;
+    }
+    let mut arena = bytes::BytesMut::with_capacity(total);
+    for s in segments.iter() {
+        arena.extend_from_slice(&s.payload);
+    }
+    let mut all = arena.freeze();
+    for s in segments.iter_mut() {
+        s.payload = all.split_to(s.payload.len());
+    }
+}
+
 fn udp_loop(
     id: usize,
     mut rx: udp::UdpReceiver,
     decoder: Decoder,
     mut disp: Dispatcher,
     shared: Arc<Shared>,
+    buffer_bytes: usize,
 ) -> UdpResult {
     let beat = shared.heartbeat(&format!("udp capture {id}"));
     let mut decode = DecodeStats::default();
@@ -768,15 +810,20 @@ fn udp_loop(
         (0u64, 0u64, 0u64, 0u64);
     let mut last_publish = Instant::now();
     let mut datagrams = 0u64;
+    let mut segments = Vec::new();
     while !shared.stop.load(Ordering::Relaxed) {
         let mut gone = false;
         let r = rx.recv_batch(POLL, |payload, ts| {
             let r = decoder.decode_vxlan(&payload, ts);
             decode.record(&r);
             if let Ok(seg) = r {
-                gone |= disp.push(seg).is_err();
+                segments.push(seg);
             }
         });
+        compact_sparse(&mut segments, buffer_bytes);
+        for seg in segments.drain(..) {
+            gone |= disp.push(seg).is_err();
+        }
         match r {
             Ok(n) => {
                 datagrams += n as u64;
@@ -1028,4 +1075,67 @@ fn progress_line(
         }
     });
     (done, h)
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::segment::{FlowKey, Segment, TcpFlags};
+
+    fn seg(payload: Bytes) -> Segment {
+        Segment {
+            ts: 0,
+            vni: 1,
+            flow: FlowKey {
+                src: "10.0.0.1".parse().unwrap(),
+                dst: "10.0.0.2".parse().unwrap(),
+                src_port: 1,
+                dst_port: 80,
+            },
+            seq: 0,
+            ack: 0,
+            flags: TcpFlags(0),
+            wire_len: payload.len() as u32,
+            payload,
+        }
+    }
+
+    #[test]
+    fn sparse_receive_batches_are_copied_out_and_dense_ones_are_not() {
+        // A 64-slot batch buffer holding three small datagrams.
+        let buffer = Bytes::from(vec![7u8; 64 * udp::SLOT_BYTES]);
+        let mut segs = vec![
+            seg(buffer.slice(100..150)),
+            seg(Bytes::new()),
+            seg(buffer.slice(udp::SLOT_BYTES..udp::SLOT_BYTES + 1400)),
+        ];
+        let before: Vec<Vec<u8>> = segs.iter().map(|s| s.payload.to_vec()).collect();
+        compact_sparse(&mut segs, buffer.len());
+        let after: Vec<Vec<u8>> = segs.iter().map(|s| s.payload.to_vec()).collect();
+        assert_eq!(before, after, "the same bytes");
+        assert!(
+            segs.iter().all(|s| {
+                let p = s.payload.as_ptr() as usize;
+                s.payload.is_empty()
+                    || !(buffer.as_ptr() as usize..buffer.as_ptr() as usize + buffer.len())
+                        .contains(&p)
+            }),
+            "no segment refers to the batch buffer any more"
+        );
+        assert!(
+            buffer.is_unique(),
+            "while the segments wait, the receiver may reuse its buffer"
+        );
+        drop(segs);
+
+        // More than half full: left as slices of the buffer.
+        let dense = Bytes::from(vec![1u8; 4 * 1000]);
+        let mut segs: Vec<Segment> = (0..4)
+            .map(|i| seg(dense.slice(i * 1000..i * 1000 + 900)))
+            .collect();
+        compact_sparse(&mut segs, dense.len());
+        assert_eq!(segs[1].payload.as_ptr(), dense.slice(1000..1001).as_ptr());
+    }
 }

@@ -50,6 +50,8 @@ pub struct WorkerStats {
     pub flows_closed: u64,
     pub flows_expired: u64,
     pub flows_evicted: u64,
+    /// Requests in progress (head or body partly received) in flows evicted for the budget.
+    pub requests_evicted: u64,
     /// Segments of directions that carry no requests (server side, not HTTP, upgraded).
     pub segments_ignored: u64,
     /// Segments that reached a closed flow (late duplicates, retransmitted FINs).
@@ -70,6 +72,7 @@ impl WorkerStats {
         self.flows_closed += o.flows_closed;
         self.flows_expired += o.flows_expired;
         self.flows_evicted += o.flows_evicted;
+        self.requests_evicted += o.requests_evicted;
         self.segments_ignored += o.segments_ignored;
         self.segments_after_close += o.segments_after_close;
         self.segments_without_flow += o.segments_without_flow;
@@ -117,17 +120,35 @@ struct Flow {
     last_seen: Timestamp,
     /// What this flow was last charged against the budget.
     cost: usize,
+    /// Order of creation: breaks ties in eviction so that a replay evicts the same flows every
+    /// time (the table's iteration order is random).
+    serial: u64,
 }
 
-/// Fixed memory of one flow (table entry, state, framer), charged on top of its buffers so
-/// that floods of empty flows are bounded by the budget too.
-const FLOW_OVERHEAD: usize = size_of::<(TableKey, Flow)>() + 64;
+/// Fixed memory of one flow (table entry with its share of the table's spare capacity), charged
+/// on top of its buffers so that floods of empty flows are bounded by the budget too.
+const FLOW_OVERHEAD: usize = 2 * size_of::<(TableKey, Flow)>();
+/// What a client stream adds: its boxed reassembly and framing state and the allocator's
+/// rounding of it.
+const ACTIVE_OVERHEAD: usize = size_of::<Active>() + 32;
+
+/// A flow holding at least this fraction of its worker's budget (an eighth) dominates: when the
+/// budget is exceeded such flows are evicted first, largest first, before the least recently
+/// active ones. One eviction then frees the most memory for the fewest requests lost, and one
+/// huge stream (an endless body, a window full of out-of-order data) cannot push out many small
+/// ones.
+const DOMINANT_SHARE_DIVISOR: usize = 8;
 
 impl Flow {
     fn current_cost(&self) -> usize {
         FLOW_OVERHEAD
             + match &self.state {
-                FlowState::Active(a) => a.stream.buffered() + a.framer.buffered_bytes(),
+                FlowState::Active(a) => {
+                    ACTIVE_OVERHEAD
+                        + a.stream.buffered()
+                        + a.framer.buffered_bytes()
+                        + a.framer.state_bytes()
+                }
                 _ => 0,
             }
     }
@@ -142,6 +163,7 @@ pub struct FlowTable {
     buffered: usize,
     events: Vec<StreamEvent>,
     stats: WorkerStats,
+    serial: u64,
 }
 
 impl FlowTable {
@@ -154,6 +176,7 @@ impl FlowTable {
             buffered: 0,
             events: Vec::new(),
             stats: WorkerStats::default(),
+            serial: 0,
         }
     }
 
@@ -207,12 +230,19 @@ impl FlowTable {
                     }
                 }
                 FlowState::Active(ref a) => {
-                    // Port reuse without a FIN or RST seen: end the old stream first.
-                    if seg.flags.syn()
-                        && !seg.flags.ack()
-                        && a.stream.started_with_syn()
-                        && a.stream.isn() != seg.seq
-                    {
+                    // Port reuse without a FIN or RST seen: end the old stream first. A stream
+                    // picked up without its SYN has no ISN to compare: a SYN whose data would
+                    // start outside its window is another connection (a late SYN of this one
+                    // lands just before the bytes seen), so that a spoofed or stale segment
+                    // seen before a connection's SYN cannot leave the whole connection out of
+                    // window.
+                    let new_isn = if a.stream.started_with_syn() {
+                        a.stream.isn() != seg.seq
+                    } else {
+                        !a.stream
+                            .in_window(seg.seq.wrapping_add(1), 0, &self.cfg.stream)
+                    };
+                    if seg.flags.syn() && !seg.flags.ack() && new_isn {
                         self.end_flow(&key, EndReason::NewConnection, emit);
                         true
                     } else {
@@ -285,7 +315,7 @@ impl FlowTable {
     /// Decides which side a new flow is: SYN first, then configured server ports, then what
     /// the reverse direction already is, then the content (the framer looks for request lines
     /// and gives up on response streams).
-    fn new_flow(&self, key: &TableKey, seg: &Segment) -> Flow {
+    fn new_flow(&mut self, key: &TableKey, seg: &Segment) -> Flow {
         let client = if seg.flags.syn() {
             Some(!seg.flags.ack())
         } else if !self.cfg.server_ports.is_empty()
@@ -327,10 +357,12 @@ impl FlowTable {
             let framer = RequestFramer::new(ctx, self.cfg.http.clone(), stream.started_with_syn());
             FlowState::Active(Box::new(Active { stream, framer }))
         };
+        self.serial += 1;
         let mut flow = Flow {
             state,
             last_seen: self.clock,
             cost: 0,
+            serial: self.serial,
         };
         flow.cost = flow.current_cost();
         flow
@@ -353,20 +385,38 @@ impl FlowTable {
         }
     }
 
-    /// Over budget: the least recently active flows go first, down to 90% of the budget so
-    /// eviction runs in batches rather than on every segment.
+    /// Over budget: flows are evicted down to 90% of the budget (so eviction runs in batches
+    /// rather than on every segment). Dominant flows go first, largest first; then the least
+    /// recently active (capture time), older first; ties go by creation order. Each evicted
+    /// flow is counted, and so is a request it was in the middle of.
     fn evict(&mut self, emit: &mut impl FnMut(RebuiltRequest)) {
         let target = self.cfg.budget / 10 * 9;
-        let mut by_age: Vec<(Timestamp, TableKey)> =
-            self.flows.iter().map(|(k, f)| (f.last_seen, *k)).collect();
-        by_age.sort_unstable_by_key(|(t, _)| *t);
-        for (_, key) in by_age {
+        let dominant = self.cfg.budget / DOMINANT_SHARE_DIVISOR;
+        let mut order: Vec<(bool, u64, u64, TableKey)> = self
+            .flows
+            .iter()
+            .map(|(k, f)| {
+                if f.cost >= dominant {
+                    (false, u64::MAX - f.cost as u64, f.serial, *k)
+                } else {
+                    (true, f.last_seen, f.serial, *k)
+                }
+            })
+            .collect();
+        order.sort_unstable_by_key(|(class, rank, serial, _)| (*class, *rank, *serial));
+        let incomplete = self.stats.http.dropped_incomplete;
+        for (_, _, _, key) in order {
             if self.buffered <= target {
                 break;
             }
             self.end_flow(&key, EndReason::Evicted, emit);
             self.stats.flows_evicted += 1;
         }
+        // The framer counts a request cut by the end of its stream as incomplete; here the
+        // budget cut it, which the operator must be able to tell apart.
+        let evicted = self.stats.http.dropped_incomplete - incomplete;
+        self.stats.http.dropped_incomplete = incomplete;
+        self.stats.requests_evicted += evicted;
     }
 
     /// Once a second of capture time: expires idle flows and holes that waited too long.

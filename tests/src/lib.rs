@@ -8,11 +8,15 @@
 //! - [`netns`]: network-namespace topologies where the kernel mirrors real traffic, and
 //!   [`http_client`], the keep-alive client that drives them;
 //! - [`lab`]: the mixed workload, its ledger and the report of `cargo xtask lab`;
-//! - [`readback`]: an independent decoder of generated captures, for checking the generator.
+//! - [`readback`]: an independent decoder of generated captures, for checking the generator;
+//! - [`hostile`]: replaying hostile captures under GNU time and judging what came out;
+//! - [`faults`]: upstream faults, SIGTERM under load and a full XDP ring against a live rebuilder.
 
 pub mod compare;
 pub mod error;
+pub mod faults;
 pub mod gen;
+pub mod hostile;
 pub mod http_client;
 pub mod lab;
 pub mod netns;

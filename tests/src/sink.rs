@@ -9,7 +9,7 @@ pub mod framer;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -22,6 +22,38 @@ pub const OK_RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
 pub const OK_CLOSE_RESPONSE: &[u8] =
     b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+/// What [`Answer::Garbage`] sends instead of a response: not HTTP at all.
+pub const GARBAGE_RESPONSE: &[u8] = b"\x00\x17 this is not HTTP \xff\xfe\r\n\r\n";
+
+/// How the sink answers each request it records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Answer {
+    /// `200 OK` (after `response_delay`).
+    #[default]
+    Ok,
+    /// Never: the request is recorded and the connection left hanging.
+    Hang,
+    /// Bytes that are not an HTTP response.
+    Garbage,
+}
+
+impl Answer {
+    fn code(self) -> u8 {
+        match self {
+            Answer::Ok => 0,
+            Answer::Hang => 1,
+            Answer::Garbage => 2,
+        }
+    }
+
+    fn from_code(c: u8) -> Self {
+        match c {
+            1 => Answer::Hang,
+            2 => Answer::Garbage,
+            _ => Answer::Ok,
+        }
+    }
+}
 /// How often blocked threads look at the stop flag.
 const POLL: Duration = Duration::from_millis(20);
 
@@ -39,6 +71,8 @@ pub struct SinkConfig {
     pub refuse: bool,
     /// Answer `100 Continue` when a head with `Expect: 100-continue` arrives without its body.
     pub send_continue: bool,
+    /// How requests are answered (changeable later with [`Sink::set_answer`]).
+    pub answer: Answer,
     pub max_head: usize,
     pub max_body: u64,
 }
@@ -52,6 +86,7 @@ impl Default for SinkConfig {
             announce_close: true,
             refuse: false,
             send_continue: false,
+            answer: Answer::Ok,
             max_head: 1 << 20,
             max_body: 256 << 20,
         }
@@ -113,6 +148,7 @@ struct Shared {
     arrived: Condvar,
     stop: AtomicBool,
     refuse: AtomicBool,
+    answer: AtomicU8,
     delay_us: AtomicU64,
     /// 0 means never.
     close_after: AtomicUsize,
@@ -171,6 +207,7 @@ impl Sink {
             arrived: Condvar::new(),
             stop: AtomicBool::new(false),
             refuse: AtomicBool::new(cfg.refuse),
+            answer: AtomicU8::new(cfg.answer.code()),
             delay_us: AtomicU64::new(
                 u64::try_from(cfg.response_delay.as_micros()).unwrap_or(u64::MAX),
             ),
@@ -290,6 +327,11 @@ impl Sink {
     /// was replaced; with [`set_refusing`](Self::set_refusing) the upstream is gone.
     pub fn reset_connections(&self) {
         self.shared.resets.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// From now on, requests are answered this way (on every connection).
+    pub fn set_answer(&self, answer: Answer) {
+        self.shared.answer.store(answer.code(), Ordering::SeqCst);
     }
 
     pub fn set_response_delay(&self, delay: Duration) {
@@ -438,6 +480,21 @@ fn serve(mut stream: TcpStream, id: usize, peer: SocketAddr, shared: &Shared) {
                     }
                     shared.arrived.notify_all();
                     served += 1;
+                    match Answer::from_code(shared.answer.load(Ordering::SeqCst)) {
+                        Answer::Ok => {}
+                        Answer::Hang => continue,
+                        Answer::Garbage => {
+                            if let Err(e) = stream.write_all(GARBAGE_RESPONSE) {
+                                shared.error(
+                                    id,
+                                    ConnectionErrorKind::Io(format!("write: {e}")),
+                                    &[],
+                                );
+                                return;
+                            }
+                            continue;
+                        }
+                    }
                     let delay = Duration::from_micros(shared.delay_us.load(Ordering::SeqCst));
                     if !delay.is_zero() {
                         sleep_unless_stopped(delay, shared);

@@ -24,6 +24,8 @@ tasks:
   demo             generate a small mirrored-traffic capture and replay it, printing the requests
   test [ARGS]      install what the tests need, then run every test of the workspace
   bench [ARGS]     whole-process benchmark: replay a generated capture of 1M packets, compare with tshark
+  hostile [ARGS]   replay hostile traffic (floods, endless bodies, broken VXLAN, ...) with legitimate
+                   requests interleaved; peak RSS, drops by reason, requests recovered
   dist [ARGS]      release tarball for the deployment: target/dist/rebuilder-VERSION-ARCH-linux.tar.gz
                    and its .sha256 (fails if the binary needs a glibc newer than 2.34)
 ";
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
         Some("demo") => demo(),
         Some("test") => test(&rest),
         Some("bench") => bench::bench(&rest),
+        Some("hostile") => hostile::hostile(&rest),
         Some("dist") => dist::dist(&rest),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
 
 mod bench;
 mod dist;
+mod hostile;
 
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

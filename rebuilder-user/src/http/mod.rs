@@ -250,6 +250,22 @@ impl RequestFramer {
         self.buf.capacity()
     }
 
+    /// What the framer's state holds besides [`buffered_bytes`](Self::buffered_bytes), also
+    /// counted against the memory budget: while a body is read, the parsed head (up to one
+    /// range per header, so a head of many `Content-Length` lines costs about as much again).
+    pub fn state_bytes(&self) -> usize {
+        match &self.phase {
+            Phase::Body(b) => {
+                let range = std::mem::size_of::<std::ops::Range<usize>>();
+                std::mem::size_of::<Body>()
+                    + range
+                        * (b.info.content_length_values.capacity()
+                            + b.info.transfer_encoding_lines.capacity())
+            }
+            _ => 0,
+        }
+    }
+
     /// True once the stream no longer carries HTTP/1.x requests to frame (upgrade, CONNECT,
     /// HTTP/2 preface, a response stream, another protocol, or the stream ended): the caller may
     /// stop buffering it.
@@ -810,6 +826,31 @@ mod tests {
         b"POST /form HTTP/1.1\r\nHost: example.com\r\nContent-Length: 11\r\n\r\nhello=world";
     const CHUNKED: &[u8] = b"POST /up HTTP/1.1\r\nHost: u\r\nTransfer-Encoding: chunked\r\n\r\n4;ext=1\r\nWiki\r\n0A\r\n0123456789\r\n0;last=yes\r\nTrailer-A: x\r\nTrailer-B: y\r\n\r\n";
     const GET10: &[u8] = b"GET /old HTTP/1.0\r\n\r\n";
+
+    #[test]
+    fn a_body_in_progress_is_charged_for_what_its_head_keeps() {
+        let mut head = b"POST /many HTTP/1.1\r\nHost: h\r\n".to_vec();
+        for _ in 0..200 {
+            head.extend_from_slice(b"Content-Length: 10\r\n");
+        }
+        head.extend_from_slice(b"\r\n");
+        let mut run = Run::start();
+        run.data(&head, 1).data(b"01234", 2);
+        let charged = run.framer.buffered_bytes() + run.framer.state_bytes();
+        // The head itself, plus 200 ranges of 16 bytes.
+        assert!(
+            charged >= head.len() + 200 * 16,
+            "{charged} for a head of {}",
+            head.len()
+        );
+        run.data(b"56789", 3);
+        assert_eq!(run.out.len(), 1);
+        assert_eq!(
+            run.framer.buffered_bytes() + run.framer.state_bytes(),
+            0,
+            "nothing held between requests"
+        );
+    }
 
     #[test]
     fn single_get_fields() {

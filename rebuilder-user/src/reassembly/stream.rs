@@ -6,7 +6,10 @@
 //!
 //! Policies, chosen on purpose:
 //! - Overlaps: first wins. Bytes already delivered or already buffered are kept; a later copy of
-//!   the same range is trimmed (its differing bytes are counted as conflicts). Retransmissions
+//!   the same range is trimmed and counted as duplicate bytes, and where the kept copy is still
+//!   buffered its differing bytes are counted as conflicts (delivered bytes are not kept, so a
+//!   forged copy of them is only a duplicate). Tested end to end by the hostile-traffic case
+//!   `conflicting-overlap` (`tests/tests/hostile.rs`). Retransmissions
 //!   and the second copy of a doubly mirrored connection are identical, so this only matters for
 //!   hostile traffic, and "first" is what an IDS that saw the first copy would report.
 //! - Holes: waited for until the reordering timeout (capture time) or until the out-of-order
@@ -162,9 +165,10 @@ impl Stream {
         self.ended
     }
 
-    /// Memory this stream holds, as charged against the caps.
+    /// Memory this stream holds, as charged against the memory budget: the out-of-order
+    /// buffer (the per-stream cap applies to that alone) and the holes known to be truncation.
     pub fn buffered(&self) -> usize {
-        self.ooo_cost
+        self.ooo_cost + self.known_lost.capacity() * std::mem::size_of::<(u64, u64)>()
     }
 
     /// Whether bytes are missing before buffered data or before the FIN.
@@ -180,6 +184,14 @@ impl Stream {
     fn offset_of(&self, seq: u32) -> i64 {
         let diff = seq.wrapping_sub(self.seq_of(self.next)) as i32;
         self.next as i64 + i64::from(diff)
+    }
+
+    /// Whether `wire` bytes starting at sequence number `seq` fall within `max_window` of the
+    /// next expected byte (ahead) or of the bytes already behind it.
+    pub fn in_window(&self, seq: u32, wire: u32, cfg: &StreamConfig) -> bool {
+        let start = self.offset_of(seq);
+        let window_end = self.next.saturating_add(cfg.max_window) as i64;
+        start < window_end && start + i64::from(wire) >= self.next as i64 - cfg.max_window as i64
     }
 
     /// Feeds one segment of this direction; the resulting events are appended to `events`.
@@ -198,8 +210,7 @@ impl Stream {
         let data_seq = seg.seq.wrapping_add(u32::from(seg.flags.syn()));
         let start = self.offset_of(data_seq);
         let wire = i64::from(seg.wire_len);
-        let window_end = self.next.saturating_add(cfg.max_window) as i64;
-        if start >= window_end || start + wire < self.next as i64 - cfg.max_window as i64 {
+        if !self.in_window(data_seq, seg.wire_len, cfg) {
             // Far outside any window the receiver could have offered: spoofed or stale.
             stats.out_of_window_segments += 1;
             return;

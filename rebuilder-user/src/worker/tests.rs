@@ -268,9 +268,10 @@ fn budget_evicts_least_recently_active_flows() {
     let st = t.stats().clone();
     assert!(st.flows_evicted > 100, "evicted {}", st.flows_evicted);
     assert_eq!(
-        st.http.dropped_incomplete, st.flows_evicted,
-        "each evicted partial request is counted"
+        st.requests_evicted, st.flows_evicted,
+        "each evicted partial request is counted, as evicted"
     );
+    assert_eq!(st.http.dropped_incomplete, 0);
     // The most recent flow survived.
     assert!(t.flows() > 0);
     assert_eq!(
@@ -335,4 +336,115 @@ fn a_sweep_that_fills_framers_stays_within_the_budget() {
         t.flows.values().map(|f| f.current_cost()).sum::<usize>()
     );
     assert!(t.stats().flows_evicted > 0);
+}
+
+/// A POST head announcing a large body, then `body` bytes of it, on a new connection.
+fn partial_post(t: &mut FlowTable, port: u16, body: usize, ts: u64) {
+    let c = client(port);
+    let head = b"POST /u HTTP/1.1\r\nContent-Length: 10000000\r\n\r\n";
+    t.push(&seg(c, 0, TcpFlags::SYN, b"", ts, 1), &mut |_| {});
+    t.push(&seg(c, 1, A, head, ts + 1, 1), &mut |_| {});
+    let chunk = vec![b'b'; 32 << 10];
+    let mut seq = 1 + head.len() as u32;
+    let mut left = body;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        t.push(&seg(c, seq, A, &chunk[..n], ts + 2, 1), &mut |_| {});
+        seq += n as u32;
+        left -= n;
+    }
+}
+
+#[test]
+fn a_dominant_flow_is_evicted_before_the_least_recently_active_ones() {
+    let mut conf = cfg();
+    conf.budget = 4 << 20;
+    let mut t = FlowTable::new(conf);
+    // Twenty small partial requests first (the least recently active), then one flow growing
+    // past an eighth of the budget, then more small ones until the budget is exceeded.
+    for i in 0..20u16 {
+        partial_post(&mut t, 42000 + i, 16 << 10, u64::from(i) * 1000);
+    }
+    partial_post(&mut t, 43000, 1 << 20, 50_000);
+    let mut i = 0u16;
+    while t.stats().flows_evicted == 0 {
+        partial_post(&mut t, 44000 + i, 16 << 10, 60_000 + u64::from(i) * 1000);
+        i += 1;
+        assert!(i < 1000, "the budget was never exceeded");
+    }
+    let st = t.stats().clone();
+    assert_eq!(st.flows_evicted, 1, "one big flow frees enough");
+    assert_eq!(st.requests_evicted, 1);
+    assert!(
+        t.flows.keys().all(|k| k.flow.src_port != 43000),
+        "the dominant flow went"
+    );
+    assert!(
+        t.flows.keys().any(|k| k.flow.src_port == 42000),
+        "the oldest small flow stayed"
+    );
+}
+
+#[test]
+fn eviction_picks_the_same_flows_on_every_run() {
+    let evicted_ports = || {
+        let mut conf = cfg();
+        conf.budget = 1 << 20;
+        let mut t = FlowTable::new(conf);
+        // Same timestamp for all: only creation order can break the tie.
+        for i in 0..100u16 {
+            partial_post(&mut t, 45000 + i, 16 << 10, 7);
+        }
+        let mut left: Vec<u16> = t.flows.keys().map(|k| k.flow.src_port).collect();
+        left.sort_unstable();
+        left
+    };
+    let first = evicted_ports();
+    assert!(first.len() < 100 && !first.is_empty());
+    assert_eq!(
+        first.first().copied(),
+        Some(45100 - first.len() as u16),
+        "the oldest created went first"
+    );
+    for _ in 0..3 {
+        assert_eq!(evicted_ports(), first);
+    }
+}
+
+#[test]
+fn a_spoofed_segment_before_the_syn_does_not_poison_the_connection() {
+    let mut t = FlowTable::new(cfg());
+    let c = client(40100);
+    let isn = 5000u32;
+    // Seen first for this 4-tuple: junk half the sequence space away.
+    let mut segs = vec![seg(
+        c,
+        isn.wrapping_add(0x8000_0000),
+        A,
+        b"\x00junk, not a request",
+        0,
+        1,
+    )];
+    segs.extend(connection(40100, isn, 1, 10));
+    let out = run(&mut t, &segs);
+    assert_eq!(out.len(), 1, "the real connection's request");
+    assert_eq!(&out[0].raw[..], REQ);
+    assert_eq!(t.stats().stream.out_of_window_segments, 0);
+}
+
+#[test]
+fn a_late_syn_of_a_connection_picked_up_first_is_the_same_connection() {
+    let mut t = FlowTable::new(cfg());
+    let mut segs = connection(40101, 7000, 1, 10);
+    // The request arrives before the handshake (reordering): picked up, then its own SYN.
+    let req = segs.remove(3);
+    segs.insert(0, req);
+    let out = run(&mut t, &segs);
+    assert_eq!(out.len(), 1);
+    assert_eq!(&out[0].raw[..], REQ);
+    assert_eq!(
+        t.stats().flows_created,
+        2,
+        "client and server side, no replacement"
+    );
 }

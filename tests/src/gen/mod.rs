@@ -4,11 +4,14 @@
 //! - [`Conversation`] plans one connection ([`ConversationPlan`]: packets + truth);
 //! - [`Traffic`] streams many interleaved conversations for captures and benchmarks;
 //! - [`CaptureWriter`] writes pcap/pcapng, [`VxlanSender`] sends VXLAN datagrams to loopback;
-//! - [`http`] builds the requests and responses.
+//! - [`http`] builds the requests and responses;
+//! - [`hostile_traffic`] builds attacks with legitimate traffic interleaved, and what must come
+//!   of them.
 
 pub mod capture;
 pub mod conversation;
 pub mod encode;
+pub mod hostile_traffic;
 pub mod http;
 pub mod traffic;
 pub mod udp;

@@ -225,6 +225,35 @@ fn slow_answers_wait_before_responding() {
 }
 
 #[test]
+fn hanging_and_garbage_answers_until_told_otherwise() {
+    let sink = Sink::start(SinkConfig {
+        answer: Answer::Hang,
+        ..SinkConfig::default()
+    })
+    .unwrap();
+    let mut s = connect(&sink);
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    s.write_all(&http::get("h", "/hang")).unwrap();
+    let mut b = [0u8; 1];
+    let e = s.read(&mut b).unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+        "{e}"
+    );
+    assert_eq!(sink.received(), 1, "recorded, not answered");
+    sink.set_answer(Answer::Garbage);
+    s.write_all(&http::get("h", "/garbage")).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    assert_eq!(read_n(&mut s, GARBAGE_RESPONSE.len()), GARBAGE_RESPONSE);
+    sink.set_answer(Answer::Ok);
+    s.write_all(&http::get("h", "/ok")).unwrap();
+    assert_eq!(read_n(&mut s, OK_RESPONSE.len()), OK_RESPONSE);
+    assert_eq!(sink.received(), 3);
+    assert!(sink.errors().is_empty(), "{:?}", sink.errors());
+}
+
+#[test]
 fn expect_continue_gets_an_interim_answer_when_enabled() {
     let sink = Sink::start(SinkConfig {
         send_continue: true,

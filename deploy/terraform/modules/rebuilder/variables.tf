@@ -285,7 +285,7 @@ variable "vni_header" {
 }
 
 variable "memory_budget" {
-  description = "Bytes all flows may buffer (reassembly.memory_budget), e.g. 1GiB; over it the least recently active flows are evicted and counted."
+  description = "Bytes the node may buffer, output queue and flows together (memory_budget), e.g. 1GiB; over it flows are evicted and counted. The process stays under twice this."
   type        = string
   default     = "1GiB"
 
