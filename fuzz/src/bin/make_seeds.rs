@@ -186,7 +186,7 @@ fn reassembly_seeds() {
 
     // Tiny limits, four connections interleaved (one hostile, one reversed), idle expiry.
     let k = Knobs {
-        budget: 40,
+        budget: 300,
         max_buffered: 400,
         max_window: 100,
         reorder_ms: 5,
