@@ -75,4 +75,6 @@ impl EndReason {
 
 mod stream;
 
-pub use stream::{Stream, StreamConfig, StreamStats, GAP_REASONS, OOO_ENTRY_OVERHEAD};
+pub use stream::{
+    Stream, StreamConfig, StreamStats, GAP_REASONS, MAX_METADATA_BYTES, OOO_ENTRY_OVERHEAD,
+};

@@ -35,6 +35,11 @@ pub const OOO_ENTRY_OVERHEAD: usize = 96;
 /// timeout skips them instead (slower, never wrong).
 const MAX_KNOWN_LOST: usize = 64;
 
+/// What a stream may hold beyond `max_buffered`: the ranges it remembers as truncated.
+/// `buffered()` stays within `max_buffered + MAX_METADATA_BYTES` (plus one segment that has
+/// not yet been checked against the cap).
+pub const MAX_METADATA_BYTES: usize = MAX_KNOWN_LOST * std::mem::size_of::<(u64, u64)>();
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamConfig {
     /// How long (capture time, ns) a hole may wait for the missing segment.

@@ -443,3 +443,26 @@ proptest! {
         prop_assert_eq!(h.stream.buffered(), 0);
     }
 }
+
+/// Found by the `reassembly` fuzz target once truncated ranges were charged: a stream whose
+/// out-of-order buffer sits at its cap also remembers truncated ranges, so what it holds is
+/// bounded by the cap plus that metadata, not by the cap alone.
+#[test]
+fn truncated_ranges_and_a_full_buffer_stay_within_the_documented_bound() {
+    let cfg = StreamConfig {
+        max_buffered: 400,
+        ..big_cfg()
+    };
+    let mut h = Harness::new(&syn(0), cfg.clone());
+    // Many truncated segments beyond a hole (each leaves a range to remember), then data.
+    for i in 0..100u32 {
+        let mut s = seg(1001 + i * 20, TcpFlags::ACK, b"xx", u64::from(i));
+        s.wire_len = 20;
+        h.push(&s);
+        assert!(
+            h.stream.buffered() <= cfg.max_buffered + MAX_METADATA_BYTES,
+            "holds {} after segment {i}",
+            h.stream.buffered()
+        );
+    }
+}
