@@ -686,7 +686,7 @@ fn pcap_loop(
                 }
             }
         }
-        let r = decoder.decode_frame(frame.link, &frame.data, frame.ts);
+        let r = decoder.decode_frame_owned(frame.link, frame.data, frame.ts);
         decode.record(&r);
         if let Ok(seg) = r {
             if disp.push(seg).is_err() {
@@ -814,7 +814,7 @@ fn udp_loop(
     while !shared.stop.load(Ordering::Relaxed) {
         let mut gone = false;
         let r = rx.recv_batch(POLL, |payload, ts| {
-            let r = decoder.decode_vxlan(&payload, ts);
+            let r = decoder.decode_vxlan_owned(payload, ts);
             decode.record(&r);
             if let Ok(seg) = r {
                 segments.push(seg);
