@@ -11,6 +11,11 @@ use rebuilder::cli::{Cli, Command};
 use rebuilder::config::{LogFormat, Settings};
 use rebuilder::pipeline::{self, Input};
 
+// mimalloc rather than glibc's malloc: every request is allocated by a worker thread and freed
+// by an output thread, and glibc's arenas serialise those cross-thread frees on a lock.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
