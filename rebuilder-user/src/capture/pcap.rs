@@ -27,6 +27,7 @@
 //!   as libpcap does, because some writers record a wrong snaplen.
 //! - A file that ends inside a record (a capture cut short) counts one `corrupt` record and ends.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -822,7 +823,16 @@ struct Chunked {
     eof: bool,
     chunk_bytes: usize,
     bytes_read: u64,
+    /// Earlier chunks that frames still referred to when they were replaced, oldest first:
+    /// once the workers drop those frames, a chunk is read into again. A fresh chunk costs the
+    /// kernel a zeroed page per 4 KiB, a seventh of an offline replay's CPU before this pool.
+    retired: VecDeque<Bytes>,
+    /// Chunks allocated rather than reused (the tests watch the pool work).
+    fresh_chunks: u64,
 }
+
+/// Retired chunks kept for reuse; older ones are let go (freed with their last frame).
+const RETIRED_CHUNKS: usize = 4;
 
 impl Chunked {
     fn new(src: Box<dyn Read + Send>, chunk_bytes: usize) -> Self {
@@ -833,6 +843,8 @@ impl Chunked {
             eof: false,
             chunk_bytes: chunk_bytes.max(1),
             bytes_read: 0,
+            retired: VecDeque::with_capacity(RETIRED_CHUNKS),
+            fresh_chunks: 0,
         }
     }
 
@@ -857,6 +869,20 @@ impl Chunked {
         self.buf.slice(start..end)
     }
 
+    /// A retired chunk of at least `cap` bytes that no frame refers to any more.
+    fn reusable(&mut self, cap: usize) -> Option<BytesMut> {
+        for _ in 0..self.retired.len() {
+            let chunk = self.retired.pop_front()?;
+            match chunk.try_into_mut() {
+                Ok(m) if m.capacity() >= cap => return Some(m),
+                // Too small (a record larger than a chunk passed): freed here.
+                Ok(_) => {}
+                Err(still_used) => self.retired.push_back(still_used),
+            }
+        }
+        None
+    }
+
     /// Makes at least `need` unread bytes available unless the stream ends first; returns whether
     /// they are.
     fn fill(&mut self, need: usize) -> io::Result<bool> {
@@ -879,8 +905,30 @@ impl Chunked {
                 m
             }
             Err(old) => {
-                let mut m = BytesMut::with_capacity(cap);
-                m.extend_from_slice(old.get(pos..).unwrap_or_default());
+                let tail = old.get(pos..).unwrap_or_default();
+                let m = match self.reusable(cap.max(tail.len())) {
+                    // Its bytes are initialised already: the tail is copied over the front and
+                    // the rest is read over, so nothing is zeroed.
+                    Some(mut m) => {
+                        if m.len() < tail.len() {
+                            m.resize(tail.len(), 0);
+                        }
+                        if let Some(front) = m.get_mut(..tail.len()) {
+                            front.copy_from_slice(tail);
+                        }
+                        m
+                    }
+                    None => {
+                        self.fresh_chunks += 1;
+                        let mut m = BytesMut::with_capacity(cap);
+                        m.extend_from_slice(tail);
+                        m
+                    }
+                };
+                if self.retired.len() == RETIRED_CHUNKS {
+                    self.retired.pop_front();
+                }
+                self.retired.push_back(old);
                 m
             }
         };
@@ -1076,6 +1124,40 @@ mod tests {
         }
         assert!(src.next_frame().is_none());
         assert!(bases.len() <= 3, "chunks reallocated {} times", bases.len());
+    }
+
+    #[test]
+    fn retired_chunks_are_reused_once_free_and_never_while_held() {
+        let want = frames(2000, 1500);
+        let bytes = pcap_bytes(
+            &want,
+            TsResolution::NanoSecond,
+            Endianness::Little,
+            DataLink::ETHERNET,
+        );
+        let mut src = PcapSource::from_reader(Cursor::new(bytes), "memory", 8000).unwrap();
+        // Like workers: the last 12 frames are in flight (so the chunk being replaced is always
+        // still referred to), and every 97th frame is kept to the end (pinning its chunk).
+        let mut in_flight = std::collections::VecDeque::new();
+        let mut kept = Vec::new();
+        for (i, (ts, data)) in want.iter().enumerate() {
+            let f = src.next_frame().unwrap();
+            assert_eq!((f.ts, &f.data[..]), (*ts, &data[..]));
+            if i % 97 == 0 {
+                kept.push((i, f.data.clone()));
+            }
+            in_flight.push_back(f);
+            if in_flight.len() > 12 {
+                in_flight.pop_front();
+            }
+        }
+        assert!(src.next_frame().is_none());
+        for (i, data) in kept {
+            assert_eq!(&data[..], &want[i].1[..], "frame {i} was overwritten");
+        }
+        // About 2000 * 780 / 8000 = 195 refills: most must have reused a retired chunk.
+        let fresh = src.input.fresh_chunks;
+        assert!(fresh < 60, "{fresh} chunks allocated");
     }
 
     #[test]
