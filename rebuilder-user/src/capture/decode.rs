@@ -325,13 +325,11 @@ impl Decoder {
     pub fn decode_frame_owned(
         &self,
         link: LinkType,
-        mut frame: Bytes,
+        frame: Bytes,
         ts: Timestamp,
     ) -> Result<Segment, Drop> {
         let (mut seg, payload) = self.frame_segment(link, &frame, ts)?;
-        frame.truncate(payload.end);
-        frame.advance(payload.start);
-        seg.payload = frame;
+        seg.payload = trim_into(frame, payload);
         Ok(seg)
     }
 
@@ -383,12 +381,12 @@ impl Decoder {
 
     /// As [`Decoder::decode_vxlan`], taking the datagram and trimming it in place into the
     /// payload (see [`Decoder::decode_frame_owned`] for why).
-    pub fn decode_vxlan_owned(&self, mut datagram: Bytes, ts: Timestamp) -> Result<Segment, Drop> {
-        let (mut seg, payload) = self.decode_vxlan_at(&datagram, 0, datagram.len(), ts)?;
-        datagram.truncate(payload.end);
-        datagram.advance(payload.start);
-        seg.payload = datagram;
-        Ok(seg)
+    pub fn decode_vxlan_owned(&self, datagram: Bytes, ts: Timestamp) -> Result<Segment, Drop> {
+        let (seg, payload) = self.decode_vxlan_at(&datagram, 0, datagram.len(), ts)?;
+        Ok(Segment {
+            payload: trim_into(datagram, payload),
+            ..seg
+        })
     }
 
     fn vni_allowed(&self, vni: u32) -> bool {
@@ -474,6 +472,18 @@ impl Decoder {
             payload_start..arrived_end,
         ))
     }
+}
+
+/// `buf[range]` without touching the reference count. An empty payload (SYNs, FINs, pure ACKs)
+/// lets go of the buffer instead: an empty slice still holding it would pin a whole receive
+/// batch or read chunk for as long as the segment waits in a queue.
+fn trim_into(mut buf: Bytes, range: Range<usize>) -> Bytes {
+    if range.is_empty() {
+        return Bytes::new();
+    }
+    buf.truncate(range.end);
+    buf.advance(range.start);
+    buf
 }
 
 fn be16(d: &[u8], off: usize) -> Option<u16> {
@@ -1296,6 +1306,26 @@ mod tests {
             .collect();
         assert_eq!(drops, vec![("not_vxlan_port", 2), ("malformed", 1)]);
         assert_eq!(a.drops().count(), Drop::COUNT);
+    }
+
+    #[test]
+    fn owned_decoding_lets_go_of_the_buffer_when_the_payload_is_empty() {
+        let d = decoder();
+        for (payload, pinned) in [(&b""[..], false), (&b"GET"[..], true)] {
+            let dgram = Bytes::from(vxlan(5, &inner_v4(payload)));
+            let frame = Bytes::from(outer_v4(VXLAN_PORT, &vxlan(5, &inner_v4(payload))));
+            for (buf, seg) in [
+                (dgram.clone(), d.decode_vxlan_owned(dgram, TS).unwrap()),
+                (
+                    frame.clone(),
+                    d.decode_frame_owned(LinkType::Ethernet, frame, TS).unwrap(),
+                ),
+            ] {
+                assert_eq!(&seg.payload[..], payload);
+                // Unique again only if the segment holds no reference to the buffer.
+                assert_eq!(buf.try_into_mut().is_err(), pinned, "payload {payload:?}");
+            }
+        }
     }
 
     proptest! {
