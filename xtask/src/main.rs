@@ -191,6 +191,29 @@ fn path_str(p: &Path) -> Result<&str> {
 fn test(args: &[String]) -> Result<()> {
     deps::ensure(deps::BUILD)?;
     deps::ensure(deps::TEST)?;
+    // The fuzz crate (outside the workspace, built --locked by fuzz/run-ci.sh) has its own lock
+    // file, which drifts whenever the library gains a dependency: say so here, in seconds,
+    // rather than after the whole suite.
+    let fuzz = root().join("fuzz").join("Cargo.toml");
+    let fuzz_lock = cargo()
+        .args([
+            "metadata",
+            "--locked",
+            "--format-version",
+            "1",
+            "--manifest-path",
+        ])
+        .arg(&fuzz)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("running cargo metadata on the fuzz crate")?;
+    if !fuzz_lock.success() {
+        bail!(
+            "fuzz/Cargo.lock is out of date with the library's dependencies: run \
+             `cargo metadata --offline --format-version 1 --manifest-path fuzz/Cargo.toml \
+             >/dev/null` and commit fuzz/Cargo.lock"
+        );
+    }
     run(cargo().args(["build", "--workspace", "--bins"]))?;
     run(cargo()
         .args(["test", "--workspace", "--all-targets"])
