@@ -5,20 +5,19 @@
 //! never waits for a worker: a full worker queue drops the batch and counts it. Offline the
 //! dispatcher waits instead, so a file is never lossy because the machine is slow.
 //!
-//! A worker's queue is bounded twice: in batches, and in bytes ([`InFlight`]), because a
+//! A worker's queue is bounded twice: in batches, and in bytes (a [`ByteRoom`]), because a
 //! segment keeps the buffer its payload is a slice of (a capture file chunk, a receive batch,
 //! an XDP batch) alive until the worker is done with it. The byte bound is the in-flight share
 //! of the memory budget (`Settings::memory_split`).
 
 use std::hash::BuildHasher;
 use std::mem::size_of;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::config::FlowKeyMode;
+use crate::room::ByteRoom;
 use crate::segment::{Segment, Timestamp};
 
 /// Segments per message to a worker: amortises the channel's synchronisation.
@@ -28,8 +27,6 @@ pub const QUEUE_BATCHES: usize = 256;
 /// What a queued segment costs beyond its payload: the segment itself and the headers of the
 /// frame its payload was cut from (which the payload's buffer holds too).
 pub const SEGMENT_OVERHEAD: usize = size_of::<Segment>() + 128;
-/// How often a waiting offline dispatcher looks again (a safety net: releases wake it).
-const ROOM_RECHECK: Duration = Duration::from_millis(50);
 
 pub enum WorkItem {
     Segments(Vec<Segment>),
@@ -49,108 +46,11 @@ pub fn batch_cost(batch: &[Segment]) -> usize {
         .sum()
 }
 
-/// Bytes queued for one worker, against a limit. The dispatcher reserves before sending, the
-/// worker releases once it has handled the batch.
-#[derive(Debug)]
-pub struct InFlight {
-    bytes: AtomicUsize,
-    limit: usize,
-    /// Dispatchers waiting for room: a release takes the lock to wake them only when there
-    /// are any, so the common path costs no lock.
-    waiting: AtomicUsize,
-    room: Mutex<()>,
-    room_cv: Condvar,
-    /// The worker is gone: nobody will release anything any more.
-    closed: AtomicBool,
-}
-
-impl InFlight {
-    pub fn new(limit: usize) -> Self {
-        Self {
-            bytes: AtomicUsize::new(0),
-            limit: limit.max(1),
-            waiting: AtomicUsize::new(0),
-            room: Mutex::new(()),
-            room_cv: Condvar::new(),
-            closed: AtomicBool::new(false),
-        }
-    }
-
-    pub fn bytes(&self) -> usize {
-        self.bytes.load(Ordering::Relaxed)
-    }
-
-    pub fn limit(&self) -> usize {
-        self.limit
-    }
-
-    /// Takes `n` bytes if they fit; a batch larger than the whole limit still passes an empty
-    /// queue, so that it can pass at all.
-    pub fn try_reserve(&self, n: usize) -> bool {
-        let mut cur = self.bytes.load(Ordering::Relaxed);
-        loop {
-            if cur != 0 && cur.saturating_add(n) > self.limit {
-                return false;
-            }
-            match self.bytes.compare_exchange_weak(
-                cur,
-                cur + n,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return true,
-                Err(actual) => cur = actual,
-            }
-        }
-    }
-
-    /// Waits until `n` bytes fit; false once the worker is gone.
-    pub fn reserve_blocking(&self, n: usize) -> bool {
-        if self.try_reserve(n) {
-            return true;
-        }
-        let mut guard = self.room.lock().unwrap_or_else(|e| e.into_inner());
-        // Registered under the lock and before the re-check, so a release after the check
-        // sees the waiter and takes the lock to notify: no wake-up is lost.
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        let reserved = loop {
-            if self.closed.load(Ordering::Acquire) {
-                break false;
-            }
-            if self.try_reserve(n) {
-                break true;
-            }
-            guard = match self.room_cv.wait_timeout(guard, ROOM_RECHECK) {
-                Ok((g, _)) => g,
-                Err(e) => e.into_inner().0,
-            };
-        };
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        reserved
-    }
-
-    /// The worker is done with `n` bytes.
-    pub fn release(&self, n: usize) {
-        self.bytes.fetch_sub(n.min(self.bytes()), Ordering::AcqRel);
-        if self.waiting.load(Ordering::SeqCst) > 0 {
-            let _g = self.room.lock().unwrap_or_else(|e| e.into_inner());
-            self.room_cv.notify_all();
-        }
-    }
-
-    /// The worker stopped: waiting dispatchers give up.
-    pub fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-        let _g = self.room.lock().unwrap_or_else(|e| e.into_inner());
-        self.room_cv.notify_all();
-    }
-}
-
 /// A worker's end of its queue. Dropping it (the worker ending, however it ends) closes the
 /// queue's byte account, so that a dispatcher waiting for room stops waiting.
 pub struct WorkerQueue {
     pub rx: Receiver<WorkItem>,
-    pub inflight: Arc<InFlight>,
+    pub inflight: Arc<ByteRoom>,
 }
 
 impl Drop for WorkerQueue {
@@ -163,7 +63,7 @@ impl Drop for WorkerQueue {
 #[derive(Clone)]
 pub struct Senders {
     senders: Vec<Sender<WorkItem>>,
-    inflight: Vec<Arc<InFlight>>,
+    inflight: Vec<Arc<ByteRoom>>,
 }
 
 /// Creates the queues of `n` workers, each holding at most `bytes_per_worker` of segments.
@@ -173,7 +73,7 @@ pub fn queues(n: usize, bytes_per_worker: usize) -> (Senders, Vec<WorkerQueue>) 
     let mut receivers = Vec::new();
     for _ in 0..n.max(1) {
         let (tx, rx) = crossbeam_channel::bounded(QUEUE_BATCHES);
-        let account = Arc::new(InFlight::new(bytes_per_worker));
+        let account = Arc::new(ByteRoom::new(bytes_per_worker));
         senders.push(tx);
         inflight.push(Arc::clone(&account));
         receivers.push(WorkerQueue {
@@ -187,7 +87,7 @@ pub fn queues(n: usize, bytes_per_worker: usize) -> (Senders, Vec<WorkerQueue>) 
 /// One per capture thread.
 pub struct Dispatcher {
     senders: Vec<Sender<WorkItem>>,
-    inflight: Vec<Arc<InFlight>>,
+    inflight: Vec<Arc<ByteRoom>>,
     pending: Vec<Vec<Segment>>,
     live: bool,
     by_vni: bool,
@@ -289,6 +189,7 @@ impl Dispatcher {
 #[cfg(test)]
 mod tests {
     use std::net::{IpAddr, Ipv4Addr};
+    use std::time::Duration;
 
     use bytes::Bytes;
 

@@ -14,6 +14,7 @@ pub mod output;
 pub mod pipeline;
 pub mod reassembly;
 pub mod request;
+pub mod room;
 pub mod segment;
 pub mod status;
 pub mod worker;

@@ -5,9 +5,7 @@
 //! waits (DESIGN §4: a blocked output must not back pressure into capture); in `Offline` mode
 //! the producer waits for room.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use async_channel::{Receiver, Sender, TrySendError};
 use prometheus_client::metrics::counter::Counter;
@@ -16,27 +14,18 @@ use prometheus_client::metrics::gauge::Gauge;
 use super::metrics::OutputMetrics;
 use super::{DropReason, Mode};
 use crate::request::RebuiltRequest;
+use crate::room::ByteRoom;
 
 pub(crate) type Item = Arc<RebuiltRequest>;
-
-/// Safety net for the Offline wait on the byte budget: the wake-up protocol is exact, this only
-/// bounds the cost of a mistake in it.
-const ROOM_RECHECK: Duration = Duration::from_millis(100);
 
 pub(crate) struct Queue {
     pub(crate) name: &'static str,
     mode: Mode,
     tx: Sender<Item>,
     rx: Receiver<Item>,
-    max_bytes: usize,
-    bytes: AtomicUsize,
-    /// Offline producers wait here for the byte budget to make room.
-    room: Mutex<()>,
-    room_cv: Condvar,
-    /// Producers inside `wait_for_room`: a release wakes them only when there are any, so the
-    /// common path (room available) costs no lock and no futex call per request.
-    waiting: AtomicUsize,
-    closed: AtomicBool,
+    /// The byte budget: Offline producers wait on it, Live ones only try. Closed with the
+    /// queue.
+    room: ByteRoom,
     depth_requests: Gauge,
     depth_bytes: Gauge,
     drops: [Counter; DropReason::ALL.len()],
@@ -65,12 +54,7 @@ impl Queue {
             mode,
             tx,
             rx,
-            max_bytes: max_bytes.max(1),
-            bytes: AtomicUsize::new(0),
-            room: Mutex::new(()),
-            room_cv: Condvar::new(),
-            waiting: AtomicUsize::new(0),
-            closed: AtomicBool::new(false),
+            room: ByteRoom::new(max_bytes),
             depth_requests: metrics.queue_requests(name),
             depth_bytes: metrics.queue_bytes(name),
             drops: DropReason::ALL.map(|r| metrics.dropped(name, r)),
@@ -98,78 +82,28 @@ impl Queue {
 
     /// Bytes held by the requests waiting in the queue.
     pub(crate) fn bytes(&self) -> usize {
-        self.bytes.load(Ordering::Relaxed)
-    }
-
-    /// Takes `n` bytes of budget if they fit. A request larger than the whole budget is still
-    /// admitted into an empty queue, so that it can pass at all (Offline would otherwise wait
-    /// forever); memory stays bounded by the budget plus one request.
-    fn try_reserve(&self, n: usize) -> bool {
-        let mut cur = self.bytes.load(Ordering::Relaxed);
-        loop {
-            if cur != 0 && cur.saturating_add(n) > self.max_bytes {
-                return false;
-            }
-            match self.bytes.compare_exchange_weak(
-                cur,
-                cur + n,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return true,
-                Err(actual) => cur = actual,
-            }
-        }
+        self.room.bytes()
     }
 
     fn release(&self, n: usize) {
-        self.bytes.fetch_sub(n, Ordering::AcqRel);
+        self.room.release(n);
         self.depth_bytes.dec_by(to_i64(n));
-        if self.mode == Mode::Offline && self.waiting.load(Ordering::SeqCst) > 0 {
-            // Taking the lock orders this wake-up after a waiter's check (see `wait_for_room`).
-            let _g = self.room.lock().unwrap_or_else(|e| e.into_inner());
-            self.room_cv.notify_all();
-        }
-    }
-
-    fn wait_for_room(&self, n: usize) -> bool {
-        if self.try_reserve(n) {
-            return true;
-        }
-        let mut guard = self.room.lock().unwrap_or_else(|e| e.into_inner());
-        // Registered under the lock and before the re-check: a release that frees room after
-        // the check sees the waiter and takes the lock to notify, so no wake-up is lost.
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        let reserved = loop {
-            if self.closed.load(Ordering::Acquire) {
-                break false;
-            }
-            if self.try_reserve(n) {
-                break true;
-            }
-            guard = match self.room_cv.wait_timeout(guard, ROOM_RECHECK) {
-                Ok((g, _)) => g,
-                Err(e) => e.into_inner().0,
-            };
-        };
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        reserved
     }
 
     /// Enqueues `item`, or counts why not. Never blocks in Live mode; waits for room in
     /// Offline mode (and gives up, counted as `shutdown`, when the queue is closed).
     pub(crate) fn push(&self, item: Item) -> bool {
-        if self.closed.load(Ordering::Acquire) {
+        if self.is_closed() {
             self.count_drop(DropReason::Shutdown);
             return false;
         }
         let n = cost(&item);
         let reserved = match self.mode {
-            Mode::Live => self.try_reserve(n),
-            Mode::Offline => self.wait_for_room(n),
+            Mode::Live => self.room.try_reserve(n),
+            Mode::Offline => self.room.reserve_blocking(n),
         };
         if !reserved {
-            let reason = if self.closed.load(Ordering::Acquire) {
+            let reason = if self.is_closed() {
                 DropReason::Shutdown
             } else {
                 DropReason::QueueFull
@@ -196,7 +130,7 @@ impl Queue {
             }
             Err(reason) => {
                 // Undo the reservation without touching the gauge, which never saw it.
-                self.bytes.fetch_sub(n, Ordering::AcqRel);
+                self.room.release(n);
                 self.count_drop(reason);
                 false
             }
@@ -227,15 +161,13 @@ impl Queue {
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        self.room.is_closed()
     }
 
     /// Stops accepting; what is queued can still be taken.
     pub(crate) fn close(&self) {
-        self.closed.store(true, Ordering::Release);
+        self.room.close();
         self.tx.close();
-        let _g = self.room.lock().unwrap_or_else(|e| e.into_inner());
-        self.room_cv.notify_all();
     }
 }
 
@@ -274,6 +206,8 @@ impl Drop for Taken {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::output::tests::request;
     use prometheus_client::registry::Registry;
