@@ -14,24 +14,9 @@ use rebuilder_ebpf::{
 
 use crate::Take;
 
-/// `struct rb_record`, field by field, host byte order.
+/// `struct rb_record` as the XDP program writes it ([`RecordHeader::to_bytes`]).
 pub fn encode_header(h: &RecordHeader) -> Vec<u8> {
-    let mut v = Vec::with_capacity(RECORD_HEADER_LEN);
-    v.extend_from_slice(&h.ts_ns.to_ne_bytes());
-    v.extend_from_slice(&h.vni.to_ne_bytes());
-    v.extend_from_slice(&h.seq.to_ne_bytes());
-    v.extend_from_slice(&h.ack.to_ne_bytes());
-    v.extend_from_slice(&h.captured_len.to_ne_bytes());
-    v.extend_from_slice(&h.wire_len.to_ne_bytes());
-    v.extend_from_slice(&h.src_port.to_ne_bytes());
-    v.extend_from_slice(&h.dst_port.to_ne_bytes());
-    v.push(h.family);
-    v.push(h.tcp_flags);
-    v.extend_from_slice(&h.reserved0.to_ne_bytes());
-    v.extend_from_slice(&h.src_addr);
-    v.extend_from_slice(&h.dst_addr);
-    v.extend_from_slice(&h.reserved1.to_ne_bytes());
-    v
+    h.to_bytes().to_vec()
 }
 
 /// Offsets into `struct rb_record` the error checks read.

@@ -72,6 +72,55 @@ fn read_header(mut b: &[u8]) -> Option<RecordHeader> {
     })
 }
 
+impl RecordHeader {
+    /// The header's bytes as the XDP program writes them (`struct rb_record`, integers in host
+    /// byte order): what tests and fuzz seeds build ring records from. Each field is written at
+    /// its offset in the layout the C side asserts, independently of the sequential reader
+    /// above, so a round trip checks the one against the other.
+    pub fn to_bytes(&self) -> [u8; RECORD_HEADER_LEN] {
+        use std::mem::offset_of;
+        let mut b = [0u8; RECORD_HEADER_LEN];
+        let mut put = |at: usize, v: &[u8]| {
+            if let Some(dst) = b.get_mut(at..at + v.len()) {
+                dst.copy_from_slice(v);
+            }
+        };
+        put(offset_of!(RecordHeader, ts_ns), &self.ts_ns.to_ne_bytes());
+        put(offset_of!(RecordHeader, vni), &self.vni.to_ne_bytes());
+        put(offset_of!(RecordHeader, seq), &self.seq.to_ne_bytes());
+        put(offset_of!(RecordHeader, ack), &self.ack.to_ne_bytes());
+        put(
+            offset_of!(RecordHeader, captured_len),
+            &self.captured_len.to_ne_bytes(),
+        );
+        put(
+            offset_of!(RecordHeader, wire_len),
+            &self.wire_len.to_ne_bytes(),
+        );
+        put(
+            offset_of!(RecordHeader, src_port),
+            &self.src_port.to_ne_bytes(),
+        );
+        put(
+            offset_of!(RecordHeader, dst_port),
+            &self.dst_port.to_ne_bytes(),
+        );
+        put(offset_of!(RecordHeader, family), &[self.family]);
+        put(offset_of!(RecordHeader, tcp_flags), &[self.tcp_flags]);
+        put(
+            offset_of!(RecordHeader, reserved0),
+            &self.reserved0.to_ne_bytes(),
+        );
+        put(offset_of!(RecordHeader, src_addr), &self.src_addr);
+        put(offset_of!(RecordHeader, dst_addr), &self.dst_addr);
+        put(
+            offset_of!(RecordHeader, reserved1),
+            &self.reserved1.to_ne_bytes(),
+        );
+        b
+    }
+}
+
 /// Reads one ring-buffer record: its header and the captured payload.
 ///
 /// `buf` is a whole ring-buffer sample, which is as long as the reservation (header plus size
@@ -381,22 +430,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn header_bytes(h: &RecordHeader) -> Vec<u8> {
-        let mut v = Vec::with_capacity(RECORD_HEADER_LEN);
-        v.extend_from_slice(&h.ts_ns.to_ne_bytes());
-        v.extend_from_slice(&h.vni.to_ne_bytes());
-        v.extend_from_slice(&h.seq.to_ne_bytes());
-        v.extend_from_slice(&h.ack.to_ne_bytes());
-        v.extend_from_slice(&h.captured_len.to_ne_bytes());
-        v.extend_from_slice(&h.wire_len.to_ne_bytes());
-        v.extend_from_slice(&h.src_port.to_ne_bytes());
-        v.extend_from_slice(&h.dst_port.to_ne_bytes());
-        v.push(h.family);
-        v.push(h.tcp_flags);
-        v.extend_from_slice(&h.reserved0.to_ne_bytes());
-        v.extend_from_slice(&h.src_addr);
-        v.extend_from_slice(&h.dst_addr);
-        v.extend_from_slice(&h.reserved1.to_ne_bytes());
-        v
+        h.to_bytes().to_vec()
     }
 
     fn sample() -> RecordHeader {

@@ -9,21 +9,7 @@ use crate::capture::iface::NativeBlocker;
 /// size class.
 fn record(h: &RecordHeader, payload: &[u8], slack: usize) -> Vec<u8> {
     let mut v = Vec::with_capacity(RECORD_HEADER_LEN + payload.len() + slack);
-    v.extend_from_slice(&h.ts_ns.to_ne_bytes());
-    v.extend_from_slice(&h.vni.to_ne_bytes());
-    v.extend_from_slice(&h.seq.to_ne_bytes());
-    v.extend_from_slice(&h.ack.to_ne_bytes());
-    v.extend_from_slice(&h.captured_len.to_ne_bytes());
-    v.extend_from_slice(&h.wire_len.to_ne_bytes());
-    v.extend_from_slice(&h.src_port.to_ne_bytes());
-    v.extend_from_slice(&h.dst_port.to_ne_bytes());
-    v.push(h.family);
-    v.push(h.tcp_flags);
-    v.extend_from_slice(&h.reserved0.to_ne_bytes());
-    v.extend_from_slice(&h.src_addr);
-    v.extend_from_slice(&h.dst_addr);
-    v.extend_from_slice(&h.reserved1.to_ne_bytes());
-    assert_eq!(v.len(), RECORD_HEADER_LEN);
+    v.extend_from_slice(&h.to_bytes());
     v.extend_from_slice(payload);
     v.resize(v.len() + slack, 0xAA);
     v
