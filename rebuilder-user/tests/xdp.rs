@@ -11,10 +11,7 @@
 //! Namespaces, the veth pair and status requests come from the shared topology library
 //! (`rebuilder_tests::netns`), processes from `rebuilder_tests::process`.
 
-use std::ffi::CString;
-use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -78,49 +75,9 @@ impl Bench {
 
     /// Writes whole Ethernet frames to the sender end of the veth pair.
     fn send_frames(&self, frames: Vec<Vec<u8>>) {
-        let tx = self.tx.clone();
         self.ns
-            .run(move || {
-                // SAFETY: plain socket(2); the descriptor is owned right away.
-                let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
-                assert!(raw >= 0, "AF_PACKET socket: {}", io::Error::last_os_error());
-                // SAFETY: `raw` is a fresh descriptor nothing else owns.
-                let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-                let name = CString::new(tx.as_str()).expect("interface name");
-                // SAFETY: a NUL-terminated name that outlives the call.
-                let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-                assert_ne!(index, 0, "no interface {tx}");
-                for frame in frames {
-                    let mut addr = libc::sockaddr_ll {
-                        sll_family: libc::AF_PACKET as u16,
-                        sll_protocol: 0,
-                        sll_ifindex: index as i32,
-                        sll_hatype: 0,
-                        sll_pkttype: 0,
-                        sll_halen: 6,
-                        sll_addr: [0; 8],
-                    };
-                    addr.sll_addr[..6].copy_from_slice(&frame[..6]);
-                    // SAFETY: the buffer and the address are valid for the lengths given.
-                    let sent = unsafe {
-                        libc::sendto(
-                            fd.as_raw_fd(),
-                            frame.as_ptr().cast(),
-                            frame.len(),
-                            0,
-                            (&addr as *const libc::sockaddr_ll).cast(),
-                            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                        )
-                    };
-                    assert_eq!(
-                        sent,
-                        frame.len() as isize,
-                        "sendto: {}",
-                        io::Error::last_os_error()
-                    );
-                }
-            })
-            .unwrap_or_else(|e| panic!("{e}"));
+            .send_frames(&self.tx, frames)
+            .unwrap_or_else(|e| panic!("sending frames on {}: {e}", self.tx));
     }
 
     /// The body of `GET path` from the namespace's loopback status server; None while it does

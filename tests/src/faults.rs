@@ -11,10 +11,8 @@
 //!   ring is counted, and requests sent afterwards are still rebuilt.
 
 use std::collections::{BTreeMap, HashMap};
-use std::ffi::CString;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -811,58 +809,6 @@ pub fn run_sigterm_under_load(bin: &Path) -> Result<SigtermReport, FaultError> {
     })
 }
 
-/// Writes whole Ethernet frames to `iface` inside `ns` through an AF_PACKET socket, as fast as
-/// the kernel takes them.
-pub fn send_frames_on(ns: &Netns, iface: &str, frames: Vec<Vec<u8>>) -> Result<(), FaultError> {
-    let iface = iface.to_string();
-    ns.run(move || -> std::io::Result<()> {
-        // SAFETY: plain socket(2); the descriptor is owned right away.
-        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
-        if raw < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a fresh descriptor nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let name = CString::new(iface.as_str())
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        // SAFETY: a NUL-terminated name that outlives the call.
-        let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        if index == 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        for frame in frames {
-            let mut addr = libc::sockaddr_ll {
-                sll_family: libc::AF_PACKET as u16,
-                sll_protocol: 0,
-                sll_ifindex: index as i32,
-                sll_hatype: 0,
-                sll_pkttype: 0,
-                sll_halen: 6,
-                sll_addr: [0; 8],
-            };
-            if let Some(mac) = frame.get(..6) {
-                addr.sll_addr[..6].copy_from_slice(mac);
-            }
-            // SAFETY: the buffer and the address are valid for the lengths given.
-            let sent = unsafe {
-                libc::sendto(
-                    fd.as_raw_fd(),
-                    frame.as_ptr().cast(),
-                    frame.len(),
-                    0,
-                    (&addr as *const libc::sockaddr_ll).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                )
-            };
-            if sent < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
-        Ok(())
-    })??;
-    Ok(())
-}
-
 #[derive(Clone, Debug)]
 pub struct RingFullReport {
     pub burst: usize,
@@ -934,7 +880,7 @@ pub fn run_xdp_ring_full(bin: &Path, burst: usize) -> Result<RingFullReport, Fau
     // Stopped, rebuilder cannot read the ring, so the burst overflows it whatever the
     // scheduling: left running, a reader on the other core could keep pace with one sender.
     rb.signal(libc::SIGSTOP);
-    let sent = send_frames_on(&ns, tx, frames);
+    let sent = ns.send_frames(tx, frames);
     rb.signal(libc::SIGCONT);
     sent?;
     let mut ring_full = 0;
@@ -953,7 +899,7 @@ pub fn run_xdp_ring_full(bin: &Path, burst: usize) -> Result<RingFullReport, Fau
     let after_sent = 20;
     for n in 0..after_sent {
         for f in connection_frames(200_000 + n)? {
-            send_frames_on(&ns, tx, vec![f.data])?;
+            ns.send_frames(tx, vec![f.data])?;
             std::thread::sleep(Duration::from_millis(1));
         }
     }

@@ -1,34 +1,17 @@
 //! End to end through `rebuilder run --udp`: VXLAN datagrams sent over loopback, requests
 //! replayed to a recording sink, status server answering, SIGTERM draining and exiting 0.
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use rebuilder_tests::compare::compare;
+use rebuilder_tests::faults::status_get as get;
 use rebuilder_tests::gen::http;
 use rebuilder_tests::gen::{
     interleave, send_vxlan, Conversation, ConversationPlan, UdpSendOptions,
 };
 use rebuilder_tests::process::Running;
 use rebuilder_tests::sink::{unused_local_addr, Sink};
-
-/// `GET path` on the status server: (status code, body).
-fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: status\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp)?;
-    let code = resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map_or(String::new(), |(_, b)| b.to_string());
-    Ok((code, body))
-}
 
 fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")

@@ -124,6 +124,66 @@ impl Netns {
         })
     }
 
+    /// Writes whole Ethernet frames to `iface` in this namespace through an AF_PACKET socket,
+    /// as fast as the kernel takes them (the frames' own MACs address them). A failed or short
+    /// send is an error.
+    pub fn send_frames(&self, iface: &str, frames: Vec<Vec<u8>>) -> Result<()> {
+        let iface = iface.to_string();
+        self.run(move || -> io::Result<()> {
+            use std::os::fd::{FromRawFd, OwnedFd};
+            // SAFETY: plain socket(2); the descriptor is owned right away.
+            let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+            if raw < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: `raw` is a fresh descriptor nothing else owns.
+            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            let name = std::ffi::CString::new(iface.as_str())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            // SAFETY: a NUL-terminated name that outlives the call.
+            let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+            if index == 0 {
+                return Err(io::Error::other(format!("no interface {iface}")));
+            }
+            for frame in frames {
+                let mut addr = libc::sockaddr_ll {
+                    sll_family: libc::AF_PACKET as u16,
+                    sll_protocol: 0,
+                    sll_ifindex: index as i32,
+                    sll_hatype: 0,
+                    sll_pkttype: 0,
+                    sll_halen: 6,
+                    sll_addr: [0; 8],
+                };
+                if let Some(mac) = frame.get(..6) {
+                    addr.sll_addr[..6].copy_from_slice(mac);
+                }
+                // SAFETY: the buffer and the address are valid for the lengths given.
+                let sent = unsafe {
+                    libc::sendto(
+                        fd.as_raw_fd(),
+                        frame.as_ptr().cast(),
+                        frame.len(),
+                        0,
+                        (&addr as *const libc::sockaddr_ll).cast(),
+                        std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                    )
+                };
+                if sent < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                if sent as usize != frame.len() {
+                    return Err(io::Error::other(format!(
+                        "sendto on {iface}: {sent} of {} bytes",
+                        frame.len()
+                    )));
+                }
+            }
+            Ok(())
+        })??;
+        Ok(())
+    }
+
     /// Starts `f` on a named thread inside the namespace. The handle yields `Err` if the
     /// thread could not enter it.
     pub fn spawn<T, F>(&self, thread_name: &str, f: F) -> Result<JoinHandle<Result<T>>>
