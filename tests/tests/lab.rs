@@ -24,6 +24,7 @@ fn options(nodes: usize, connections: usize, duration: Duration) -> LabOptions {
             rate: 60.0,
             max_body: 1 << 20,
             seed: 7,
+            ..MixConfig::default()
         },
         rebuilder_args: vec!["--workers".into(), "1".into()],
         ..LabOptions::default()
