@@ -155,6 +155,8 @@ impl ProxyStats {
 
 pub const V1_SIGNATURE: &[u8] = b"PROXY ";
 pub const V2_SIGNATURE: &[u8] = b"\r\n\r\n\x00\r\nQUIT\n";
+/// The longest v1 header, CRLF included (the specification's 107 bytes).
+const V1_MAX: usize = 107;
 /// The fixed part of a v2 header: signature, version and command, family, length.
 const V2_FIXED: usize = 16;
 /// PP2_TYPE_AWS and its VPC endpoint id subtype.
@@ -205,6 +207,12 @@ fn parse(b: &[u8]) -> Parsed {
     match ProxyHeader::parse(b, cfg) {
         Ok((h, len)) => {
             let version = if b.starts_with(V2_SIGNATURE) { 2 } else { 1 };
+            // The crate bounds a v1 line only while it has no CR yet: `PROXY UNKNOWN` followed
+            // by any length up to a CR passes (found by the `proxy` fuzz target). A v1 header
+            // is at most 107 bytes; a longer line would strip the client's own bytes.
+            if version == 1 && len > V1_MAX {
+                return Parsed::Malformed;
+            }
             // The crate reports LOCAL as "no address"; v1 UNKNOWN and v2 AF_UNSPEC say the same
             // with the PROXY command, which only the command byte tells apart.
             let local = version == 2 && b.get(12).is_some_and(|c| c & 0x0F == 0);
@@ -628,6 +636,15 @@ mod tests {
             assert_eq!(marks[0], "gap0", "{:?}", String::from_utf8_lossy(bad));
             assert_eq!((info, stats.malformed), (None, 1));
         }
+        // A v1 line longer than 107 bytes is no header, even with its CRLF in the same segment.
+        let long = [&b"PROXY UNKNOWN "[..], &[b'x'; 120], b"\r\n"].concat();
+        let all = [&long[..], GET].concat();
+        let (data, _, info, stats) = run(ProxyMode::Auto, &[&all]);
+        assert_eq!((data, info, stats.malformed), (all.clone(), None, 1));
+        let ok = [&b"PROXY UNKNOWN "[..], &[b'x'; 107 - 16], b"\r\n"].concat();
+        assert_eq!(ok.len(), 107);
+        let (data, _, info, _) = run(ProxyMode::Auto, &[&[&ok[..], GET].concat()]);
+        assert_eq!((data.as_slice(), info.map(|i| i.header_len)), (GET, Some(107)));
         // A v1 line that never ends: given up at 107 bytes, not held forever.
         let long = [&b"PROXY TCP4 "[..], &[b'1'; 200]].concat();
         let (_, _, _, stats) = run(ProxyMode::Auto, &[&long]);
