@@ -644,7 +644,10 @@ mod tests {
         let ok = [&b"PROXY UNKNOWN "[..], &[b'x'; 107 - 16], b"\r\n"].concat();
         assert_eq!(ok.len(), 107);
         let (data, _, info, _) = run(ProxyMode::Auto, &[&[&ok[..], GET].concat()]);
-        assert_eq!((data.as_slice(), info.map(|i| i.header_len)), (GET, Some(107)));
+        assert_eq!(
+            (data.as_slice(), info.map(|i| i.header_len)),
+            (GET, Some(107))
+        );
         // A v1 line that never ends: given up at 107 bytes, not held forever.
         let long = [&b"PROXY TCP4 "[..], &[b'1'; 200]].concat();
         let (_, _, _, stats) = run(ProxyMode::Auto, &[&long]);

@@ -235,19 +235,33 @@ fn proxy_clients_and_health_checks_arrive_stripped_or_filtered() {
     assert!(report.ok(), "{report}");
     assert!(v.sent > 50 && v.filtered >= 12, "{report}");
     assert_eq!(v.exact + v.filtered, v.sent, "{report}");
-    assert_eq!((v.missing, v.filtered_arrived, v.mismatched), (0, 0, 0), "{report}");
+    assert_eq!(
+        (v.missing, v.filtered_arrived, v.mismatched),
+        (0, 0, 0),
+        "{report}"
+    );
     let f = report.rows[0].figures.as_ref().expect("figures");
-    assert_eq!(f.filtered.get("health_check"), Some(&v.filtered), "{report}");
+    assert_eq!(
+        f.filtered.get("health_check"),
+        Some(&v.filtered),
+        "{report}"
+    );
     // Connections 0 and 3 v1, 1 and 4 v2, 2 and 5 v2 over IPv6; every third check is LOCAL.
     assert_eq!(f.proxy_headers.get("v1"), Some(&2), "{report}");
     assert_eq!(f.proxy_headers.get("v2"), Some(&4), "{report}");
-    assert!(f.proxy_headers.get("v2_local").is_some_and(|n| *n >= 4), "{report}");
+    assert!(
+        f.proxy_headers.get("v2_local").is_some_and(|n| *n >= 4),
+        "{report}"
+    );
     assert_eq!(f.rebuilt, v.exact + v.filtered, "{report}");
     assert_eq!(f.replayed, v.exact, "{report}");
     assert!(f.dropped.is_empty(), "{:?}\n{report}", f.dropped);
     let table = report.to_string();
     assert!(table.contains("health checks "), "{table}");
-    assert!(table.contains("PROXY protocol mix: headers stripped by the nodes"), "{table}");
+    assert!(
+        table.contains("PROXY protocol mix: headers stripped by the nodes"),
+        "{table}"
+    );
     assert!(
         table.contains("result    OK: every request arrived once, byte for byte\n"),
         "{table}"

@@ -55,7 +55,11 @@ fn mirror(capture: Capture, plans: &[ConnectionPlan], extra: &[&str], expect: us
         .unwrap_or_else(|e| panic!("client: {e}"));
     let sent: usize = outcomes.iter().map(|o| o.sent.len()).sum();
     assert_eq!(lab.origin().served(), sent, "{:?}", lab.origin().errors());
-    assert!(lab.origin().errors().is_empty(), "{:?}", lab.origin().errors());
+    assert!(
+        lab.origin().errors().is_empty(),
+        "{:?}",
+        lab.origin().errors()
+    );
     let waited = lab.sink().wait_for(expect, REPLAY);
     lab.sink()
         .wait_quiet(Duration::from_millis(500), Duration::from_secs(3));
@@ -95,7 +99,11 @@ fn health_check(ua: &str) -> Vec<u8> {
 }
 
 fn filtered(m: &[Sample], reason: &str) -> f64 {
-    sum(m, "rebuilder_requests_filtered_total", &[("reason", reason)])
+    sum(
+        m,
+        "rebuilder_requests_filtered_total",
+        &[("reason", reason)],
+    )
 }
 
 fn proxy_headers(m: &[Sample], outcome: &str) -> f64 {
@@ -116,7 +124,9 @@ fn proxy_headers_are_stripped_health_checks_and_rules_filtered_through_udp() {
     let bad: Vec<Vec<u8>> = (0..2).map(|i| get(&format!("/bad/{i}"))).collect();
     let rules = vec![
         get("/static/logo.png"),
-        RequestBuilder::new("OPTIONS", "/api").header("Host", HOST).build(),
+        RequestBuilder::new("OPTIONS", "/api")
+            .header("Host", HOST)
+            .build(),
         http::get("ads.example.test", "/banner"),
         get("/kept"),
     ];
@@ -142,7 +152,10 @@ fn proxy_headers_are_stripped_health_checks_and_rules_filtered_through_udp() {
     want.extend(v2six.iter().map(|r| xff(r, src6.ip())));
     want.extend(bad.iter().map(|r| xff(r, client)));
     want.push(xff(&rules[3], client));
-    let jsonl = std::env::temp_dir().join(format!("rebuilder-mirror-proxy-{}.jsonl", std::process::id()));
+    let jsonl = std::env::temp_dir().join(format!(
+        "rebuilder-mirror-proxy-{}.jsonl",
+        std::process::id()
+    ));
     let _ = std::fs::remove_file(&jsonl);
     let jsonl_arg = jsonl.display().to_string();
     let cidr = format!("{HEALTH_CHECKER}/32");
@@ -166,7 +179,10 @@ fn proxy_headers_are_stripped_health_checks_and_rules_filtered_through_udp() {
     );
     let cmp = compare(&want, out.received.iter().map(|r| &r.raw));
     assert!(cmp.is_match(), "{cmp}\n{}", show(&out.finished));
-    assert_eq!(out.origin_proxy_headers, 5, "the origin saw every header the client sent");
+    assert_eq!(
+        out.origin_proxy_headers, 5,
+        "the origin saw every header the client sent"
+    );
     let m = &out.metrics;
     assert_eq!(
         (
@@ -198,7 +214,12 @@ fn proxy_headers_are_stripped_health_checks_and_rules_filtered_through_udp() {
     let mut by_ip: BTreeMap<String, usize> = BTreeMap::new();
     for line in text.lines() {
         let v: serde_json::Value = serde_json::from_str(line).expect("JSON");
-        assert!(v["client"].as_str().is_some_and(|c| c.starts_with("10.77.1.1:")), "{v}");
+        assert!(
+            v["client"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("10.77.1.1:")),
+            "{v}"
+        );
         let ip = v["client_ip"].as_str().expect("client_ip").to_owned();
         if ip.starts_with("198.51.100.") || ip.starts_with("2001:") {
             let p = &v["proxy"];
@@ -246,11 +267,18 @@ fn sampling_keeps_or_drops_whole_connections_through_xdp() {
         let conn = t.split('/').nth(1).unwrap_or("?").to_owned();
         *per_conn.entry(conn).or_default() += 1;
     }
-    assert!(per_conn.values().all(|n| *n == 4), "whole connections: {per_conn:?}");
+    assert!(
+        per_conn.values().all(|n| *n == 4),
+        "whole connections: {per_conn:?}"
+    );
     // All 16 kept or none: a probability of 2^-15.
     assert!(per_conn.len() < 16, "{per_conn:?}");
     let missing = 64 - out.received.len();
-    assert_eq!(filtered(&out.metrics, "sample"), missing as f64, "{per_conn:?}");
+    assert_eq!(
+        filtered(&out.metrics, "sample"),
+        missing as f64,
+        "{per_conn:?}"
+    );
 }
 
 /// `--rate-limit` through UDP: a burst of pipelined requests is cut to the bucket's size (and
