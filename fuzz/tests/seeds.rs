@@ -88,6 +88,10 @@ fn proxy_seeds_strip_what_they_carry() {
     assert_eq!((o.stats.forbidden, o.header_len), (1, None));
     let o = run("require-missing");
     assert_eq!((o.stats.missing, o.requests), (1, 1));
+    let o = run("v1-unknown-over-107");
+    assert_eq!((o.stats.malformed, o.header_len, o.requests), (1, None, 1));
+    let o = run("v2-bad-tlv");
+    assert_eq!((o.stats.v2, o.stats.bad_tlv, o.requests), (1, 1, 1));
 }
 
 #[test]

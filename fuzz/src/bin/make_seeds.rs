@@ -382,6 +382,22 @@ fn proxy_seeds() {
         ("v2-cut-by-gap", 0, vec![Event::Data(nlb[..20].to_vec()), Event::Gap(40), Event::Data(GET.to_vec()), Event::End]),
         ("forbid", 2, [data(&[&[&v1[..], GET].concat()]), vec![Event::End]].concat()),
         ("require-missing", 1, [data(&[b"G", &GET[1..]]), vec![Event::End]].concat()),
+        // What the fuzzer found: `PROXY UNKNOWN` and a line past 107 bytes is no header.
+        (
+            "v1-unknown-over-107",
+            0,
+            [
+                data(&[&[&b"PROXY UNKNOWN "[..], &[b'x'; 120], b"\r\n", GET].concat()]),
+                vec![Event::End],
+            ]
+            .concat(),
+        ),
+        // A TLV whose length runs past the header: the addresses hold, the TLVs are counted bad.
+        (
+            "v2-bad-tlv",
+            0,
+            [data(&[&v2(1, true, &[0x02, 0, 50, b'a', b'b']), GET]), vec![Event::End]].concat(),
+        ),
     ];
     for (name, mode, events) in seeds {
         write("proxy", name, &proxy::Input { mode, events }.encode());
