@@ -15,7 +15,7 @@ toolchain="${FUZZ_TOOLCHAIN:-nightly}"
 if [ "$#" -gt 0 ]; then
     targets=("$@")
 else
-    targets=(decode reassembly http record)
+    targets=(decode reassembly http record proxy)
 fi
 
 if ! cargo +"$toolchain" --version >/dev/null 2>&1; then

@@ -9,6 +9,7 @@
 pub mod decode;
 pub mod http;
 pub mod known;
+pub mod proxy;
 pub mod reassembly;
 pub mod record;
 

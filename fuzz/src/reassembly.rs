@@ -218,6 +218,7 @@ impl Knobs {
             idle_timeout_ns: u64::from(self.idle_s) * SEC,
             linger_ns: u64::from(self.linger_s) * SEC,
             budget: usize::from(self.budget) * 8,
+            proxy: rebuilder::proxy::ProxyPolicy::default(),
         }
     }
 

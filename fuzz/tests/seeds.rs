@@ -5,7 +5,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use arbitrary::{Arbitrary, Unstructured};
-use rebuilder_fuzz::{decode, http, known, reassembly, record};
+use rebuilder_fuzz::{decode, http, known, proxy, reassembly, record};
 
 fn seed(target: &str, name: &str) -> Vec<u8> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -58,6 +58,40 @@ fn every_seed_passes_its_checks() {
     for (_, s) in all("http") {
         http::check(&http_input(&s));
     }
+    for (_, s) in all("proxy") {
+        proxy::check(&proxy_input(&s));
+    }
+}
+
+fn proxy_input(bytes: &[u8]) -> proxy::Input {
+    let input = proxy::Input::arbitrary_take_rest(Unstructured::new(bytes)).expect("input");
+    assert_eq!(input.encode(), bytes, "encode must be what arbitrary reads");
+    input
+}
+
+#[test]
+fn proxy_seeds_strip_what_they_carry() {
+    let run = |name: &str| proxy::check(&proxy_input(&seed("proxy", name)));
+    let o = run("v1-whole");
+    assert_eq!((o.stats.v1, o.header_len, o.requests), (1, Some(42), 1));
+    assert_eq!(o.source, Some("203.0.113.7:51000".parse().unwrap()));
+    let o = run("v2-nlb-split");
+    assert_eq!((o.stats.v2, o.requests), (1, 1));
+    assert_eq!(o.source, Some("[2001:db8::7]:51000".parse().unwrap()));
+    let o = run("v2-local");
+    assert_eq!((o.stats.v2_local, o.source, o.requests), (1, None, 1));
+    let o = run("v1-malformed");
+    assert_eq!((o.stats.malformed, o.requests), (1, 1));
+    let o = run("v2-cut-by-gap");
+    assert_eq!((o.stats.truncated, o.requests), (1, 1));
+    let o = run("forbid");
+    assert_eq!((o.stats.forbidden, o.header_len), (1, None));
+    let o = run("require-missing");
+    assert_eq!((o.stats.missing, o.requests), (1, 1));
+    let o = run("v1-unknown-over-107");
+    assert_eq!((o.stats.malformed, o.header_len, o.requests), (1, None, 1));
+    let o = run("v2-bad-tlv");
+    assert_eq!((o.stats.v2, o.stats.bad_tlv, o.requests), (1, 1, 1));
 }
 
 #[test]

@@ -118,6 +118,7 @@ fn table_bench(c: &mut Criterion) {
         idle_timeout_ns: 60_000_000_000,
         linger_ns: 30_000_000_000,
         budget: 256 << 20,
+        proxy: rebuilder::proxy::ProxyPolicy::default(),
     };
     let mut g = c.benchmark_group("flow_table");
     g.throughput(Throughput::Elements(segs.len() as u64));

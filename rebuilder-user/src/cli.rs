@@ -257,6 +257,94 @@ pub struct CommonArgs {
     /// How long outputs may take to drain at shutdown (e.g. 10s).
     #[arg(long, value_name = "DURATION")]
     pub drain_timeout: Option<Span>,
+
+    /// PROXY protocol at the start of connections to server ports not listed with the two
+    /// flags below: `auto` strips a v1/v2 header when one leads the stream, `require` also
+    /// counts streams without one, `forbid` never strips (a header is then the client's bytes).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub proxy_protocol: Option<crate::proxy::ProxyMode>,
+
+    /// Server ports whose load balancer always sends a PROXY header (repeatable or
+    /// comma-separated).
+    #[arg(
+        long = "proxy-protocol-require-port",
+        value_name = "PORT",
+        value_delimiter = ','
+    )]
+    pub proxy_protocol_require_ports: Vec<u16>,
+
+    /// Server ports without PROXY protocol (repeatable or comma-separated).
+    #[arg(
+        long = "proxy-protocol-forbid-port",
+        value_name = "PORT",
+        value_delimiter = ','
+    )]
+    pub proxy_protocol_forbid_ports: Vec<u16>,
+
+    /// Replay load balancer health checks too (by default they are counted and not replayed).
+    #[arg(long)]
+    pub keep_health_checks: bool,
+
+    /// Client networks whose requests are health checks, e.g. the load balancer's subnets
+    /// (repeatable or comma-separated: 10.0.0.0/24, 2001:db8::/64, 10.0.0.7).
+    #[arg(long = "health-check-cidr", value_name = "CIDR", value_delimiter = ',')]
+    pub health_check_cidrs: Vec<crate::filter::Cidr>,
+
+    /// User-Agent prefixes of health checkers (repeatable); replaces the default
+    /// `ELB-HealthChecker/`.
+    #[arg(long = "health-check-user-agent", value_name = "PREFIX")]
+    pub health_check_user_agents: Vec<String>,
+
+    /// Replay only requests for these hosts (repeatable or comma-separated; `*.example.com`
+    /// matches subdomains).
+    #[arg(long = "allow-host", value_name = "HOST", value_delimiter = ',')]
+    pub allow_hosts: Vec<String>,
+
+    /// Never replay requests for these hosts (repeatable or comma-separated).
+    #[arg(long = "deny-host", value_name = "HOST", value_delimiter = ',')]
+    pub deny_hosts: Vec<String>,
+
+    /// Replay only these methods (repeatable or comma-separated).
+    #[arg(long = "allow-method", value_name = "METHOD", value_delimiter = ',')]
+    pub allow_methods: Vec<String>,
+
+    /// Never replay these methods (repeatable or comma-separated).
+    #[arg(long = "deny-method", value_name = "METHOD", value_delimiter = ',')]
+    pub deny_methods: Vec<String>,
+
+    /// Replay only paths starting with this (repeatable).
+    #[arg(long = "allow-path", value_name = "PREFIX")]
+    pub allow_paths: Vec<String>,
+
+    /// Never replay paths starting with this (repeatable).
+    #[arg(long = "deny-path", value_name = "PREFIX")]
+    pub deny_paths: Vec<String>,
+
+    /// Replay only paths matching this regex (repeatable).
+    #[arg(long = "allow-path-regex", value_name = "REGEX")]
+    pub allow_path_regex: Vec<String>,
+
+    /// Never replay paths matching this regex (repeatable).
+    #[arg(long = "deny-path-regex", value_name = "REGEX")]
+    pub deny_path_regex: Vec<String>,
+
+    /// Keep this fraction of connections, each whole (e.g. 0.1), chosen by a fixed hash of
+    /// the connection.
+    #[arg(long, value_name = "FRACTION")]
+    pub sample: Option<f64>,
+
+    /// Another subset of connections at the same --sample rate.
+    #[arg(long, value_name = "N")]
+    pub sample_seed: Option<u64>,
+
+    /// Replay at most this many requests per second (capture time, all workers together);
+    /// the rest is counted.
+    #[arg(long, value_name = "REQUESTS")]
+    pub rate_limit: Option<f64>,
+
+    /// Requests --rate-limit lets through at once (default: one second's worth).
+    #[arg(long, value_name = "N")]
+    pub rate_limit_burst: Option<u64>,
 }
 
 impl Cli {
@@ -371,6 +459,57 @@ impl CommonArgs {
         set(&mut s.http.max_headers, self.max_headers);
         set(&mut s.http.max_body_bytes, self.max_body_bytes);
         set(&mut s.drain_timeout, self.drain_timeout);
+        set(&mut s.proxy_protocol.mode, self.proxy_protocol);
+        let lists = [
+            (
+                &mut s.proxy_protocol.require_ports,
+                &self.proxy_protocol_require_ports,
+            ),
+            (
+                &mut s.proxy_protocol.forbid_ports,
+                &self.proxy_protocol_forbid_ports,
+            ),
+        ];
+        for (slot, flag) in lists {
+            if !flag.is_empty() {
+                slot.clone_from(flag);
+            }
+        }
+        if self.keep_health_checks {
+            s.health_checks.keep = true;
+        }
+        if !self.health_check_cidrs.is_empty() {
+            s.health_checks
+                .source_cidrs
+                .clone_from(&self.health_check_cidrs);
+        }
+        let f = &mut s.filter;
+        for (slot, flag) in [
+            (
+                &mut s.health_checks.user_agents,
+                &self.health_check_user_agents,
+            ),
+            (&mut f.allow_hosts, &self.allow_hosts),
+            (&mut f.deny_hosts, &self.deny_hosts),
+            (&mut f.allow_methods, &self.allow_methods),
+            (&mut f.deny_methods, &self.deny_methods),
+            (&mut f.allow_paths, &self.allow_paths),
+            (&mut f.deny_paths, &self.deny_paths),
+            (&mut f.allow_path_regex, &self.allow_path_regex),
+            (&mut f.deny_path_regex, &self.deny_path_regex),
+        ] {
+            if !flag.is_empty() {
+                slot.clone_from(flag);
+            }
+        }
+        set(&mut f.sample, self.sample);
+        set(&mut f.sample_seed, self.sample_seed);
+        if self.rate_limit.is_some() {
+            f.rate_limit = self.rate_limit;
+        }
+        if self.rate_limit_burst.is_some() {
+            f.rate_limit_burst = self.rate_limit_burst;
+        }
     }
 }
 
@@ -586,6 +725,68 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("upstream.queue_bytes"), "{e}");
+    }
+
+    #[test]
+    fn proxy_health_check_and_filter_flags_fill_their_keys() {
+        let s = Cli::try_parse_from([
+            "rebuilder",
+            "run",
+            "--proxy-protocol",
+            "forbid",
+            "--proxy-protocol-require-port",
+            "80,8080",
+            "--keep-health-checks",
+            "--health-check-cidr",
+            "10.0.0.0/24,10.1.0.7",
+            "--allow-host",
+            "a.test,*.b.test",
+            "--deny-method",
+            "OPTIONS",
+            "--deny-path",
+            "/static/",
+            "--allow-path-regex",
+            "^/(a|b),c",
+            "--sample",
+            "0.5",
+            "--sample-seed",
+            "9",
+            "--rate-limit",
+            "100",
+            "--rate-limit-burst",
+            "20",
+        ])
+        .unwrap()
+        .settings()
+        .unwrap();
+        assert_eq!(s.proxy_protocol.mode, crate::proxy::ProxyMode::Forbid);
+        assert_eq!(s.proxy_protocol.require_ports, vec![80, 8080]);
+        assert!(s.health_checks.keep);
+        assert_eq!(s.health_checks.source_cidrs.len(), 2);
+        assert_eq!(s.filter.allow_hosts, vec!["a.test", "*.b.test"]);
+        assert_eq!(
+            s.filter.allow_path_regex,
+            vec!["^/(a|b),c"],
+            "regexes are not split"
+        );
+        assert_eq!((s.filter.sample, s.filter.sample_seed), (0.5, 9));
+        assert_eq!(
+            (s.filter.rate_limit, s.filter.rate_limit_burst),
+            (Some(100.0), Some(20))
+        );
+        for (flag, value, key) in [
+            ("--sample", "2", "filter.sample"),
+            ("--rate-limit", "0", "filter.rate_limit"),
+            ("--deny-path-regex", "[", "filter.deny_path_regex[0]"),
+        ] {
+            let e = Cli::try_parse_from(["rebuilder", "run", flag, value])
+                .unwrap()
+                .settings()
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{flag} {value}: {e}");
+        }
+        assert!(Cli::try_parse_from(["rebuilder", "run", "--health-check-cidr", "x/9"]).is_err());
     }
 
     #[test]

@@ -222,6 +222,9 @@ pub struct Settings {
     pub xdp: XdpSettings,
     /// How long outputs may take to drain at shutdown.
     pub drain_timeout: Span,
+    pub proxy_protocol: ProxyProtocolSettings,
+    pub health_checks: HealthCheckSettings,
+    pub filter: FilterSettings,
 }
 
 impl Default for Settings {
@@ -238,6 +241,9 @@ impl Default for Settings {
             status: StatusSettings::default(),
             xdp: XdpSettings::default(),
             drain_timeout: Span(Duration::from_secs(10)),
+            proxy_protocol: ProxyProtocolSettings::default(),
+            health_checks: HealthCheckSettings::default(),
+            filter: FilterSettings::default(),
         }
     }
 }
@@ -467,6 +473,83 @@ impl Default for XdpSettings {
     }
 }
 
+/// PROXY protocol at the start of client streams (see `proxy`).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyProtocolSettings {
+    /// For server ports in neither list: `auto` detects and strips a header.
+    pub mode: crate::proxy::ProxyMode,
+    /// Server ports whose load balancer always sends a header.
+    pub require_ports: Vec<u16>,
+    /// Server ports without proxy protocol: a header there is the client's own bytes.
+    pub forbid_ports: Vec<u16>,
+}
+
+/// Load balancer health checks (see `filter`).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheckSettings {
+    /// Replay health checks like any request instead of filtering them.
+    pub keep: bool,
+    /// User-Agent prefixes of health checkers.
+    pub user_agents: Vec<String>,
+    /// Client networks whose requests are health checks (e.g. the load balancer's subnets).
+    pub source_cidrs: Vec<crate::filter::Cidr>,
+}
+
+impl Default for HealthCheckSettings {
+    fn default() -> Self {
+        Self {
+            keep: false,
+            user_agents: vec![crate::filter::ELB_HEALTH_CHECKER.into()],
+            source_cidrs: Vec::new(),
+        }
+    }
+}
+
+/// Which requests reach the outputs (see `filter`).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterSettings {
+    pub allow_hosts: Vec<String>,
+    pub deny_hosts: Vec<String>,
+    pub allow_methods: Vec<String>,
+    pub deny_methods: Vec<String>,
+    /// Path prefixes.
+    pub allow_paths: Vec<String>,
+    pub deny_paths: Vec<String>,
+    /// Regexes on the path.
+    pub allow_path_regex: Vec<String>,
+    pub deny_path_regex: Vec<String>,
+    /// Fraction of connections kept, whole (0 to 1).
+    pub sample: f64,
+    /// Picks another subset of connections at the same rate.
+    pub sample_seed: u64,
+    /// Requests per second (capture time) let through, all workers together; absent: no limit.
+    pub rate_limit: Option<f64>,
+    /// Requests let through at once; absent: one second's worth.
+    pub rate_limit_burst: Option<u64>,
+}
+
+impl Default for FilterSettings {
+    fn default() -> Self {
+        Self {
+            allow_hosts: Vec::new(),
+            deny_hosts: Vec::new(),
+            allow_methods: Vec::new(),
+            deny_methods: Vec::new(),
+            allow_paths: Vec::new(),
+            deny_paths: Vec::new(),
+            allow_path_regex: Vec::new(),
+            deny_path_regex: Vec::new(),
+            sample: 1.0,
+            sample_seed: 0,
+            rate_limit: None,
+            rate_limit_burst: None,
+        }
+    }
+}
+
 /// Default status address for `run` when none is configured.
 pub const DEFAULT_STATUS_ADDR: &str = "0.0.0.0:9479";
 
@@ -619,6 +702,47 @@ impl Settings {
                 "must be above 0 (leave it out for none)",
             ));
         }
+        if let Some(p) = self
+            .proxy_protocol
+            .require_ports
+            .iter()
+            .find(|p| self.proxy_protocol.forbid_ports.contains(p))
+        {
+            return Err(bad(
+                "proxy_protocol.require_ports/forbid_ports",
+                format!("port {p} is in both lists"),
+            ));
+        }
+        for (key, list) in [
+            ("health_checks.user_agents", &self.health_checks.user_agents),
+            ("filter.allow_hosts", &self.filter.allow_hosts),
+            ("filter.deny_hosts", &self.filter.deny_hosts),
+            ("filter.allow_paths", &self.filter.allow_paths),
+            ("filter.deny_paths", &self.filter.deny_paths),
+        ] {
+            if list.iter().any(|v| v.trim().is_empty()) {
+                return Err(bad(key, "entries must not be empty"));
+            }
+        }
+        for (key, list) in [
+            ("filter.allow_methods", &self.filter.allow_methods),
+            ("filter.deny_methods", &self.filter.deny_methods),
+        ] {
+            if let Some(m) = list.iter().find(|m| {
+                m.is_empty()
+                    || !m
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+            }) {
+                return Err(bad(key, format!("{m:?} is not a method")));
+            }
+        }
+        // The filter's own checks (fractions, rates, regexes) name their keys.
+        crate::filter::RequestFilter::new(
+            &self.filter_config(),
+            &prometheus_client::metrics::family::Family::default(),
+        )
+        .map_err(|e| bad(&e.key, e.message))?;
         let ring = self.xdp.ring_size.bytes();
         if !ring.is_power_of_two() || !(XDP_RING_MIN..=XDP_RING_MAX).contains(&ring) {
             return Err(bad(
@@ -673,6 +797,41 @@ impl Settings {
             in_flight,
             flows: budget - queues - in_flight,
         })
+    }
+
+    pub fn proxy_policy(&self) -> crate::proxy::ProxyPolicy {
+        let sorted = |v: &[u16]| {
+            let mut v = v.to_vec();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        crate::proxy::ProxyPolicy {
+            default: self.proxy_protocol.mode,
+            require: sorted(&self.proxy_protocol.require_ports),
+            forbid: sorted(&self.proxy_protocol.forbid_ports),
+        }
+    }
+
+    pub fn filter_config(&self) -> crate::filter::FilterConfig {
+        let (h, f) = (&self.health_checks, &self.filter);
+        crate::filter::FilterConfig {
+            keep_health_checks: h.keep,
+            health_check_user_agents: h.user_agents.clone(),
+            health_check_cidrs: h.source_cidrs.clone(),
+            allow_hosts: f.allow_hosts.clone(),
+            deny_hosts: f.deny_hosts.clone(),
+            allow_methods: f.allow_methods.clone(),
+            deny_methods: f.deny_methods.clone(),
+            allow_paths: f.allow_paths.clone(),
+            deny_paths: f.deny_paths.clone(),
+            allow_path_regex: f.allow_path_regex.clone(),
+            deny_path_regex: f.deny_path_regex.clone(),
+            sample: f.sample,
+            sample_seed: f.sample_seed,
+            rate_limit: f.rate_limit,
+            rate_limit_burst: f.rate_limit_burst,
+        }
     }
 
     pub fn http_limits(&self) -> crate::http::HttpLimits {
@@ -941,6 +1100,81 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("status.max_idle"), "{e}");
+    }
+
+    #[test]
+    fn proxy_health_check_and_filter_sections_parse_and_are_validated() {
+        let s = parse(
+            r#"
+            [proxy_protocol]
+            mode = "forbid"
+            require_ports = [8080, 80]
+            [health_checks]
+            keep = true
+            user_agents = ["ELB-HealthChecker/", "kube-probe/"]
+            source_cidrs = ["10.0.0.0/16", "2001:db8::/32", "10.9.9.9"]
+            [filter]
+            allow_hosts = ["*.example.com"]
+            deny_methods = ["OPTIONS"]
+            deny_paths = ["/static/"]
+            allow_path_regex = ["^/api/"]
+            sample = 0.1
+            sample_seed = 7
+            rate_limit = 250.5
+            rate_limit_burst = 50
+            "#,
+        )
+        .unwrap();
+        let p = s.proxy_policy();
+        assert_eq!(p.require, vec![80, 8080]);
+        assert_eq!(p.mode_for(80), crate::proxy::ProxyMode::Require);
+        assert_eq!(p.mode_for(443), crate::proxy::ProxyMode::Forbid);
+        assert!(s.health_checks.keep);
+        assert_eq!(s.health_checks.source_cidrs.len(), 3);
+        let f = s.filter_config();
+        assert_eq!((f.sample, f.sample_seed), (0.1, 7));
+        assert_eq!((f.rate_limit, f.rate_limit_burst), (Some(250.5), Some(50)));
+        let d = Settings::default();
+        assert_eq!(d.proxy_policy().mode_for(80), crate::proxy::ProxyMode::Auto);
+        assert_eq!(d.health_checks.user_agents, vec!["ELB-HealthChecker/"]);
+        assert!(!d.health_checks.keep);
+        assert_eq!((d.filter.sample, d.filter.rate_limit), (1.0, None));
+        for (text, key) in [
+            (
+                "[proxy_protocol]\nmode = \"maybe\"\n",
+                "proxy_protocol.mode",
+            ),
+            (
+                "[proxy_protocol]\nrequire_ports = [80]\nforbid_ports = [80]\n",
+                "proxy_protocol.require_ports",
+            ),
+            (
+                "[health_checks]\nsource_cidrs = [\"10.0.0.0/40\"]\n",
+                "health_checks.source_cidrs",
+            ),
+            (
+                "[health_checks]\nuser_agents = [\"\"]\n",
+                "health_checks.user_agents",
+            ),
+            ("[filter]\nsample = 1.5\n", "filter.sample"),
+            ("[filter]\nrate_limit = -1\n", "filter.rate_limit"),
+            (
+                "[filter]\nrate_limit = 5\nrate_limit_burst = 0\n",
+                "filter.rate_limit_burst",
+            ),
+            (
+                "[filter]\ndeny_path_regex = [\"(\"]\n",
+                "filter.deny_path_regex[0]",
+            ),
+            (
+                "[filter]\nallow_methods = [\"GE T\"]\n",
+                "filter.allow_methods",
+            ),
+            ("[filter]\nbogus = 1\n", "bogus"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text:?}: {e}");
+        }
     }
 
     #[test]

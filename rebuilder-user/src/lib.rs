@@ -2,16 +2,18 @@
 //! carry and replays them, byte for byte.
 //!
 //! Data flows one way (DESIGN §3):
-//! `capture` → `dispatch` → workers (`reassembly` → `http`) → `output`.
+//! `capture` → `dispatch` → workers (`reassembly` → `proxy` → `http`) → `filter` → `output`.
 
 pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod dispatch;
+pub mod filter;
 pub mod http;
 pub mod metrics;
 pub mod output;
 pub mod pipeline;
+pub mod proxy;
 pub mod reassembly;
 pub mod request;
 pub mod room;

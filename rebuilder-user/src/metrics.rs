@@ -58,6 +58,11 @@ pub struct PipelineMetrics {
     /// Requests lost before reaching any output, by reason. The outputs count their own drops
     /// in `rebuilder_output_dropped_total`.
     pub requests_lost: Family<ReasonLabel, Counter>,
+    /// What stream starts carried: PROXY protocol headers by version, or what was wrong.
+    pub proxy_headers: Family<OutcomeLabel, Counter>,
+    /// Requests rebuilt but kept from every output on purpose (health checks, filters,
+    /// sampling, the rate limit), by reason. Counted by `filter`.
+    pub requests_filtered: Family<ReasonLabel, Counter>,
 }
 
 impl PipelineMetrics {
@@ -81,6 +86,8 @@ impl PipelineMetrics {
             requests_rebuilt: Counter::default(),
             requests_flagged: Family::default(),
             requests_lost: Family::default(),
+            proxy_headers: Family::default(),
+            requests_filtered: Family::default(),
         };
         let r = registry;
         r.register(
@@ -164,6 +171,18 @@ impl PipelineMetrics {
             "rebuilder_requests_lost",
             "Requests lost before any output, by reason",
             m.requests_lost.clone(),
+        );
+        r.register(
+            "rebuilder_proxy_headers",
+            "PROXY protocol headers at the start of client streams by outcome (v1, v2, v2_local, \
+             or malformed, truncated, missing, forbidden, bad_tlv)",
+            m.proxy_headers.clone(),
+        );
+        r.register(
+            "rebuilder_requests_filtered",
+            "Requests kept from every output on purpose, by reason (health_check, host, method, \
+             path, sample, rate_limit)",
+            m.requests_filtered.clone(),
         );
         m
     }
@@ -324,5 +343,13 @@ impl PipelineMetrics {
         lost("invalid", h.dropped_invalid, q.dropped_invalid);
         lost("incomplete", h.dropped_incomplete, q.dropped_incomplete);
         lost("evicted", now.requests_evicted, before.requests_evicted);
+        for ((outcome, a), (_, b)) in now
+            .proxy
+            .outcomes()
+            .into_iter()
+            .zip(before.proxy.outcomes())
+        {
+            inc(&self.proxy_headers, outcome, a, b);
+        }
     }
 }

@@ -66,6 +66,8 @@ pub enum PipelineError {
     Panicked(String),
     #[error("all reassembly workers stopped early")]
     WorkersGone,
+    #[error(transparent)]
+    Filter(#[from] crate::filter::FilterError),
 }
 
 /// Where segments come from.
@@ -128,6 +130,8 @@ pub struct Summary {
     pub xdp: Option<XdpSummary>,
     pub segments_dropped_queue_full: u64,
     pub workers: WorkerStats,
+    /// Requests kept from the outputs on purpose, by reason (only reasons that happened).
+    pub filtered: Vec<(&'static str, u64)>,
     pub outputs: Vec<OutputTotals>,
     /// Requests the outputs still held when the drain deadline passed.
     pub abandoned: u64,
@@ -181,6 +185,9 @@ impl Summary {
         push("request:invalid".into(), h.dropped_invalid);
         push("request:incomplete".into(), h.dropped_incomplete);
         push("request:evicted".into(), self.workers.requests_evicted);
+        let p = &self.workers.proxy;
+        push("proxy_header:malformed".into(), p.malformed);
+        push("proxy_header:truncated".into(), p.truncated);
         for o in &self.outputs {
             for (reason, n) in &o.dropped {
                 push(format!("{}:{reason}", o.output), *n);
@@ -226,6 +233,28 @@ impl Summary {
             w_.requests,
             w_.requests as f64 / secs
         )?;
+        let filtered: u64 = self.filtered.iter().map(|(_, n)| n).sum();
+        let reasons: Vec<String> = self
+            .filtered
+            .iter()
+            .map(|(r, n)| format!("{r}={n}"))
+            .collect();
+        if reasons.is_empty() {
+            writeln!(w, "  filtered         0")?;
+        } else {
+            writeln!(w, "  filtered         {filtered} ({})", reasons.join(" "))?;
+        }
+        let p = &w_.proxy;
+        if p.v1 + p.v2 + p.v2_local > 0 {
+            writeln!(
+                w,
+                "  proxy headers    {} (v1 {}, v2 {}, v2 local {})",
+                p.v1 + p.v2 + p.v2_local,
+                p.v1,
+                p.v2,
+                p.v2_local
+            )?;
+        }
         for o in &self.outputs {
             let verb = if o.output == "upstream" {
                 "replayed"
@@ -456,12 +485,18 @@ pub fn run(
         idle_timeout_ns: settings.reassembly.idle_timeout.0.as_nanos() as u64,
         linger_ns: DEFAULT_LINGER_NS,
         budget,
+        proxy: settings.proxy_policy(),
     };
+    let filter = Arc::new(crate::filter::RequestFilter::new(
+        &settings.filter_config(),
+        &metrics.requests_filtered,
+    )?);
     let mut workers = Vec::new();
     for (i, rx) in queues.into_iter().enumerate() {
         let (cfg, out, sh) = (wcfg.clone(), outputs.clone(), Arc::clone(&shared));
+        let f = Arc::clone(&filter);
         workers.push(spawn(format!("rebuilder-w{i}"), move || {
-            worker_loop(i, rx, cfg, out, sh)
+            worker_loop(i, rx, cfg, out, f, sh)
         })?);
     }
 
@@ -581,6 +616,7 @@ pub fn run(
     let report = rt.block_on(outputs.drain(deadline));
     summary.abandoned = report.abandoned();
     summary.outputs = outputs.totals();
+    summary.filtered = filter.totals();
     summary.elapsed = started.elapsed();
     let _ = status_stop_tx.send(());
     rt.shutdown_timeout(Duration::from_secs(1));
@@ -592,11 +628,16 @@ fn worker_loop(
     queue: WorkerQueue,
     cfg: WorkerConfig,
     outputs: Outputs,
+    filter: Arc<crate::filter::RequestFilter>,
     shared: Arc<Shared>,
 ) -> WorkerStats {
     let beat = shared.heartbeat(&format!("worker {id}"));
     let mut table = FlowTable::new(cfg);
-    let mut emit = |req| outputs.submit(Arc::new(req));
+    let mut emit = |req| {
+        if filter.admit(&req) {
+            outputs.submit(Arc::new(req));
+        }
+    };
     let mut published = WorkerStats::default();
     let mut last_publish = Instant::now();
     loop {

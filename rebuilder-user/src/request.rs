@@ -1,10 +1,12 @@
 //! What the pipeline produces: one HTTP request, rebuilt from the client's byte stream.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::proxy::ProxyInfo;
 use crate::segment::Timestamp;
 
 /// One HTTP/1.x request exactly as the client sent it.
@@ -34,6 +36,9 @@ pub struct RebuiltRequest {
     /// body was over the limit this is the original length, not what `raw` holds.
     pub body_len: u64,
     pub flags: RequestFlags,
+    /// The PROXY protocol header its connection started with, if any (shared by every request
+    /// of the connection).
+    pub proxy: Option<Arc<ProxyInfo>>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -64,6 +69,14 @@ impl RebuiltRequest {
 
     pub fn head(&self) -> &[u8] {
         &self.raw[..self.head_len.min(self.raw.len())]
+    }
+
+    /// The client's IP: the source a PROXY header carried, else the connection's own source.
+    pub fn client_ip(&self) -> IpAddr {
+        self.proxy
+            .as_ref()
+            .and_then(|p| p.source)
+            .map_or(self.client.ip(), |s| s.ip())
     }
 
     /// Whether this request may be sent to an upstream as a whole request.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::config::FlowKeyMode;
 use crate::http::{FlowContext, HttpLimits, HttpStats, RequestFramer};
+use crate::proxy::{ProxyInfo, ProxyPolicy, ProxyStats, StreamStart};
 use crate::reassembly::{EndReason, Stream, StreamConfig, StreamEvent, StreamStats};
 use crate::request::RebuiltRequest;
 use crate::segment::{FlowKey, Segment, Timestamp};
@@ -39,6 +40,8 @@ pub struct WorkerConfig {
     pub linger_ns: u64,
     /// Bytes this worker may hold across all its flows.
     pub budget: usize,
+    /// PROXY protocol at stream start, by server port.
+    pub proxy: ProxyPolicy,
 }
 
 /// Counts kept by one worker, published as metrics by the pipeline.
@@ -46,6 +49,7 @@ pub struct WorkerConfig {
 pub struct WorkerStats {
     pub stream: StreamStats,
     pub http: HttpStats,
+    pub proxy: ProxyStats,
     pub flows_created: u64,
     pub flows_closed: u64,
     pub flows_expired: u64,
@@ -68,6 +72,7 @@ impl WorkerStats {
     pub fn add(&mut self, o: &WorkerStats) {
         self.stream.add(&o.stream);
         add_http(&mut self.http, &o.http);
+        self.proxy.add(&o.proxy);
         self.flows_created += o.flows_created;
         self.flows_closed += o.flows_closed;
         self.flows_expired += o.flows_expired;
@@ -113,6 +118,11 @@ enum FlowState {
 struct Active {
     stream: Stream,
     framer: RequestFramer,
+    /// Until the stream's first bytes show whether a PROXY header leads them (streams that
+    /// began with their SYN only); dropped once decided.
+    start: Option<Box<StreamStart>>,
+    /// The header found, stamped on every request of the stream.
+    proxy: Option<Arc<ProxyInfo>>,
 }
 
 struct Flow {
@@ -148,6 +158,9 @@ impl Flow {
                         + a.stream.buffered()
                         + a.framer.buffered_bytes()
                         + a.framer.state_bytes()
+                        + a.start
+                            .as_ref()
+                            .map_or(0, |s| size_of::<StreamStart>() + s.buffered_bytes())
                 }
                 _ => 0,
             }
@@ -266,15 +279,15 @@ impl FlowTable {
             flow.last_seen = self.clock;
             match &mut flow.state {
                 FlowState::Active(a) => {
-                    let Active { stream, framer } = &mut **a;
                     let responses = self.stats.http.response_streams;
-                    stream.push(
+                    a.stream.push(
                         seg,
                         &self.cfg.stream,
                         &mut self.events,
                         &mut self.stats.stream,
                     );
-                    feed(framer, &mut self.events, &mut self.stats, emit);
+                    feed(a, &mut self.events, &mut self.stats, emit);
+                    let Active { stream, framer, .. } = &mut **a;
                     let done = framer.is_done();
                     let ended = stream.ended().is_some();
                     if ended {
@@ -355,7 +368,16 @@ impl FlowTable {
             };
             let stream = Stream::new(seg);
             let framer = RequestFramer::new(ctx, self.cfg.http.clone(), stream.started_with_syn());
-            FlowState::Active(Box::new(Active { stream, framer }))
+            // Only a stream seen from its SYN can show its first bytes; a pickup never looks.
+            let start = stream
+                .started_with_syn()
+                .then(|| Box::new(StreamStart::new(self.cfg.proxy.mode_for(key.flow.dst_port))));
+            FlowState::Active(Box::new(Active {
+                stream,
+                framer,
+                start,
+                proxy: None,
+            }))
         };
         self.serial += 1;
         let mut flow = Flow {
@@ -378,9 +400,9 @@ impl FlowTable {
         if let Some(mut flow) = self.flows.remove(key) {
             self.buffered -= flow.cost;
             if let FlowState::Active(a) = &mut flow.state {
-                let Active { stream, framer } = &mut **a;
-                stream.close(self.clock, reason, &mut self.events, &mut self.stats.stream);
-                feed(framer, &mut self.events, &mut self.stats, emit);
+                a.stream
+                    .close(self.clock, reason, &mut self.events, &mut self.stats.stream);
+                feed(a, &mut self.events, &mut self.stats, emit);
             }
         }
     }
@@ -454,14 +476,13 @@ impl FlowTable {
                 continue; // evicted below for an earlier flow
             };
             if let FlowState::Active(a) = &mut flow.state {
-                let Active { stream, framer } = &mut **a;
-                stream.tick(
+                a.stream.tick(
                     now,
                     &self.cfg.stream,
                     &mut self.events,
                     &mut self.stats.stream,
                 );
-                feed(framer, &mut self.events, &mut self.stats, emit);
+                feed(a, &mut self.events, &mut self.stats, emit);
             }
             let cost = flow.current_cost();
             self.buffered = self.buffered + cost - flow.cost;
@@ -491,9 +512,9 @@ impl FlowTable {
     }
 }
 
-/// Runs a stream's pending events through its framer.
+/// Runs a stream's pending events through its start (PROXY protocol) and its framer.
 fn feed(
-    framer: &mut RequestFramer,
+    active: &mut Active,
     events: &mut Vec<StreamEvent>,
     stats: &mut WorkerStats,
     emit: &mut impl FnMut(RebuiltRequest),
@@ -501,12 +522,31 @@ fn feed(
     if events.is_empty() {
         return;
     }
+    let Active {
+        framer,
+        start,
+        proxy,
+        ..
+    } = active;
     // Allocates only when a request comes out; requests go on as soon as their event is framed.
     let mut out = Vec::new();
     for ev in events.drain(..) {
-        framer.on_event(ev, &mut out, &mut stats.http);
+        let mut frame = |ev: StreamEvent| {
+            framer.on_event(ev, &mut out, &mut stats.http);
+        };
+        match start {
+            Some(s) => {
+                s.on_event(ev, &mut stats.proxy, &mut frame);
+                if s.is_done() {
+                    *proxy = s.take_info();
+                    *start = None;
+                }
+            }
+            None => frame(ev),
+        }
         stats.requests += out.len() as u64;
-        for req in out.drain(..) {
+        for mut req in out.drain(..) {
+            req.proxy.clone_from(proxy);
             emit(req);
         }
     }

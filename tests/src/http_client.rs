@@ -26,6 +26,12 @@ pub struct ConnectionPlan {
     /// Write each request in pieces of this many bytes, pausing between them (a body
     /// streamed as it is produced); `None` writes each request at once.
     pub pieces: Option<(usize, Duration)>,
+    /// Written once, before the first request and as a write of its own: a PROXY protocol
+    /// header, as a load balancer sends it.
+    pub preamble: Vec<u8>,
+    /// The local address to connect from (another address of the client's host, e.g. a load
+    /// balancer node's); None: the system's choice.
+    pub source: Option<std::net::IpAddr>,
 }
 
 impl ConnectionPlan {
@@ -35,7 +41,21 @@ impl ConnectionPlan {
             requests,
             pipeline: 1,
             pieces: None,
+            preamble: Vec::new(),
+            source: None,
         }
+    }
+
+    /// Connects from `ip` (see [`ConnectionPlan::source`]).
+    pub fn from_address(mut self, ip: std::net::IpAddr) -> Self {
+        self.source = Some(ip);
+        self
+    }
+
+    /// Starts the connection with `bytes` (see [`ConnectionPlan::preamble`]).
+    pub fn with_preamble(mut self, bytes: Vec<u8>) -> Self {
+        self.preamble = bytes;
+        self
     }
 
     /// Writes `depth` requests back to back, then reads their responses.
@@ -95,6 +115,25 @@ pub enum ClientError {
     Plan(String),
 }
 
+/// A TCP connection to `to`, from `source` when given (bound before connecting).
+pub fn connect_from(
+    source: Option<std::net::IpAddr>,
+    to: std::net::SocketAddr,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
+    let Some(ip) = source else {
+        return TcpStream::connect_timeout(&to, timeout);
+    };
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(to),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    sock.bind(&std::net::SocketAddr::new(ip, 0).into())?;
+    sock.connect_timeout(&to.into(), timeout)?;
+    Ok(sock.into())
+}
+
 /// Sends `plan` on `stream`, reading every response, all before `deadline`.
 pub fn run_connection(
     stream: TcpStream,
@@ -108,6 +147,9 @@ pub fn run_connection(
         ));
     }
     let mut c = KeepAlive::new(stream, connection)?;
+    if !plan.preamble.is_empty() {
+        c.preamble(&plan.preamble, deadline)?;
+    }
     let mut outcome = ConnectionOutcome::default();
     let mut index = 0usize;
     for batch in plan.requests.chunks(plan.pipeline) {
@@ -204,6 +246,13 @@ impl KeepAlive {
             self.responses += 1;
         }
         Ok(responses)
+    }
+
+    /// Writes bytes that are no request (a PROXY header) before the first one.
+    pub fn preamble(&mut self, bytes: &[u8], deadline: Instant) -> Result<(), ClientError> {
+        self.deadline = deadline;
+        self.start = Instant::now();
+        self.write(bytes, None)
     }
 
     /// Closes the sending side, as a client done with the connection does.

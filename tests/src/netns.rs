@@ -29,8 +29,8 @@ use std::time::Duration;
 
 pub use cmd::{ip, tc};
 pub use lab::{
-    http_get, Capture, Created, LabConfig, MirrorLab, Node, XdpMode, LAB_VNI, NODE_IFACE,
-    NODE_WAF_IFACE,
+    http_get, Capture, Created, LabConfig, MirrorLab, Node, XdpMode, HEALTH_CHECKER, LAB_VNI,
+    NODE_IFACE, NODE_WAF_IFACE,
 };
 pub use link::{Addr, Link, Mtu, Route, Veth, Vxlan, VxlanConfig, VXLAN_OVERHEAD_V4};
 pub use ns::{Netns, Sysctl};

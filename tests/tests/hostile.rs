@@ -100,3 +100,8 @@ fn zero_window_probes() {
 fn out_of_order_data_behind_holes_over_the_budget() {
     check(HostileKind::OutOfOrderHoles);
 }
+
+#[test]
+fn proxy_headers_cut_short_malformed_and_trickled() {
+    check(HostileKind::ProxyHeaders);
+}

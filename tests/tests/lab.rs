@@ -2,7 +2,8 @@
 //! One node and three nodes deliver every request byte for byte exactly once, with every node
 //! of three at work; a node killed with `kill -9` mid-run loses exactly the requests of its
 //! flows sent after its death, in the report and in the metrics; `/healthz` follows the
-//! upstream going away and coming back, and the mirror being removed and restored.
+//! upstream going away and coming back, and the mirror being removed and restored; PROXY
+//! protocol clients arrive stripped with their client IP, health checks filtered.
 //!
 //! Needs root, iproute2 and XDP on veth: without them these tests fail, naming what is missing.
 
@@ -24,6 +25,7 @@ fn options(nodes: usize, connections: usize, duration: Duration) -> LabOptions {
             rate: 60.0,
             max_body: 1 << 20,
             seed: 7,
+            ..MixConfig::default()
         },
         rebuilder_args: vec!["--workers".into(), "1".into()],
         ..LabOptions::default()
@@ -218,4 +220,50 @@ fn healthz_follows_the_upstream_and_the_mirror() {
     assert!(errors.is_empty(), "{errors:?}");
     drop(lab);
     assert!(leftovers(&created).unwrap().is_empty());
+}
+
+/// The lab with every connection behind a PROXY header (v1, v2 with the AWS TLVs, v2 over
+/// IPv6) and ELB-style health checks, through XDP: every request arrives once, without the
+/// header and with the client IP it carried; every health check is filtered, not missing.
+#[test]
+fn proxy_clients_and_health_checks_arrive_stripped_or_filtered() {
+    let mut opts = options(1, 6, Duration::from_secs(4));
+    opts.mix.proxy = rebuilder_tests::lab::workload::ProxyKind::Mix;
+    opts.mix.health_checks = 6.0;
+    let report = run(opts);
+    let v = &report.verdict;
+    assert!(report.ok(), "{report}");
+    assert!(v.sent > 50 && v.filtered >= 12, "{report}");
+    assert_eq!(v.exact + v.filtered, v.sent, "{report}");
+    assert_eq!(
+        (v.missing, v.filtered_arrived, v.mismatched),
+        (0, 0, 0),
+        "{report}"
+    );
+    let f = report.rows[0].figures.as_ref().expect("figures");
+    assert_eq!(
+        f.filtered.get("health_check"),
+        Some(&v.filtered),
+        "{report}"
+    );
+    // Connections 0 and 3 v1, 1 and 4 v2, 2 and 5 v2 over IPv6; every third check is LOCAL.
+    assert_eq!(f.proxy_headers.get("v1"), Some(&2), "{report}");
+    assert_eq!(f.proxy_headers.get("v2"), Some(&4), "{report}");
+    assert!(
+        f.proxy_headers.get("v2_local").is_some_and(|n| *n >= 4),
+        "{report}"
+    );
+    assert_eq!(f.rebuilt, v.exact + v.filtered, "{report}");
+    assert_eq!(f.replayed, v.exact, "{report}");
+    assert!(f.dropped.is_empty(), "{:?}\n{report}", f.dropped);
+    let table = report.to_string();
+    assert!(table.contains("health checks "), "{table}");
+    assert!(
+        table.contains("PROXY protocol mix: headers stripped by the nodes"),
+        "{table}"
+    );
+    assert!(
+        table.contains("result    OK: every request arrived once, byte for byte\n"),
+        "{table}"
+    );
 }

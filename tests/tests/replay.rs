@@ -663,3 +663,213 @@ fn pace_follows_the_capture_timestamps() {
     );
     assert_eq!(received.len(), 2);
 }
+
+/// PROXY protocol, health checks, filters and sampling offline (issue 10 items 1–3): the same
+/// code path as live capture after the decoder, so this is `rebuilder replay`'s proof; the
+/// mirror tests and the lab run the same through `run --udp` and `run --iface`.
+#[test]
+fn proxy_headers_health_checks_and_filters_in_a_replayed_capture() {
+    use rebuilder_tests::gen::proxy;
+    let scratch = Scratch::new("proxy");
+    let resp = http::ok_response(16);
+    let host = "shop.example";
+    let server = v4(9, 1, 80);
+    let nlb = v4(200, 1, 0).ip();
+    let src4: SocketAddr = "203.0.113.7:51000".parse().unwrap();
+    let src6: SocketAddr = "[2001:db8::7]:51001".parse().unwrap();
+    let dst6: SocketAddr = "[2001:db8::5]:80".parse().unwrap();
+    let gets = |tag: &str| -> Vec<Vec<u8>> {
+        (0..3)
+            .map(|i| http::get_with_id(host, &format!("/{tag}/{i}"), &format!("{tag}-{i}")))
+            .collect()
+    };
+    let hc = |ua: &str| {
+        http::RequestBuilder::new("GET", "/health")
+            .header("Host", "10.1.9.1")
+            .header("User-Agent", ua)
+            .build()
+    };
+    let convs = vec![
+        // Classic ELB: v1, from an NLB-like address; the request pipelined behind the header.
+        Conversation::new(SocketAddr::new(nlb, 40001), server)
+            .preamble(proxy::v1(src4, server))
+            .requests(gets("v1"), &resp),
+        // NLB through PrivateLink: v2 with the VPC endpoint id, IPv6 client.
+        Conversation::new(SocketAddr::new(nlb, 40002), server)
+            .preamble(proxy::v2(
+                src6,
+                dst6,
+                &proxy::aws_tlvs("vpce-0abc", "shop.example"),
+            ))
+            .requests(gets("v2"), &resp),
+        // A broken header: counted, the stream resynchronises, its requests still replayed.
+        Conversation::new(SocketAddr::new(nlb, 40003), server)
+            .preamble(b"PROXY TCP4 999.0.0.1 10.1.9.1 1 80\r\n".to_vec())
+            .requests(gets("bad"), &resp),
+        // Health checks: ELB's User-Agent; behind a LOCAL header; from the checker network.
+        Conversation::new(v4(0, 50, 40004), server)
+            .exchange(hc("ELB-HealthChecker/2.0"), resp.clone()),
+        Conversation::new(SocketAddr::new(nlb, 40005), server)
+            .preamble(proxy::v2_local())
+            .exchange(hc("probe/1"), resp.clone()),
+        Conversation::new(v4(77, 9, 40006), server).exchange(hc("probe/1"), resp.clone()),
+        // Filtered by rules: a denied path, a denied method, a denied host.
+        Conversation::new(v4(0, 51, 40007), server)
+            .exchange(http::get(host, "/static/logo.png"), resp.clone())
+            .exchange(
+                http::RequestBuilder::new("OPTIONS", "/api")
+                    .header("Host", host)
+                    .build(),
+                resp.clone(),
+            )
+            .exchange(http::get("ads.example", "/x"), resp.clone()),
+    ];
+    let plans = build(&convs);
+    let pcap = scratch.path("proxy.pcapng");
+    write(&plans, &pcap, CaptureFormat::PcapNg, LinkType::Ethernet);
+    let (run, received, lines) = replay(
+        &pcap,
+        &scratch,
+        &[
+            "--add-client-ip",
+            "--health-check-cidr",
+            "10.1.77.0/24",
+            "--deny-path",
+            "/static/",
+            "--deny-method",
+            "OPTIONS",
+            "--deny-host",
+            "ads.example",
+        ],
+    );
+    let xff = |raw: &[u8], ip: IpAddr| proxy::with_client_ip(raw, "X-Forwarded-For", ip);
+    let mut want: Vec<Vec<u8>> = Vec::new();
+    want.extend(gets("v1").iter().map(|r| xff(r, src4.ip())));
+    want.extend(gets("v2").iter().map(|r| xff(r, src6.ip())));
+    want.extend(gets("bad").iter().map(|r| xff(r, nlb)));
+    let cmp = compare(&want, received.iter().map(|r| &r.raw));
+    assert!(cmp.is_match(), "{cmp}\n{}", run.stderr);
+    // JSON lines: the same requests (as the client sent them), with the client IP beside the
+    // connection's source and the header's TLVs.
+    assert_eq!(lines.len(), 9, "{lines:?}");
+    for l in &lines {
+        let raw = raw_of(l);
+        let text = String::from_utf8_lossy(&raw);
+        assert!(
+            !text.starts_with("PROXY"),
+            "the header is not part of a request"
+        );
+        let (ip, proxy) = if text.contains("/v1/") {
+            ("203.0.113.7", Some((1, None)))
+        } else if text.contains("/v2/") {
+            ("2001:db8::7", Some((2, Some("vpce-0abc"))))
+        } else {
+            ("10.1.200.1", None)
+        };
+        assert_eq!(
+            l["client"].as_str().unwrap().split(':').next(),
+            Some("10.1.200.1")
+        );
+        assert_eq!(l["client_ip"], ip, "{l}");
+        match proxy {
+            Some((version, vpce)) => {
+                assert_eq!(l["proxy"]["version"], version, "{l}");
+                assert_eq!(l["proxy"]["aws_vpce_id"].as_str(), vpce, "{l}");
+                if version == 2 {
+                    assert_eq!(l["proxy"]["authority"], "shop.example");
+                    assert_eq!(l["proxy"]["destination"], "[2001:db8::5]:80");
+                }
+            }
+            None => assert!(l.get("proxy").is_none(), "{l}"),
+        }
+    }
+    assert_eq!(run.summary_value("filtered"), Some(6), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("filtered         6 (health_check=3 host=1 method=1 path=1)"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("proxy headers    3 (v1 1, v2 1, v2 local 1)"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("proxy_header:malformed"),
+        "{}",
+        run.stderr
+    );
+
+    // --keep-health-checks: the three checks are replayed too; sampling at 0 keeps nothing,
+    // counted by reason (without --health-check-cidr, the third check is a request like any).
+    let (run, received, _) = replay(&pcap, &scratch, &["--keep-health-checks"]);
+    assert_eq!(received.len(), 9 + 3 + 3, "{}", run.stderr);
+    let (run, received, lines) = replay(&pcap, &scratch, &["--sample", "0"]);
+    assert!(received.is_empty() && lines.is_empty());
+    assert!(
+        run.stderr
+            .contains("filtered         15 (health_check=2 sample=13)"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// `--sample` keeps whole connections, the same ones on every run; `--rate-limit` counts in
+/// capture time, so a replay keeps what a live run would.
+#[test]
+fn sampling_keeps_whole_connections_and_the_rate_limit_counts_in_capture_time() {
+    let scratch = Scratch::new("sample");
+    let resp = http::ok_response(16);
+    let convs: Vec<Conversation> = (0..40u8)
+        .map(|c| {
+            Conversation::new(v4(1, c, 41000 + u16::from(c)), v4(9, 1, 80))
+                .id(u64::from(c))
+                .requests(
+                    (0..5)
+                        .map(|i| http::get_with_id("h", &format!("/{c}/{i}"), &format!("{c}-{i}"))),
+                    &resp,
+                )
+                .pipelined(5, true)
+        })
+        .collect();
+    let plans = build(&convs);
+    let pcap = scratch.path("sample.pcap");
+    write(&plans, &pcap, CaptureFormat::Pcap, LinkType::Ethernet);
+    let kept = |received: &[ReceivedRequest]| {
+        let mut by_conn: std::collections::BTreeMap<String, usize> = Default::default();
+        for r in received {
+            let t = String::from_utf8_lossy(&r.raw);
+            let conn = t.split('/').nth(1).unwrap_or("?").to_owned();
+            *by_conn.entry(conn).or_default() += 1;
+        }
+        by_conn
+    };
+    let (run, a, _) = replay(&pcap, &scratch, &["--sample", "0.5"]);
+    let ka = kept(&a);
+    assert!(ka.values().all(|n| *n == 5), "whole connections: {ka:?}");
+    // 40 connections at one half: all or none kept has a probability of 2^-39.
+    assert!(!ka.is_empty() && ka.len() < 40, "{ka:?}");
+    let dropped = 200 - a.len() as u64;
+    assert!(
+        run.stderr
+            .contains(&format!("filtered         {dropped} (sample={dropped})")),
+        "{}",
+        run.stderr
+    );
+    let (_, b, _) = replay(&pcap, &scratch, &["--sample", "0.5"]);
+    assert_eq!(kept(&b), ka, "the same connections every run");
+    let (_, c, _) = replay(&pcap, &scratch, &["--sample", "0.5", "--sample-seed", "1"]);
+    assert_ne!(kept(&c), ka, "another seed, another subset");
+
+    // The capture's 200 requests span about 40 ms of capture time: a limit of 10/s with a
+    // burst of 20 lets the burst through and (at most) a token more, however fast the replay.
+    let (run, d, _) = replay(
+        &pcap,
+        &scratch,
+        &["--rate-limit", "10", "--rate-limit-burst", "20"],
+    );
+    assert!((20..=21).contains(&d.len()), "{} {}", d.len(), run.stderr);
+    assert_eq!(run.summary_value("filtered"), Some(200 - d.len() as u64));
+}

@@ -703,6 +703,8 @@ impl RequestFramer {
                 gap,
                 malformed: info.malformed,
             },
+            // Set by the worker from the stream's start (`proxy`).
+            proxy: None,
         });
         stats.requests += 1;
         stats.malformed_replayed += u64::from(info.malformed);

@@ -3,8 +3,15 @@
 //!
 //! Line format (keys in this order):
 //! `{"first_ts":"2023-11-14T22:13:20.123456789Z","last_ts":"…","vni":7,"client":"10.0.0.1:40000",
-//! "server":"10.0.0.2:80","method":"GET","target":"/","host":"example.com","body_len":0,
-//! "flags":{"body_over_limit":false,"gap":false,"malformed":false},"raw":"R0VUIC8…"}`
+//! "client_ip":"10.0.0.1","server":"10.0.0.2:80","method":"GET","target":"/","host":"example.com",
+//! "body_len":0,"flags":{"body_over_limit":false,"gap":false,"malformed":false},"raw":"R0VUIC8…"}`
+//! - `client`: the connection's source; `client_ip`: the client's IP, which is the source a
+//!   PROXY protocol header carried when the connection began with one (the load balancer's
+//!   address is `client` then), else `client`'s IP: what `--add-client-ip` sends;
+//! - `proxy` (after `flags`, only when the connection began with a PROXY header):
+//!   `{"version":2,"local":false,"source":"203.0.113.7:51000","destination":"10.0.0.5:80",
+//!   "authority":"shop.example.com","aws_vpce_id":"vpce-…","tlv_types":[234,2]}`, with `null`
+//!   for what the header did not carry (LOCAL and `UNKNOWN` headers have no addresses);
 //! - timestamps: RFC 3339 in UTC with exactly nine fractional digits (nanoseconds), so they sort
 //!   as strings and lose nothing;
 //! - `client`/`server`: `ip:port`, IPv6 in brackets;
@@ -104,6 +111,8 @@ pub fn encode_line_into(line: &mut Vec<u8>, req: &RebuiltRequest) {
     push_decimal(line, u64::from(req.vni));
     line.extend_from_slice(b",\"client\":\"");
     push_socket_addr(line, req.client);
+    line.extend_from_slice(b"\",\"client_ip\":\"");
+    push_ip(line, req.client_ip());
     line.extend_from_slice(b"\",\"server\":\"");
     push_socket_addr(line, req.server);
     line.extend_from_slice(b"\",\"method\":");
@@ -131,7 +140,11 @@ pub fn encode_line_into(line: &mut Vec<u8>, req: &RebuiltRequest) {
     line.extend_from_slice(flag(f.gap));
     line.extend_from_slice(b",\"malformed\":");
     line.extend_from_slice(flag(f.malformed));
-    line.extend_from_slice(b"},\"raw\":\"");
+    line.push(b'}');
+    if let Some(p) = &req.proxy {
+        push_proxy(line, p);
+    }
+    line.extend_from_slice(b",\"raw\":\"");
     // SIMD base64: encoding every request's bytes was the largest single cost of this output
     // (a fifth of its thread with the scalar `base64` engine).
     let start = line.len();
@@ -158,6 +171,62 @@ fn push_padded(line: &mut Vec<u8>, mut v: u64, width: usize) {
         *d = b'0' + (v % 10) as u8;
         v /= 10;
     }
+}
+
+fn push_ip(line: &mut Vec<u8>, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v) => {
+            for (i, o) in v.octets().into_iter().enumerate() {
+                if i > 0 {
+                    line.push(b'.');
+                }
+                push_decimal(line, u64::from(o));
+            }
+        }
+        std::net::IpAddr::V6(v) => {
+            use std::io::Write as _;
+            // Writing into a Vec cannot fail.
+            let _ = write!(line, "{v}");
+        }
+    }
+}
+
+/// `,"proxy":{…}`: what the connection's PROXY header said.
+fn push_proxy(line: &mut Vec<u8>, p: &crate::proxy::ProxyInfo) {
+    line.extend_from_slice(b",\"proxy\":{\"version\":");
+    push_decimal(line, u64::from(p.version));
+    line.extend_from_slice(b",\"local\":");
+    line.extend_from_slice(if p.local { b"true" } else { b"false" });
+    for (key, addr) in [("source", p.source), ("destination", p.destination)] {
+        line.extend_from_slice(b",\"");
+        line.extend_from_slice(key.as_bytes());
+        line.extend_from_slice(b"\":");
+        match addr {
+            Some(a) => {
+                line.push(b'"');
+                push_socket_addr(line, a);
+                line.push(b'"');
+            }
+            None => line.extend_from_slice(b"null"),
+        }
+    }
+    for (key, text) in [("authority", &p.authority), ("aws_vpce_id", &p.aws_vpce_id)] {
+        line.extend_from_slice(b",\"");
+        line.extend_from_slice(key.as_bytes());
+        line.extend_from_slice(b"\":");
+        match text {
+            Some(t) => push_text(line, t.as_bytes()),
+            None => line.extend_from_slice(b"null"),
+        }
+    }
+    line.extend_from_slice(b",\"tlv_types\":[");
+    for (i, t) in p.tlv_types.iter().enumerate() {
+        if i > 0 {
+            line.push(b',');
+        }
+        push_decimal(line, u64::from(*t));
+    }
+    line.extend_from_slice(b"]}");
 }
 
 fn push_socket_addr(line: &mut Vec<u8>, addr: std::net::SocketAddr) {
@@ -419,13 +488,14 @@ mod tests {
                 gap: false,
                 malformed: true,
             },
+            proxy: None,
         };
         let line = String::from_utf8(encode_line(&req)).unwrap();
         assert_eq!(
             line,
             concat!(
                 r#"{"first_ts":"2023-11-14T22:13:20.123456789Z","last_ts":"2023-11-14T22:13:20.223456789Z","#,
-                r#""vni":4242,"client":"10.0.0.1:40000","server":"[2001:db8::2]:8080","method":"POST","#,
+                r#""vni":4242,"client":"10.0.0.1:40000","client_ip":"10.0.0.1","server":"[2001:db8::2]:8080","method":"POST","#,
                 r#""target":"/a?b=c","host":"example.com","body_len":2,"#,
                 r#""flags":{"body_over_limit":false,"gap":false,"malformed":true},"#,
                 r#""raw":"UE9TVCAvYT9iPWMgSFRUUC8xLjENCkhvc3Q6IGV4YW1wbGUuY29tDQpDb250ZW50LUxlbmd0aDogMg0KDQpoaQ=="}"#,
@@ -456,19 +526,77 @@ mod tests {
                 gap: true,
                 malformed: false,
             },
+            proxy: None,
         };
         let line = String::from_utf8(encode_line(&req)).unwrap();
         assert_eq!(
             line,
             concat!(
                 r#"{"first_ts":"1970-01-01T00:00:00.000000005Z","last_ts":"1970-01-01T00:00:00.000000006Z","#,
-                r#""vni":0,"client":"[::1]:1","server":"127.0.0.1:80","method":"G�T","target":"/�\"q","#,
+                r#""vni":0,"client":"[::1]:1","client_ip":"::1","server":"127.0.0.1:80","method":"G�T","target":"/�\"q","#,
                 r#""host":null,"body_len":100,"flags":{"body_over_limit":true,"gap":true,"malformed":false},"#,
                 r#""raw":"R/9UIC/+InEgSFRUUC8xLjANCg0KAAE="}"#,
                 "\n"
             )
         );
         assert_eq!(decode_raw(&line), raw);
+    }
+
+    #[test]
+    fn a_proxy_header_gives_the_client_ip_and_its_own_object() {
+        let raw = b"GET / HTTP/1.1\r\n\r\n";
+        let mut req = RebuiltRequest {
+            first_ts: 0,
+            last_ts: 0,
+            vni: 1,
+            client: "10.0.0.9:5000".parse().unwrap(),
+            server: "10.0.0.2:80".parse().unwrap(),
+            raw: Bytes::from_static(raw),
+            head_len: raw.len(),
+            method: 0..3,
+            target: 4..5,
+            host: None,
+            version_minor: 1,
+            body_len: 0,
+            flags: RequestFlags::default(),
+            proxy: Some(std::sync::Arc::new(crate::proxy::ProxyInfo {
+                version: 2,
+                local: false,
+                source: Some("[2001:db8::7]:51000".parse().unwrap()),
+                destination: Some("[2001:db8::5]:80".parse().unwrap()),
+                authority: Some("shop.\"example\".com".into()),
+                aws_vpce_id: Some("vpce-08d2bf15fac5001c9".into()),
+                tlv_types: vec![234, 2],
+                header_len: 100,
+            })),
+        };
+        let line = String::from_utf8(encode_line(&req)).unwrap();
+        assert!(
+            line.contains(r#""client":"10.0.0.9:5000","client_ip":"2001:db8::7","server""#),
+            "{line}"
+        );
+        assert!(
+            line.contains(concat!(
+                r#""flags":{"body_over_limit":false,"gap":false,"malformed":false},"#,
+                r#""proxy":{"version":2,"local":false,"source":"[2001:db8::7]:51000","#,
+                r#""destination":"[2001:db8::5]:80","authority":"shop.\"example\".com","#,
+                r#""aws_vpce_id":"vpce-08d2bf15fac5001c9","tlv_types":[234,2]},"raw":"#
+            )),
+            "{line}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["proxy"]["authority"], "shop.\"example\".com");
+        // LOCAL: no addresses; the client IP is the connection's own.
+        req.proxy = Some(std::sync::Arc::new(crate::proxy::ProxyInfo {
+            version: 2,
+            local: true,
+            ..Default::default()
+        }));
+        let v: serde_json::Value = serde_json::from_slice(&encode_line(&req)).unwrap();
+        assert_eq!(v["client_ip"], "10.0.0.9");
+        assert_eq!(v["proxy"]["source"], serde_json::Value::Null);
+        assert_eq!(v["proxy"]["local"], true);
+        assert_eq!(v["proxy"]["tlv_types"], serde_json::json!([]));
     }
 
     proptest::proptest! {
@@ -488,6 +616,9 @@ mod tests {
             let mut got = Vec::new();
             push_socket_addr(&mut got, addr);
             proptest::prop_assert_eq!(String::from_utf8(got).unwrap(), addr.to_string());
+            let mut got = Vec::new();
+            push_ip(&mut got, addr.ip());
+            proptest::prop_assert_eq!(String::from_utf8(got).unwrap(), addr.ip().to_string());
         }
     }
 
@@ -507,6 +638,7 @@ mod tests {
             version_minor: 1,
             body_len: 0,
             flags: RequestFlags::default(),
+            proxy: None,
         };
         let v: serde_json::Value = serde_json::from_slice(&encode_line(&req)).unwrap();
         assert_eq!(

@@ -425,6 +425,7 @@ pub(crate) mod tests {
             version_minor: 1,
             body_len: (raw.len() - head_len) as u64,
             flags: RequestFlags::default(),
+            proxy: None,
         })
     }
 

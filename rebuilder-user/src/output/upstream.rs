@@ -599,8 +599,10 @@ impl Worker {
     }
 }
 
+/// The source a PROXY header carried when the connection had one (the load balancer's own
+/// address is the connection's source then), else the connection's source.
 fn client_ip(req: &crate::request::RebuiltRequest) -> IpAddr {
-    req.client.ip()
+    req.client_ip()
 }
 
 /// Starts the pool; the tasks end when the queue is closed and empty.

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use rebuilder_tests::lab::workload::MixConfig;
+use rebuilder_tests::lab::workload::{MixConfig, ProxyKind};
 use rebuilder_tests::lab::{Kill, Lab, LabOptions, Progress};
 use rebuilder_tests::netns::{self, Capture, Netns, NetnsError, XdpMode, LAB_VNI};
 
@@ -72,6 +72,18 @@ struct Args {
     /// Give every rebuilder --max-idle (seconds or with a unit).
     #[arg(long, value_parser = parse_duration)]
     max_idle: Option<Duration>,
+    /// Every client connection starts with a PROXY protocol header, as behind a load
+    /// balancer: `v1` (classic ELB), `v2` (NLB, with the AWS VPC endpoint TLV), or `mix` (v1,
+    /// v2 over IPv4, v2 over IPv6 by connection). The rebuilders get --add-client-ip, and every
+    /// request must reach the WAF without the header and with the client IP it carried.
+    #[arg(long, default_value = "off", value_parser = parse_proxy)]
+    proxy: ProxyKind,
+    /// Load balancer health checks per second, each on a connection of its own (User-Agent
+    /// ELB-HealthChecker/2.0; from the checker address 10.77.1.100, which the rebuilders get as
+    /// --health-check-cidr; behind a PROXY v2 LOCAL header with --proxy). None must reach the
+    /// WAF: the nodes count them as filtered.
+    #[arg(long, default_value_t = 0.0)]
+    health_checks: f64,
     /// kill -9 node NODE's rebuilder SECS into the run: NODE@SECS, e.g. 1@5.
     #[arg(long, value_parser = parse_kill)]
     kill: Option<Kill>,
@@ -81,6 +93,10 @@ struct Args {
     /// More `rebuilder run` flags, after `--`.
     #[arg(last = true)]
     rebuilder_args: Vec<String>,
+}
+
+fn parse_proxy(s: &str) -> Result<ProxyKind, String> {
+    s.parse()
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -214,6 +230,8 @@ fn main() -> ExitCode {
             rate: args.rate,
             max_body: args.max_body,
             seed: args.seed,
+            proxy: args.proxy,
+            health_checks: args.health_checks,
         },
         max_idle: args.max_idle,
         kill: args.kill,
@@ -305,5 +323,9 @@ mod tests {
         );
         assert_eq!(a.duration, Duration::from_secs(20));
         assert_eq!(a.rebuilder_args, vec!["--workers", "1"]);
+        assert_eq!((a.proxy, a.health_checks), (ProxyKind::Off, 0.0));
+        let a = Args::try_parse_from(["lab", "--proxy", "mix", "--health-checks", "2"]).unwrap();
+        assert_eq!((a.proxy, a.health_checks), (ProxyKind::Mix, 2.0));
+        assert!(Args::try_parse_from(["lab", "--proxy", "v3"]).is_err());
     }
 }

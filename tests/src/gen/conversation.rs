@@ -239,6 +239,8 @@ pub struct Conversation {
     client_isn: Isn,
     server_isn: Isn,
     exchanges: Vec<Exchange>,
+    /// Client bytes before the first request that belong to no request (a PROXY header).
+    preamble: Vec<u8>,
     batch: usize,
     share_segments: bool,
     start: Duration,
@@ -261,6 +263,7 @@ impl Conversation {
             client_isn: Isn::Seeded,
             server_isn: Isn::Seeded,
             exchanges: Vec::new(),
+            preamble: Vec::new(),
             batch: 1,
             share_segments: false,
             start: DEFAULT_EPOCH,
@@ -337,6 +340,13 @@ impl Conversation {
     /// Pipelining: the client sends `batch` requests back to back before the responses come;
     /// with `share_segments` the batch is one byte run split by MSS (requests share segments),
     /// otherwise each request starts a new segment.
+    /// Bytes the client stream starts with, in a segment of their own, before any request and
+    /// part of none (what a load balancer with PROXY protocol puts first).
+    pub fn preamble(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.preamble = bytes.into();
+        self
+    }
+
     pub fn pipelined(mut self, batch: usize, share_segments: bool) -> Self {
         self.batch = batch;
         self.share_segments = share_segments;
@@ -503,6 +513,10 @@ impl Conversation {
         tl.push(Direction::ClientToServer, flags::SYN, 0..0);
         tl.push(Direction::ServerToClient, flags::SYN | flags::ACK, 0..0);
         tl.push(Direction::ClientToServer, flags::ACK, 0..0);
+        if !self.preamble.is_empty() {
+            streams[0].extend_from_slice(&self.preamble);
+            tl.send(Direction::ClientToServer, 0..streams[0].len());
+        }
 
         for (bi, batch) in self.exchanges.chunks(self.batch).enumerate() {
             if bi > 0 {

@@ -67,10 +67,14 @@ pub enum HostileKind {
     /// Connections holding megabytes of out-of-order data behind a hole that never fills:
     /// more than the memory budget altogether, so flows must be evicted.
     OutOfOrderHoles,
+    /// PROXY protocol headers that never complete (v2 declaring 64 KiB, held while
+    /// incomplete), malformed ones and v1 lines that never end, each followed by a request;
+    /// and whole headers trickled a byte per segment.
+    ProxyHeaders,
 }
 
 impl HostileKind {
-    pub const ALL: [HostileKind; 13] = [
+    pub const ALL: [HostileKind; 14] = [
         HostileKind::SynFlood,
         HostileKind::HalfOpen,
         HostileKind::OutOfWindow,
@@ -84,6 +88,7 @@ impl HostileKind {
         HostileKind::InnerFragments,
         HostileKind::ZeroWindowProbes,
         HostileKind::OutOfOrderHoles,
+        HostileKind::ProxyHeaders,
     ];
 
     pub fn name(self) -> &'static str {
@@ -101,6 +106,7 @@ impl HostileKind {
             HostileKind::InnerFragments => "inner-fragments",
             HostileKind::ZeroWindowProbes => "zero-window-probes",
             HostileKind::OutOfOrderHoles => "out-of-order-holes",
+            HostileKind::ProxyHeaders => "proxy-headers",
         }
     }
 
@@ -265,6 +271,7 @@ pub fn build(kind: HostileKind, scale: &HostileScale, seed: u64) -> Result<Hosti
         HostileKind::InnerFragments => b.inner_fragments()?,
         HostileKind::ZeroWindowProbes => b.zero_window_probes()?,
         HostileKind::OutOfOrderHoles => b.out_of_order_holes()?,
+        HostileKind::ProxyHeaders => b.proxy_headers()?,
     }
     Ok(b.finish())
 }
@@ -997,6 +1004,83 @@ impl Builder<'_> {
             self.scale
                 .holes_budget
                 .map_or(String::new(), |b| format!(", memory budget {b}"))
+        );
+        Ok(())
+    }
+}
+
+impl Builder<'_> {
+    fn proxy_headers(&mut self) -> Result<(), GenError> {
+        use super::proxy;
+        let n = self.scale.attackers;
+        let held = n * 4;
+        let src = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 66)), 4444);
+        let mut k = 0;
+        let mut next = |b: &mut Self| {
+            k += 1;
+            (k, b.conn(attacker(k), 7))
+        };
+        // v2 headers declaring the largest length and sending half of it: held (and charged)
+        // until the capture ends, then counted as truncated.
+        for i in 0..held {
+            let (_, mut c) = next(self);
+            let ts = self.at(i, held);
+            self.frames.push(c.syn(ts)?);
+            let full = proxy::v2(src, VICTIM, &proxy::tlv(0xE0, &vec![b'p'; 65_535 - 12 - 3]));
+            self.frames
+                .extend(c.stream(ts + 1000, 2000, &full[..full.len() / 2])?);
+        }
+        // Malformed headers, then a request: counted, the stream resynchronises, the request
+        // arrives (without a client IP of its own).
+        let bad: [&[u8]; 3] = [
+            b"PROXY TCP4 300.1.1.1 10.9.0.1 1 80\r\n",
+            b"\r\n\r\n\x00\r\nQUIT\n\x91\x11\x00\x0c000000000000",
+            b"PROXY UNKNOWN xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n",
+        ];
+        for i in 0..n {
+            let (k, mut c) = next(self);
+            let ts = self.at(i, n) + 500;
+            self.frames.push(c.syn(ts)?);
+            let req = http::get_with_id(
+                VICTIM_HOST,
+                &format!("/after-bad-proxy/{k}"),
+                &format!("pb-{k}"),
+            );
+            self.hostile_delivered.push(req.clone());
+            // In a segment of its own, as a load balancer sends a header: the framer takes a
+            // segment's start for a line start, so the request after it is found even when the
+            // broken header is binary (glued to it in one segment, it would be skipped with
+            // the header, as in any pickup).
+            self.frames.push(c.send(ts + 1000, bad[i % bad.len()])?);
+            self.frames.extend(c.stream(ts + 2000, 2000, &req)?);
+            let end = self.frames.last().map_or(ts, |f| ts_ns(f.ts));
+            self.frames.push(c.fin(end + 1000)?);
+        }
+        // A whole header a byte per segment, then a request: stripped, the request arrives.
+        for i in 0..n {
+            let (k, mut c) = next(self);
+            let ts = self.at(i, n) + 700;
+            self.frames.push(c.syn(ts)?);
+            let header = proxy::v2(src, VICTIM, &proxy::aws_tlvs("vpce-0bad", VICTIM_HOST));
+            for (j, byte) in header.iter().enumerate() {
+                self.frames
+                    .push(c.send(ts + 1000 + 100 * j as u64, std::slice::from_ref(byte))?);
+            }
+            let req = http::get_with_id(
+                VICTIM_HOST,
+                &format!("/after-slow-proxy/{k}"),
+                &format!("ps-{k}"),
+            );
+            self.hostile_delivered.push(req.clone());
+            self.frames.extend(c.stream(ts + 100_000_000, 2000, &req)?);
+            let end = self.frames.last().map_or(ts, |f| ts_ns(f.ts));
+            self.frames.push(c.fin(end + 1000)?);
+        }
+        self.expect("proxy_header:truncated", Expect::Exactly(held as u64));
+        self.expect("proxy_header:malformed", Expect::Exactly(n as u64));
+        self.about = format!(
+            "{held} v2 PROXY headers declaring 64 KiB cut at half, {n} malformed ones and {n} \
+             trickled a byte per segment, each of the last two followed by a request"
         );
         Ok(())
     }

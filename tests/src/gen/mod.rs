@@ -4,7 +4,8 @@
 //! - [`Conversation`] plans one connection ([`ConversationPlan`]: packets + truth);
 //! - [`Traffic`] streams many interleaved conversations for captures and benchmarks;
 //! - [`CaptureWriter`] writes pcap/pcapng, [`VxlanSender`] sends VXLAN datagrams to loopback;
-//! - [`http`] builds the requests and responses;
+//! - [`http`] builds the requests and responses; [`proxy`] the PROXY protocol headers a load
+//!   balancer puts before them;
 //! - [`hostile_traffic`] builds attacks with legitimate traffic interleaved, and what must come
 //!   of them.
 
@@ -13,6 +14,7 @@ pub mod conversation;
 pub mod encode;
 pub mod hostile_traffic;
 pub mod http;
+pub mod proxy;
 pub mod traffic;
 pub mod udp;
 

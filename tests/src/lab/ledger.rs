@@ -53,10 +53,12 @@ pub struct Death {
 struct Entry {
     phase: u32,
     len: usize,
-    /// Until the first arrival.
+    /// What the sink must receive, until the first arrival.
     bytes: Option<Vec<u8>>,
     arrivals: u32,
     exact: bool,
+    /// A health check: the rebuilders must filter it, not replay it.
+    filtered: bool,
 }
 
 #[derive(Default)]
@@ -89,6 +91,10 @@ struct Inner {
     unknown_peer: u64,
     mismatched: u64,
     duplicated: u64,
+    /// Requests sent to be filtered.
+    filtered_sent: u64,
+    /// Of those, arrivals at the sink.
+    filtered_arrived: u64,
     /// Arrivals without an id of ours, or with one never sent.
     unidentified: u64,
     /// Sent requests without an id (never, with the lab's workload).
@@ -138,6 +144,12 @@ impl Ledger {
 
     /// A request about to be written (tagged by [`with_id`](super::workload::with_id)).
     pub fn sent(&self, raw: &[u8]) {
+        self.sent_as(raw, raw.to_vec());
+    }
+
+    /// A request about to be written whose replay must be `expected` (with the client IP
+    /// added, say).
+    pub fn sent_as(&self, raw: &[u8], expected: Vec<u8>) {
         let mut st = self.lock();
         st.sent += 1;
         st.sent_bytes += raw.len() as u64;
@@ -150,15 +162,42 @@ impl Ledger {
         let fresh = Entry {
             phase,
             len: raw.len(),
-            bytes: Some(raw.to_vec()),
+            bytes: Some(expected),
             arrivals: 0,
             exact: false,
+            filtered: false,
         };
         if st.entries.insert(id, fresh).is_some() {
             st.example(format!("{id} was sent twice"));
             st.untagged_sent += 1;
         } else {
             st.outstanding += 1;
+        }
+    }
+
+    /// A request about to be written that the rebuilders must not replay (a load balancer's
+    /// health check): it counts as filtered, and as a fault if it reaches the sink.
+    pub fn sent_filtered(&self, raw: &[u8]) {
+        let mut st = self.lock();
+        st.sent += 1;
+        st.sent_bytes += raw.len() as u64;
+        let Some(id) = id_of(raw) else {
+            st.untagged_sent += 1;
+            return;
+        };
+        let fresh = Entry {
+            phase: st.phase,
+            len: raw.len(),
+            bytes: None,
+            arrivals: 0,
+            exact: false,
+            filtered: true,
+        };
+        if st.entries.insert(id, fresh).is_some() {
+            st.example(format!("{id} was sent twice"));
+            st.untagged_sent += 1;
+        } else {
+            st.filtered_sent += 1;
         }
     }
 
@@ -210,6 +249,11 @@ impl Ledger {
                 continue;
             };
             entry.arrivals += 1;
+            if entry.filtered {
+                st.filtered_arrived += 1;
+                st.example(format!("{id} is a health check, yet it reached the sink"));
+                continue;
+            }
             let problem = if entry.arrivals == 1 {
                 let sent = entry.bytes.take().unwrap_or_default();
                 entry.exact = sent == r.raw;
@@ -256,7 +300,11 @@ impl Ledger {
             received_bytes: st.received_bytes,
             outstanding: st.outstanding,
             per_node: st.per_node.clone(),
-            problems: st.mismatched + st.duplicated + st.unidentified + st.untagged_sent,
+            problems: st.mismatched
+                + st.duplicated
+                + st.unidentified
+                + st.untagged_sent
+                + st.filtered_arrived,
         }
     }
 
@@ -278,7 +326,7 @@ impl Ledger {
         };
         st.entries
             .iter()
-            .filter(|(id, e)| e.arrivals == 0 && !lost_with(&st, **id, e, d))
+            .filter(|(id, e)| e.arrivals == 0 && !e.filtered && !lost_with(&st, **id, e, d))
             .count() as u64
     }
 
@@ -294,6 +342,7 @@ impl Ledger {
             duplicated: st.duplicated,
             unidentified: st.unidentified + st.untagged_sent,
             unknown_peer: st.unknown_peer,
+            filtered_arrived: st.filtered_arrived,
             per_node: st.per_node.clone(),
             connections: st.conns.len(),
             connections_per_node: vec![0; st.per_node.len()],
@@ -318,6 +367,12 @@ impl Ledger {
         }
         let mut missing: Vec<RequestId> = Vec::new();
         for (id, e) in &st.entries {
+            if e.filtered {
+                if e.arrivals == 0 {
+                    v.filtered += 1;
+                }
+                continue;
+            }
             let expected_loss = death.is_some_and(|d| lost_with(&st, *id, e, d));
             match (e.arrivals, expected_loss) {
                 (0, true) => v.lost_with_dead_node += 1,
@@ -383,6 +438,10 @@ pub struct Verdict {
     pub unidentified: u64,
     /// Arrived from an address that is no node's.
     pub unknown_peer: u64,
+    /// Health checks sent that did not arrive, as they must not.
+    pub filtered: u64,
+    /// Health checks that reached the sink.
+    pub filtered_arrived: u64,
     pub per_node: Vec<NodeTally>,
     pub connections: usize,
     pub connections_per_node: Vec<usize>,
@@ -405,7 +464,8 @@ impl Verdict {
             && self.delivered_after_death == 0
             && self.split_connections == 0
             && self.client_errors.is_empty()
-            && self.exact + self.lost_with_dead_node == self.sent
+            && self.filtered_arrived == 0
+            && self.exact + self.lost_with_dead_node + self.filtered == self.sent
     }
 }
 
@@ -517,6 +577,47 @@ mod tests {
             len - 1
         );
         assert!(v.examples.contains(&differs), "{:?}", v.examples);
+    }
+
+    #[test]
+    fn health_checks_count_as_filtered_and_arriving_is_a_fault() {
+        let l = Ledger::new(1);
+        l.sent(&req(0, 0));
+        l.sent_filtered(&req(9, 0));
+        l.sent_filtered(&req(9, 1));
+        // Sent with the client IP expected in the replay.
+        let raw = req(0, 1);
+        let mut expected = raw.clone();
+        expected.splice(
+            raw.len() - 2..raw.len() - 2,
+            b"X-Forwarded-For: 1.2.3.4\r\n".to_vec(),
+        );
+        l.sent_as(&raw, expected.clone());
+        assert_eq!(l.awaited(None), 2, "a health check is not awaited");
+        l.absorb(vec![arrived(req(0, 0), 0), arrived(expected, 0)], node_of);
+        let v = l.verdict(None);
+        assert!(v.ok(), "{v:?}");
+        assert_eq!((v.exact, v.filtered, v.sent), (2, 2, 4));
+        assert_eq!(
+            v.connections, 1,
+            "health checks are no flow of the workload"
+        );
+        l.absorb(vec![arrived(req(9, 1), 0)], node_of);
+        let v = l.verdict(None);
+        assert!(!v.ok());
+        assert_eq!((v.filtered, v.filtered_arrived), (1, 1));
+        // The replay without the client IP is not byte-exact.
+        let l = Ledger::new(1);
+        let raw = req(0, 0);
+        l.sent_as(
+            &raw,
+            with_id(
+                b"GET /other HTTP/1.1\r\n\r\n",
+                RequestId { conn: 0, seq: 0 },
+            ),
+        );
+        l.absorb(vec![arrived(raw, 0)], node_of);
+        assert_eq!(l.verdict(None).mismatched, 1);
     }
 
     #[test]

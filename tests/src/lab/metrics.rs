@@ -91,6 +91,10 @@ pub struct NodeFigures {
     pub dropped: BTreeMap<String, u64>,
     /// `driver`/`generic` when captured through XDP.
     pub xdp_mode: Option<String>,
+    /// Requests kept from the outputs on purpose, by reason (non-zero ones only).
+    pub filtered: BTreeMap<String, u64>,
+    /// PROXY protocol headers stripped at stream starts, by version (`v1`, `v2`, `v2_local`).
+    pub proxy_headers: BTreeMap<String, u64>,
 }
 
 impl NodeFigures {
@@ -138,10 +142,31 @@ impl NodeFigures {
                 "rebuilder_output_dropped_total" => {
                     add(format!("{}:{}", label("output"), label("reason")), x.value)
                 }
+                "rebuilder_proxy_headers_total"
+                    if !matches!(x.label("outcome"), Some("v1" | "v2" | "v2_local")) =>
+                {
+                    add(format!("proxy_header:{}", label("outcome")), x.value)
+                }
                 _ => {}
             }
         }
+        let by = |name: &str, key: &str, only: &dyn Fn(&str) -> bool| {
+            let mut m = BTreeMap::new();
+            for x in s.iter().filter(|x| x.name == name && x.value >= 1.0) {
+                let k = x.label(key).unwrap_or("?");
+                if only(k) {
+                    *m.entry(k.to_owned()).or_insert(0) += n(x.value);
+                }
+            }
+            m
+        };
+        let filtered = by("rebuilder_requests_filtered_total", "reason", &|_| true);
+        let proxy_headers = by("rebuilder_proxy_headers_total", "outcome", &|k| {
+            matches!(k, "v1" | "v2" | "v2_local")
+        });
         NodeFigures {
+            filtered,
+            proxy_headers,
             packets,
             segments: n(sum(s, "rebuilder_packets_total", &[("outcome", "segment")])),
             rebuilt: n(sum(s, "rebuilder_requests_rebuilt_total", &[])),
@@ -173,13 +198,17 @@ rebuilder_requests_rebuilt_total 40
 rebuilder_upstream_replayed_total 39
 rebuilder_output_dropped_total{output="upstream",reason="gap"} 1
 rebuilder_requests_lost_total{reason="gap"} 1.0 1700000000
+rebuilder_requests_filtered_total{reason="health_check"} 6
+rebuilder_requests_filtered_total{reason="sample"} 0
+rebuilder_proxy_headers_total{outcome="v2"} 4
+rebuilder_proxy_headers_total{outcome="malformed"} 1
 # EOF
 "#;
 
     #[test]
     fn samples_parse_with_escaped_labels() {
         let s = parse(TEXT);
-        assert_eq!(s.len(), 11);
+        assert_eq!(s.len(), 15);
         let attached = s
             .iter()
             .find(|x| x.name == "rebuilder_xdp_attached")
@@ -210,9 +239,12 @@ rebuilder_requests_lost_total{reason="gap"} 1.0 1700000000
                 ("xdp:malformed".to_owned(), 2),
                 ("upstream:gap".to_owned(), 1),
                 ("request:gap".to_owned(), 1),
+                ("proxy_header:malformed".to_owned(), 1),
             ])
         );
-        assert_eq!(f.dropped_total(), 7);
+        assert_eq!(f.dropped_total(), 8);
+        assert_eq!(f.filtered, BTreeMap::from([("health_check".to_owned(), 6)]));
+        assert_eq!(f.proxy_headers, BTreeMap::from([("v2".to_owned(), 4)]));
         let udp = NodeFigures::from_text(
             "rebuilder_packets_total{source=\"udp\",outcome=\"segment\"} 5\n\
              rebuilder_udp_kernel_drops_total 4\n",

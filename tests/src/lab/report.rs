@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::ledger::{Death, Verdict};
 use super::metrics::NodeFigures;
+use super::workload::ProxyKind;
 use crate::netns::Capture;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +32,10 @@ pub struct NodeRow {
 /// Everything a lab run found.
 #[derive(Clone, Debug)]
 pub struct LabReport {
+    /// The PROXY protocol headers the clients sent.
+    pub proxy: ProxyKind,
+    /// Whether health checks were sent.
+    pub health_checks: bool,
     pub nodes: usize,
     pub capture: Capture,
     pub vni: u32,
@@ -52,7 +57,73 @@ impl LabReport {
     /// Every request arrived once, byte for byte (but those a killed node explains), every
     /// node that should have worked did, and the run was not cut short.
     pub fn ok(&self) -> bool {
-        self.verdict.ok() && !self.interrupted && self.failure.is_none()
+        self.verdict.ok()
+            && !self.interrupted
+            && self.failure.is_none()
+            && self.filtered_matches()
+            && self.proxy_headers_match()
+    }
+
+    /// Requests the nodes filtered as health checks, by their metrics (None when a node's
+    /// figures are missing).
+    pub fn health_checks_filtered(&self) -> Option<u64> {
+        self.rows
+            .iter()
+            .map(|r| {
+                r.figures
+                    .as_ref()
+                    .map(|f| f.filtered.get("health_check").copied().unwrap_or(0))
+            })
+            .sum()
+    }
+
+    /// Every health check the ledger saw not arrive is one the nodes counted as filtered,
+    /// and nothing else was filtered (a killed node's count stops at its death, so then only
+    /// the health checks must be at least its share).
+    pub fn filtered_matches(&self) -> bool {
+        let others = self.rows.iter().any(|r| {
+            r.figures
+                .as_ref()
+                .is_some_and(|f| f.filtered.keys().any(|k| k != "health_check"))
+        });
+        match self.health_checks_filtered() {
+            _ if others => false,
+            Some(n) if self.death.is_none() => n == self.verdict.filtered,
+            Some(n) => n <= self.verdict.filtered,
+            None => self.death.is_some(),
+        }
+    }
+
+    /// PROXY headers stripped by the nodes, by their metrics.
+    pub fn proxy_headers(&self) -> u64 {
+        self.rows
+            .iter()
+            .filter_map(|r| r.figures.as_ref())
+            .map(|f| f.proxy_headers.values().sum::<u64>())
+            .sum()
+    }
+
+    /// With PROXY clients, every workload connection's header was stripped by a node (and a
+    /// LOCAL one per third health check); without, none was.
+    pub fn proxy_headers_match(&self) -> bool {
+        if self.death.is_some() {
+            return true;
+        }
+        let want = match self.proxy {
+            ProxyKind::Off => 0,
+            _ => self.connections as u64 + self.local_health_checks(),
+        };
+        self.proxy_headers() == want
+    }
+
+    /// Health checks sent behind a PROXY v2 LOCAL header (every third, see
+    /// [`health_check`](super::workload::health_check)).
+    fn local_health_checks(&self) -> u64 {
+        if self.proxy == ProxyKind::Off {
+            return 0;
+        }
+        let sent = self.verdict.filtered + self.verdict.filtered_arrived;
+        (0..sent).filter(|n| n % 3 == 2).count() as u64
     }
 }
 
@@ -181,6 +252,26 @@ impl fmt::Display for LabReport {
             "          byte-exact once {}, missing {}, duplicated {}, not byte-exact {}, unidentified {}",
             v.exact, v.missing, v.duplicated, v.mismatched, v.unidentified
         )?;
+        if self.health_checks {
+            writeln!(
+                f,
+                "          health checks {} sent, filtered by the nodes {} (not replayed, as they must not be), at the sink {}",
+                v.filtered + v.filtered_arrived,
+                self.health_checks_filtered()
+                    .map_or("?".to_owned(), |n| n.to_string()),
+                v.filtered_arrived
+            )?;
+        }
+        if self.proxy != ProxyKind::Off {
+            writeln!(
+                f,
+                "          PROXY protocol {}: headers stripped by the nodes {} (connections {}, LOCAL health checks {}); every request replayed with the client IP it carried",
+                self.proxy.as_str(),
+                self.proxy_headers(),
+                self.connections,
+                self.local_health_checks()
+            )?;
+        }
         if let Some(d) = self.death {
             writeln!(
                 f,

@@ -122,6 +122,19 @@ impl Lab {
             ..LabConfig::default()
         })?;
         let mut args: Vec<String> = Vec::new();
+        // Every request behind a PROXY header must reach the WAF with the header's source.
+        if opts.mix.proxy != super::workload::ProxyKind::Off {
+            args.push(format!(
+                "--add-client-ip={}",
+                super::workload::CLIENT_IP_HEADER
+            ));
+        }
+        if opts.mix.health_checks > 0.0 {
+            args.extend([
+                "--health-check-cidr".into(),
+                format!("{}/32", crate::netns::HEALTH_CHECKER),
+            ]);
+        }
         if let Some(idle) = opts.max_idle {
             args.extend(["--max-idle".into(), format!("{}ms", idle.as_millis())]);
         }
@@ -301,6 +314,8 @@ impl Lab {
         verdict.client_errors.sort();
         verdict.client_errors.dedup();
         Ok(LabReport {
+            proxy: self.opts.mix.proxy,
+            health_checks: self.opts.mix.health_checks > 0.0,
             nodes: n,
             capture: self.opts.capture,
             vni: self.opts.vni,

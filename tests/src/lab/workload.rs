@@ -7,7 +7,7 @@
 //! connection (so the flow, so the node) it belongs to; the rest of each request is exactly
 //! what the generator makes, hostile ones included.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -27,6 +27,121 @@ pub const ID_HEADER: &str = "X-Lab-Id";
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often a paused or sleeping connection thread looks at its flags.
 const POLL: Duration = Duration::from_millis(20);
+/// The connection number in the ids of health checks (`c999999-<n>`): each check is a
+/// connection of its own, none a flow of the workload.
+pub const HEALTH_CHECK_CONN: u32 = 999_999;
+/// The header the lab's rebuilders add the client IP in when the clients send PROXY headers
+/// (`--add-client-ip`).
+pub const CLIENT_IP_HEADER: &str = "X-Forwarded-For";
+/// The VPC endpoint id the lab's v2 headers carry.
+pub const LAB_VPCE_ID: &str = "vpce-0lab0000000000001";
+
+/// Whether (and which) PROXY protocol header each connection of the workload starts with, as
+/// a load balancer in front of the origin would send: a classic ELB sends v1, an NLB v2 (with
+/// the AWS VPC endpoint TLV through PrivateLink).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProxyKind {
+    #[default]
+    Off,
+    V1,
+    V2,
+    /// By connection: v1 over IPv4, v2 over IPv4 with TLVs, v2 over IPv6.
+    Mix,
+}
+
+impl ProxyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProxyKind::Off => "off",
+            ProxyKind::V1 => "v1",
+            ProxyKind::V2 => "v2",
+            ProxyKind::Mix => "mix",
+        }
+    }
+
+    /// The header connection `conn` starts with, and the client IP it carries.
+    pub fn header(self, conn: u32, origin: SocketAddr) -> Option<(Vec<u8>, IpAddr)> {
+        use crate::gen::proxy;
+        let v4 = SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1 + (conn % 250) as u8)),
+            20_000 + (conn % 40_000) as u16,
+        );
+        let v6 = SocketAddr::new(
+            IpAddr::V6(Ipv6Addr::new(
+                0x2001,
+                0xdb8,
+                0x77,
+                0,
+                0,
+                0,
+                0,
+                1 + (conn % 60_000) as u16,
+            )),
+            v4.port(),
+        );
+        let tlvs = proxy::aws_tlvs(LAB_VPCE_ID, HOST);
+        let (h, src) = match (self, conn % 3) {
+            (ProxyKind::Off, _) => return None,
+            (ProxyKind::V1, _) | (ProxyKind::Mix, 0) => (proxy::v1(v4, origin), v4),
+            (ProxyKind::V2, _) | (ProxyKind::Mix, 1) => (proxy::v2(v4, origin, &tlvs), v4),
+            (ProxyKind::Mix, _) => {
+                let dst = SocketAddr::new(
+                    IpAddr::V6(match origin.ip() {
+                        IpAddr::V4(o) => o.to_ipv6_mapped(),
+                        IpAddr::V6(o) => o,
+                    }),
+                    origin.port(),
+                );
+                (proxy::v2(v6, dst, &tlvs), v6)
+            }
+        };
+        Some((h, src.ip()))
+    }
+}
+
+impl std::str::FromStr for ProxyKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "off" => Ok(ProxyKind::Off),
+            "v1" => Ok(ProxyKind::V1),
+            "v2" => Ok(ProxyKind::V2),
+            "mix" => Ok(ProxyKind::Mix),
+            _ => Err(format!("PROXY protocol {s:?}: use off, v1, v2 or mix")),
+        }
+    }
+}
+
+/// Health check `n` as a load balancer sends it: its request (tagged), whether it starts with
+/// a PROXY v2 LOCAL header, and whether it comes from the health checker's address
+/// ([`crate::netns::HEALTH_CHECKER`], which the lab's rebuilders get as `--health-check-cidr`).
+/// By `n`: ELB-HealthChecker/2.0 from the client's address; another User-Agent from the
+/// checker's address; with PROXY headers on, another User-Agent behind a LOCAL header.
+pub fn health_check(n: u32, origin: SocketAddr, proxy: ProxyKind) -> (Vec<u8>, bool, bool) {
+    let (ua, local, from_checker) = match n % 3 {
+        0 => ("ELB-HealthChecker/2.0", false, false),
+        1 => ("lab-probe/1.0", false, true),
+        _ if proxy != ProxyKind::Off => ("lab-probe/1.0", true, false),
+        _ => ("ELB-HealthChecker/2.0", false, true),
+    };
+    let raw = RequestBuilder::new("GET", "/health")
+        .header("Host", origin.to_string())
+        .header("Connection", "close")
+        .header("User-Agent", ua)
+        .header("Accept-Encoding", "gzip, compress, deflate")
+        .build();
+    (
+        with_id(
+            &raw,
+            RequestId {
+                conn: HEALTH_CHECK_CONN,
+                seq: n,
+            },
+        ),
+        local,
+        from_checker,
+    )
+}
 
 /// The traffic the mirror tests send through one lab: keep-alive GETs, bodies of several MB,
 /// chunked bodies streamed piece by piece, pipelined requests, an `Expect: 100-continue`
@@ -183,6 +298,12 @@ pub struct MixConfig {
     /// Largest body of a [`Action::BigPost`].
     pub max_body: usize,
     pub seed: u64,
+    /// The PROXY protocol header each connection starts with; the rebuilders must replay
+    /// every request with the header's source in [`CLIENT_IP_HEADER`].
+    pub proxy: ProxyKind,
+    /// Load balancer health checks per second (0: none), each on a connection of its own; the
+    /// rebuilders must filter every one.
+    pub health_checks: f64,
 }
 
 impl Default for MixConfig {
@@ -192,6 +313,8 @@ impl Default for MixConfig {
             rate: 100.0,
             max_body: 4 << 20,
             seed: 1,
+            proxy: ProxyKind::Off,
+            health_checks: 0.0,
         }
     }
 }
@@ -348,11 +471,27 @@ impl Workload {
                 cfg.connections, cfg.rate
             )));
         }
+        if !(cfg.health_checks >= 0.0 && cfg.health_checks.is_finite()) {
+            return Err(NetnsError::Config(format!(
+                "health checks per second must be 0 or more (got {})",
+                cfg.health_checks
+            )));
+        }
         let interval = Duration::from_secs_f64(cfg.connections as f64 / cfg.rate);
         let gate = Arc::new(Gate::default());
         let origin = lab.origin_addr();
         let start = Instant::now();
         let mut threads = Vec::new();
+        if cfg.health_checks > 0.0 {
+            let checker = HealthChecker {
+                origin,
+                interval: Duration::from_secs_f64(1.0 / cfg.health_checks),
+                proxy: cfg.proxy,
+                ledger: Arc::clone(&ledger),
+                gate: Arc::clone(&gate),
+            };
+            threads.push(lab.client_ns().spawn("lab-health", move || checker.run())?);
+        }
         for c in 0..cfg.connections {
             let conn =
                 u32::try_from(c).map_err(|_| NetnsError::Config("too many connections".into()))?;
@@ -364,6 +503,7 @@ impl Workload {
                 first,
                 max_body: cfg.max_body,
                 rng: SplitMix64::new(cfg.seed ^ (u64::from(conn) << 32) ^ 0x1ab),
+                proxy: cfg.proxy.header(conn, origin),
                 ledger: Arc::clone(&ledger),
                 gate: Arc::clone(&gate),
             };
@@ -374,8 +514,8 @@ impl Workload {
         }
         Ok(Workload {
             gate,
+            connections: threads.len(),
             threads,
-            connections: cfg.connections,
         })
     }
 
@@ -432,6 +572,8 @@ struct ConnCtx {
     first: Instant,
     max_body: usize,
     rng: SplitMix64,
+    /// The PROXY header to start with and the client IP it carries.
+    proxy: Option<(Vec<u8>, IpAddr)>,
     ledger: Arc<Ledger>,
     gate: Arc<Gate>,
 }
@@ -452,6 +594,9 @@ impl ConnCtx {
         let mut ka = KeepAlive::new(stream, c)?;
         if let Some(a) = ka.local_addr() {
             self.ledger.connection_opened(self.conn, a);
+        }
+        if let Some((header, _)) = &self.proxy {
+            ka.preamble(header, Instant::now() + EXCHANGE_TIMEOUT)?;
         }
         let mut next = self.first;
         let mut seq = 0u32;
@@ -480,7 +625,13 @@ impl ConnCtx {
             });
             // Entered before a byte is written: the sink may see it before write() returns.
             for raw in &st.batch {
-                self.ledger.sent(raw);
+                match &self.proxy {
+                    Some((_, ip)) => self.ledger.sent_as(
+                        raw,
+                        crate::gen::proxy::with_client_ip(raw, CLIENT_IP_HEADER, *ip),
+                    ),
+                    None => self.ledger.sent(raw),
+                }
             }
             let responses = ka.exchange(&st.batch, st.pieces, Instant::now() + EXCHANGE_TIMEOUT)?;
             if let Some(r) = responses.iter().find(|r| r.status != 200) {
@@ -502,9 +653,103 @@ impl ConnCtx {
     }
 }
 
+/// The thread sending health checks, one connection each, as a load balancer does.
+struct HealthChecker {
+    origin: SocketAddr,
+    interval: Duration,
+    proxy: ProxyKind,
+    ledger: Arc<Ledger>,
+    gate: Arc<Gate>,
+}
+
+impl HealthChecker {
+    fn run(self) -> Result<()> {
+        let r = self.checks();
+        if let Err(e) = &r {
+            self.ledger
+                .connection_failed(HEALTH_CHECK_CONN, format!("health checks: {e}"));
+        }
+        self.gate.leave();
+        r
+    }
+
+    fn checks(&self) -> Result<()> {
+        let mut next = Instant::now() + self.interval / 2;
+        for n in 0u32.. {
+            loop {
+                let left = next.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                if self.gate.stopping() {
+                    return Ok(());
+                }
+                std::thread::sleep(left.min(POLL));
+            }
+            if !self.gate.pass() {
+                break;
+            }
+            let (raw, local, from_checker) = health_check(n, self.origin, self.proxy);
+            let source = from_checker.then_some(IpAddr::V4(crate::netns::HEALTH_CHECKER));
+            let stream =
+                crate::http_client::connect_from(source, self.origin, Duration::from_secs(5))?;
+            let mut ka = KeepAlive::new(stream, HEALTH_CHECK_CONN as usize)?;
+            let deadline = Instant::now() + EXCHANGE_TIMEOUT;
+            if local {
+                ka.preamble(&crate::gen::proxy::v2_local(), deadline)?;
+            }
+            self.ledger.sent_filtered(&raw);
+            let responses = ka.exchange(std::slice::from_ref(&raw), None, deadline)?;
+            ka.finish();
+            if let Some(r) = responses.iter().find(|r| r.status != 200) {
+                return Err(NetnsError::Config(format!(
+                    "health check {n}: the origin answered {}",
+                    r.status
+                )));
+            }
+            next += self.interval;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proxy_headers_and_health_checks_are_what_load_balancers_send() {
+        let origin: SocketAddr = "10.77.1.2:80".parse().unwrap();
+        assert_eq!(ProxyKind::Off.header(0, origin), None);
+        let (h, ip) = ProxyKind::V1.header(4, origin).unwrap();
+        assert_eq!(h, b"PROXY TCP4 198.51.100.5 10.77.1.2 20004 80\r\n");
+        assert_eq!(ip, "198.51.100.5".parse::<IpAddr>().unwrap());
+        let kinds: Vec<(u8, bool)> = (0..3)
+            .map(|c| {
+                let (h, ip) = ProxyKind::Mix.header(c, origin).unwrap();
+                (if h.starts_with(b"PROXY") { 1 } else { 2 }, ip.is_ipv6())
+            })
+            .collect();
+        assert_eq!(kinds, vec![(1, false), (2, false), (2, true)]);
+        let (h, _) = ProxyKind::V2.header(0, origin).unwrap();
+        assert!(h
+            .windows(LAB_VPCE_ID.len())
+            .any(|w| w == LAB_VPCE_ID.as_bytes()));
+        let checks: Vec<_> = (0..3)
+            .map(|n| health_check(n, origin, ProxyKind::Mix))
+            .collect();
+        assert!(String::from_utf8_lossy(&checks[0].0).contains("User-Agent: ELB-HealthChecker/2.0"));
+        assert_eq!((checks[1].1, checks[1].2), (false, true));
+        assert_eq!((checks[2].1, checks[2].2), (true, false));
+        assert_eq!(
+            id_of(&checks[2].0),
+            Some(RequestId {
+                conn: HEALTH_CHECK_CONN,
+                seq: 2
+            })
+        );
+        assert!(!health_check(2, origin, ProxyKind::Off).1);
+    }
 
     #[test]
     fn ids_go_in_as_the_second_line_and_come_back_out() {

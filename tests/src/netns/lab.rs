@@ -40,6 +40,9 @@ use crate::sink::{Sink, SinkConfig};
 pub const LAB_VNI: u32 = 7_340_033;
 const VXLAN_PORT: u16 = 4789;
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 77, 1, 1);
+/// A second address of the client namespace: a load balancer node's, the source of health
+/// checks that `--health-check-cidr` names.
+pub const HEALTH_CHECKER: Ipv4Addr = Ipv4Addr::new(10, 77, 1, 100);
 const ORIGIN: Ipv4Addr = Ipv4Addr::new(10, 77, 1, 2);
 const ORIGIN_UNDERLAY: Ipv4Addr = Ipv4Addr::new(10, 77, 2, 1);
 const NLB_UNDERLAY: Ipv4Addr = Ipv4Addr::new(10, 77, 2, 2);
@@ -277,6 +280,7 @@ impl MirrorLab {
             cfg.mtu,
         )?;
         prod.a.add_addr(&cidr24(CLIENT))?.persist();
+        prod.a.add_addr(&cidr24(HEALTH_CHECKER))?.persist();
         prod.b.add_addr(&cidr24(ORIGIN))?.persist();
         // A retransmission timeout or a duplicate segment makes Linux pick a new flow hash
         // (net.core.txrehash), which would move the VXLAN flow to another outer source port
@@ -653,11 +657,15 @@ impl MirrorLab {
             let plan = plan.clone();
             handles.push(self.client.spawn(&format!("client-{i}"), move || {
                 let left = deadline.saturating_duration_since(Instant::now());
-                let stream = TcpStream::connect_timeout(&to, left.max(Duration::from_millis(1)))
-                    .map_err(|source| ClientError::Io {
-                        connection: i,
-                        source,
-                    })?;
+                let stream = crate::http_client::connect_from(
+                    plan.source,
+                    to,
+                    left.max(Duration::from_millis(1)),
+                )
+                .map_err(|source| ClientError::Io {
+                    connection: i,
+                    source,
+                })?;
                 run_connection(stream, i, &plan, deadline)
             })?);
         }

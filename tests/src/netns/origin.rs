@@ -4,6 +4,8 @@
 //! Requests are framed with the sink's framer (Content-Length, chunked, pipelined), so the
 //! origin reads exactly one request before answering it, as a real server does; which bytes
 //! it got is not its business (the client records what it sent, the sink what it received).
+//! A PROXY protocol header at the start of a connection (v1 or v2, as a load balancer sends
+//! one) is skipped by its length and counted, as a server configured for proxy protocol does.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -23,6 +25,7 @@ struct Shared {
     stop: AtomicBool,
     served: AtomicUsize,
     request_bytes: AtomicU64,
+    proxy_headers: AtomicUsize,
     errors: Mutex<Vec<String>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     response: Vec<u8>,
@@ -54,6 +57,7 @@ impl Origin {
             stop: AtomicBool::new(false),
             served: AtomicUsize::new(0),
             request_bytes: AtomicU64::new(0),
+            proxy_headers: AtomicUsize::new(0),
             errors: Mutex::new(Vec::new()),
             threads: Mutex::new(Vec::new()),
             response,
@@ -76,6 +80,11 @@ impl Origin {
     /// Requests answered so far.
     pub fn served(&self) -> usize {
         self.shared.served.load(Ordering::SeqCst)
+    }
+
+    /// PROXY protocol headers skipped at connection starts so far.
+    pub fn proxy_headers(&self) -> usize {
+        self.shared.proxy_headers.load(Ordering::SeqCst)
     }
 
     /// Bytes of the requests answered so far.
@@ -161,34 +170,49 @@ fn serve_inner(stream: &mut TcpStream, shared: &Shared) -> Result<(), String> {
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; 256 * 1024];
     let mut continued = false;
+    // Until the first bytes show whether a PROXY header leads the connection.
+    let mut at_start = true;
     loop {
-        loop {
-            match framer::frame_request(&buf, MAX_HEAD, MAX_BODY) {
-                Ok(Some(n)) => {
+        if at_start {
+            match crate::gen::proxy::header_len(&buf) {
+                Some(Some(n)) => {
                     buf.drain(..n);
-                    continued = false;
-                    shared.served.fetch_add(1, Ordering::SeqCst);
-                    shared.request_bytes.fetch_add(n as u64, Ordering::SeqCst);
-                    stream
-                        .write_all(&shared.response)
-                        .map_err(|e| format!("{peer}: write: {e}"))?;
+                    shared.proxy_headers.fetch_add(1, Ordering::SeqCst);
+                    at_start = false;
                 }
-                Ok(None) => {
-                    if !continued {
-                        if let Ok(Some(head)) = framer::parse_head(&buf, MAX_HEAD) {
-                            if head.expect_continue && buf.len() == head.len {
-                                continued = true;
-                                stream
-                                    .write_all(CONTINUE)
-                                    .map_err(|e| format!("{peer}: write: {e}"))?;
+                Some(None) => {}
+                None => at_start = false,
+            }
+        }
+        if !at_start {
+            loop {
+                match framer::frame_request(&buf, MAX_HEAD, MAX_BODY) {
+                    Ok(Some(n)) => {
+                        buf.drain(..n);
+                        continued = false;
+                        shared.served.fetch_add(1, Ordering::SeqCst);
+                        shared.request_bytes.fetch_add(n as u64, Ordering::SeqCst);
+                        stream
+                            .write_all(&shared.response)
+                            .map_err(|e| format!("{peer}: write: {e}"))?;
+                    }
+                    Ok(None) => {
+                        if !continued {
+                            if let Ok(Some(head)) = framer::parse_head(&buf, MAX_HEAD) {
+                                if head.expect_continue && buf.len() == head.len {
+                                    continued = true;
+                                    stream
+                                        .write_all(CONTINUE)
+                                        .map_err(|e| format!("{peer}: write: {e}"))?;
+                                }
                             }
                         }
+                        break;
                     }
-                    break;
-                }
-                Err(e) => {
-                    let _ = stream.shutdown(Shutdown::Both);
-                    return Err(format!("{peer}: cannot frame a request: {e}"));
+                    Err(e) => {
+                        let _ = stream.shutdown(Shutdown::Both);
+                        return Err(format!("{peer}: cannot frame a request: {e}"));
+                    }
                 }
             }
         }

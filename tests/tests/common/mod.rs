@@ -13,6 +13,8 @@ use rebuilder_tests::http_client::{ConnectionOutcome, ConnectionPlan};
 use rebuilder_tests::netns::{leftovers, Capture, LabConfig, MirrorLab};
 use rebuilder_tests::process::Finished;
 
+// Not every test file uses them.
+#[allow(unused_imports)]
 pub use rebuilder_tests::lab::workload::{mirror_plans, spread_plans};
 
 /// Bounds for each phase; nothing here should come near them.
