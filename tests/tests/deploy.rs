@@ -13,6 +13,10 @@
 //! Tools: bash, shellcheck, systemd-analyze and systemctl (Debian packages shellcheck, systemd),
 //! and checkov, from PATH or `target/checkov-venv` (created with python3-venv when missing).
 
+#[path = "deploy/eval.rs"]
+mod eval;
+#[path = "deploy/plan.rs"]
+mod plan;
 #[path = "deploy/render.rs"]
 mod render;
 #[path = "deploy/tf.rs"]
@@ -24,8 +28,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use hcl::eval::{Context, Evaluate};
-use hcl::expr::Expression;
 use hcl::Value;
 use rebuilder_tests::process::{rebuilder_bin, workspace_root};
 
@@ -410,31 +412,52 @@ fn the_checks_catch_broken_terraform() {
 // ---------------------------------------------------------------------------------------------
 // User data, rendered as the module renders it.
 
-/// Test values for the rebuilder module's variables that the templates read.
-fn module_vars(xdp_mode: &str, release: &Release, sha256: &str) -> Value {
-    let mut vars = hcl::Map::new();
-    let mut set = |k: &str, v: Value| {
-        vars.insert(k.to_string(), v);
-    };
-    set("log_format", render::string("json"));
-    set("vnis", render::numbers(&[1377, 42]));
-    set("server_ports", render::numbers(&[80, 8080]));
-    set("memory_budget", render::string("512MiB"));
-    // Nothing listens there: the binary's settings check must not depend on reaching it.
-    set("upstream_url", render::string("http://127.0.0.1:9"));
-    set("client_ip_header", render::string("X-Forwarded-For"));
-    set("vni_header", render::string("X-Mirror-VNI"));
-    set("status_port", Value::from(9479u64));
-    set("xdp_mode", render::string(xdp_mode));
-    set("capture_interface", render::string("ens5"));
+/// Test values for the rebuilder module's variables that the templates read, for `xdp_mode`,
+/// the release kind and checksum; `extra` adds or overrides variables.
+fn module_vars(
+    xdp_mode: &str,
+    release: &Release,
+    sha256: &str,
+    extra: &[(&'static str, Value)],
+) -> Vec<(&'static str, Value)> {
     let (s3, url) = match release {
         Release::S3 => ("s3://rebuilder-artifacts/releases/rebuilder.tar.gz", ""),
         Release::Url => ("", "https://releases.example.com/rebuilder.tar.gz"),
     };
-    set("release_s3_uri", render::string(s3));
-    set("release_url", render::string(url));
-    set("release_sha256", render::string(sha256));
-    Value::Object(vars)
+    let mut vars: Vec<(&'static str, Value)> = vec![
+        ("vpc_id", render::string("vpc-0123456789abcdef0")),
+        (
+            "subnet_ids",
+            Value::Array(vec![render::string("subnet-0123456789abcdef0")]),
+        ),
+        ("log_format", render::string("json")),
+        ("vnis", render::numbers(&[1377, 42])),
+        ("server_ports", render::numbers(&[80, 8080])),
+        ("memory_budget", render::string("512MiB")),
+        // Nothing listens there: the binary's settings check must not depend on reaching it.
+        ("upstream_url", render::string("http://127.0.0.1:9")),
+        ("client_ip_header", render::string("X-Forwarded-For")),
+        ("vni_header", render::string("X-Mirror-VNI")),
+        ("status_port", Value::from(9479u64)),
+        ("xdp_mode", render::string(xdp_mode)),
+        ("capture_interface", render::string("ens5")),
+        ("release_s3_uri", render::string(s3)),
+        ("release_url", render::string(url)),
+        ("release_sha256", render::string(sha256)),
+        // The tests run the release dist builds here.
+        (
+            "architecture",
+            render::string(match std::env::consts::ARCH {
+                "aarch64" => "arm64",
+                other => other,
+            }),
+        ),
+    ];
+    for (k, v) in extra {
+        vars.retain(|(name, _)| name != k);
+        vars.push((k, v.clone()));
+    }
+    vars
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -443,35 +466,86 @@ enum Release {
     Url,
 }
 
-/// The expression of `locals { NAME = ... }` in the rebuilder module's main.tf.
-fn module_local(name: &str) -> Expression {
-    let main = terraform().join("modules/rebuilder/main.tf");
-    let body = hcl::parse(&std::fs::read_to_string(&main).unwrap()).unwrap();
-    body.blocks()
-        .filter(|b| b.identifier() == "locals")
-        .flat_map(|b| b.body().attributes())
-        .find(|a| a.key() == name)
-        .map(|a| a.expr().clone())
-        .unwrap_or_else(|| panic!("local {name} not found in {}", main.display()))
+/// What AWS computes and the rebuilder module reads: stand-ins for its data sources and the
+/// resources its locals and preconditions refer to.
+fn rebuilder_stubs(architecture: &str) -> Vec<(&'static str, Value)> {
+    use plan::object;
+    let s = render::string;
+    vec![
+        (
+            "data",
+            object(&[
+                (
+                    "aws_partition",
+                    object(&[("current", object(&[("partition", s("aws"))]))]),
+                ),
+                (
+                    "aws_region",
+                    object(&[("current", object(&[("name", s("eu-west-1"))]))]),
+                ),
+                (
+                    "aws_vpc",
+                    object(&[(
+                        "this",
+                        object(&[(
+                            "cidr_block_associations",
+                            Value::Array(vec![object(&[("cidr_block", s("10.0.0.0/16"))])]),
+                        )]),
+                    )]),
+                ),
+                (
+                    "aws_ssm_parameter",
+                    object(&[(
+                        "al2023",
+                        Value::Array(vec![object(&[("value", s("ami-0123456789abcdef0"))])]),
+                    )]),
+                ),
+                (
+                    "aws_ami",
+                    object(&[(
+                        "this",
+                        object(&[
+                            ("architecture", s(architecture)),
+                            ("root_device_name", s("/dev/xvda")),
+                        ]),
+                    )]),
+                ),
+            ]),
+        ),
+        (
+            "aws_autoscaling_group",
+            object(&[("this", object(&[("name", s("rebuilder-20260101"))]))]),
+        ),
+        (
+            "aws_lb",
+            object(&[("this", object(&[("arn_suffix", s("net/rebuilder/0123456789abcdef"))]))]),
+        ),
+        (
+            "aws_lb_target_group",
+            object(&[(
+                "vxlan",
+                object(&[(
+                    "arn_suffix",
+                    s("targetgroup/rebuilder-vxlan/0123456789abcdef"),
+                )]),
+            )]),
+        ),
+    ]
 }
 
-/// The variables object a `templatefile()` local passes, evaluated with `var` and `local`.
-fn templatefile_args(
-    local: &str,
-    var: &Value,
-    locals: &hcl::Map<String, Value>,
-) -> Vec<(String, Value)> {
-    let Expression::FuncCall(call) = module_local(local) else {
-        panic!("local.{local} is not a templatefile() call");
-    };
-    assert_eq!(call.name.name.as_str(), "templatefile");
-    let mut ctx = Context::new();
-    ctx.declare_var("var", var.clone());
-    ctx.declare_var("local", Value::Object(locals.clone()));
-    match call.args[1].evaluate(&ctx) {
-        Ok(Value::Object(o)) => o.into_iter().collect(),
-        other => panic!("templatefile arguments of local.{local}: {other:?}"),
-    }
+/// The rebuilder module planned with `vars`.
+fn rebuilder_plan(vars: &[(&str, Value)]) -> plan::Plan {
+    let arch = vars
+        .iter()
+        .find(|(k, _)| *k == "architecture")
+        .and_then(|(_, v)| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| "x86_64".into());
+    plan::plan(
+        &terraform().join("modules/rebuilder"),
+        vars,
+        &rebuilder_stubs(&arch),
+    )
+    .unwrap_or_else(|e| panic!("planning the rebuilder module: {e}"))
 }
 
 /// A stand-in checksum for renderings that are not run.
@@ -479,25 +553,21 @@ const ANY_SHA256: &str = "0123456789abcdef0123456789abcdef0123456789abcdef012345
 
 /// The settings and the user data the module renders for these variables.
 fn render_user_data(xdp_mode: &str, release: &Release, sha256: &str) -> (String, String) {
-    let var = module_vars(xdp_mode, release, sha256);
-    let mut ctx = Context::new();
-    ctx.declare_var("var", var.clone());
-    let mut locals = hcl::Map::new();
-    let attach = module_local("xdp_attach_mode")
-        .evaluate(&ctx)
-        .unwrap_or_else(|e| panic!("local.xdp_attach_mode: {e}"));
-    locals.insert("xdp_attach_mode".to_string(), attach);
+    render_user_data_with(xdp_mode, release, sha256, &[])
+}
 
-    let templates = terraform().join("modules/rebuilder/templates");
-    let args = templatefile_args("config", &var, &locals);
-    let args: Vec<(&str, Value)> = args.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-    let config = render::render(&templates.join("rebuilder.toml.tftpl"), &args).unwrap();
-    locals.insert("config".to_string(), Value::String(config.clone()));
-
-    let args = templatefile_args("user_data", &var, &locals);
-    let args: Vec<(&str, Value)> = args.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-    let user_data = render::render(&templates.join("user-data.sh.tftpl"), &args).unwrap();
-    (config, user_data)
+fn render_user_data_with(
+    xdp_mode: &str,
+    release: &Release,
+    sha256: &str,
+    extra: &[(&'static str, Value)],
+) -> (String, String) {
+    let plan = rebuilder_plan(&module_vars(xdp_mode, release, sha256, extra));
+    let text = |v: Value| match v {
+        Value::String(s) => s,
+        other => panic!("{other:?}"),
+    };
+    (text(plan.local("config")), text(plan.local("user_data")))
 }
 
 #[test]
