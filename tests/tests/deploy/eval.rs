@@ -13,10 +13,10 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
 
+use hcl::eval::{Context, Evaluate};
 use hcl::expr::{
     BinaryOperator, Expression, ObjectKey, TemplateExpr, TraversalOperator, UnaryOperator,
 };
-use hcl::eval::{Context, Evaluate};
 use hcl::template::Template;
 use hcl::{Map, Number, Value};
 
@@ -61,7 +61,9 @@ pub type Result<T> = std::result::Result<T, String>;
 
 fn num(v: &Value, what: &str) -> Result<f64> {
     match v {
-        Value::Number(n) => n.as_f64().ok_or_else(|| format!("{what}: {n} is not finite")),
+        Value::Number(n) => n
+            .as_f64()
+            .ok_or_else(|| format!("{what}: {n} is not finite")),
         // Terraform converts numeric strings where a number is wanted.
         Value::String(s) => s
             .parse::<f64>()
@@ -112,9 +114,7 @@ fn equal(a: &Value, b: &Value) -> bool {
             x.len() == y.len() && x.iter().zip(y).all(|(a, b)| equal(a, b))
         }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| equal(v, w)))
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| equal(v, w)))
         }
         _ => a == b,
     }
@@ -399,10 +399,7 @@ fn call(name: &str, args: &[Expression], scope: &Scope) -> Result<Value> {
         }
         _ => {}
     }
-    let a: Vec<Value> = args
-        .iter()
-        .map(|e| eval(e, scope))
-        .collect::<Result<_>>()?;
+    let a: Vec<Value> = args.iter().map(|e| eval(e, scope)).collect::<Result<_>>()?;
     let arg = |i: usize| {
         a.get(i)
             .ok_or_else(|| format!("{name}() needs argument {}", i + 1))
@@ -448,10 +445,7 @@ fn call(name: &str, args: &[Expression], scope: &Scope) -> Result<Value> {
         "floor" => number(num(arg(0)?, "floor")?.floor()),
         "abs" => number(num(arg(0)?, "abs")?.abs()),
         "min" | "max" => {
-            let ns = a
-                .iter()
-                .map(|v| num(v, name))
-                .collect::<Result<Vec<_>>>()?;
+            let ns = a.iter().map(|v| num(v, name)).collect::<Result<Vec<_>>>()?;
             let pick = if name == "min" {
                 ns.iter().cloned().fold(f64::INFINITY, f64::min)
             } else {
@@ -565,9 +559,7 @@ fn call(name: &str, args: &[Expression], scope: &Scope) -> Result<Value> {
             }
             Ok(Value::Array(out))
         }
-        other => Err(format!(
-            "function {other}() is not known to this evaluator"
-        )),
+        other => Err(format!("function {other}() is not known to this evaluator")),
     }
 }
 

@@ -294,8 +294,7 @@ impl Plan {
                 {
                     let condition = attr(pre.body(), "condition").unwrap();
                     if self.eval(condition) != Value::Bool(true) {
-                        let message = match self.eval(attr(pre.body(), "error_message").unwrap())
-                        {
+                        let message = match self.eval(attr(pre.body(), "error_message").unwrap()) {
                             Value::String(s) => s,
                             other => format!("{other:?}"),
                         };
