@@ -200,14 +200,17 @@ pub fn packets_entered(driver: &str, xdp: &BTreeMap<String, u64>) -> Option<u64>
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct UnseenDrops {
     baseline: Option<(u64, u64)>,
-    counted: u64,
+    /// Counted since the baseline.
+    since: u64,
+    /// Counted in all, across baselines.
+    total: u64,
 }
 
 impl UnseenDrops {
     /// Sets the starting point: the program's `seen` count, then the driver's.
     pub fn start(&mut self, program_seen: u64, driver_entered: u64) {
         self.baseline = Some((program_seen, driver_entered));
-        self.counted = 0;
+        self.since = 0;
     }
 
     /// A later sample (the driver's count read before the program's): how much the counter
@@ -222,13 +225,14 @@ impl UnseenDrops {
             return 0;
         }
         let unseen = (driver_entered - entered0).saturating_sub(program_seen - seen0);
-        let grow = unseen.saturating_sub(self.counted);
-        self.counted += grow;
+        let grow = unseen.saturating_sub(self.since);
+        self.since += grow;
+        self.total += grow;
         grow
     }
 
     pub fn total(&self) -> u64 {
-        self.counted
+        self.total
     }
 }
 
