@@ -417,7 +417,11 @@ fn jumbo_frames_cut_at_the_nlb_packet_length_are_gaps() {
     )
     .assert_match();
     assert_eq!(received.len(), 3);
-    assert!(run.summary_value("gaps").unwrap_or(0) >= 1, "{}", run.stderr);
+    assert!(
+        run.summary_value("gaps").unwrap_or(0) >= 1,
+        "{}",
+        run.stderr
+    );
     assert!(
         run.stderr.contains("upstream:gap"),
         "the skipped replay is counted: {}",
