@@ -89,6 +89,28 @@ impl PipelineMetrics {
             proxy_headers: Family::default(),
             requests_filtered: Family::default(),
         };
+        // Loss counters exist from the start, at zero: an alert on their rate sees 0, not an
+        // absent series, and a scrape shows every family a dashboard or rule may use.
+        for reason in [
+            "gap",
+            "head_too_large",
+            "too_many_headers",
+            "invalid",
+            "incomplete",
+            "evicted",
+        ] {
+            let _ = m.requests_lost.get_or_create(&ReasonLabel { reason });
+        }
+        for reason in GAP_REASONS.iter() {
+            let r = ReasonLabel {
+                reason: reason.as_str(),
+            };
+            let _ = m.gaps.get_or_create(&r);
+            let _ = m.gap_bytes.get_or_create(&r);
+        }
+        let _ = m.segments_dropped.get_or_create(&ReasonLabel {
+            reason: "worker_queue_full",
+        });
         let r = registry;
         r.register(
             "rebuilder_packets",

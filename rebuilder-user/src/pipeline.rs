@@ -937,6 +937,93 @@ struct XdpResult {
     dropped: u64,
 }
 
+/// How often the NIC driver's statistics are read (an ioctl; ENA may ask its device).
+const NIC_STATS_EVERY: Duration = Duration::from_secs(1);
+
+/// The driver's XDP statistics and the loss they show beyond the program's own count
+/// ([`crate::capture::nic`]), followed from the XDP capture thread.
+struct NicWatch {
+    iface: String,
+    driver: String,
+    driver_mode: bool,
+    before: std::collections::BTreeMap<String, u64>,
+    unseen: crate::capture::nic::UnseenDrops,
+    last: Instant,
+    error_logged: bool,
+}
+
+impl NicWatch {
+    fn program_seen(reader: &crate::capture::xdp::XdpReader) -> Option<u64> {
+        let k = reader.kernel_counters().ok()?;
+        k.get(rebuilder_ebpf::Counter::Seen.index() as usize)
+            .copied()
+    }
+
+    fn start(reader: &crate::capture::xdp::XdpReader, driver: &str) -> Self {
+        let attached = reader.attached();
+        let mut w = Self {
+            iface: attached.iface.clone(),
+            driver: driver.to_string(),
+            driver_mode: attached.mode == crate::capture::xdp::AttachMode::Driver,
+            before: Default::default(),
+            unseen: Default::default(),
+            last: Instant::now(),
+            error_logged: false,
+        };
+        // The program's count first, the driver's after (see UnseenDrops).
+        let seen = Self::program_seen(reader);
+        if let Ok(stats) = crate::capture::nic::read_stats(&w.iface) {
+            w.before = crate::capture::nic::xdp_counters(&stats);
+            if let (Some(seen), Some(entered)) = (
+                seen,
+                crate::capture::nic::packets_entered(&w.driver, &w.before),
+            ) {
+                w.unseen.start(seen, entered);
+            }
+        }
+        w
+    }
+
+    fn tick(&mut self, reader: &crate::capture::xdp::XdpReader, xm: &XdpMetrics) {
+        if self.last.elapsed() < NIC_STATS_EVERY {
+            return;
+        }
+        self.last = Instant::now();
+        let stats = match crate::capture::nic::read_stats(&self.iface) {
+            Ok(s) => s,
+            Err(e) => {
+                if !self.error_logged {
+                    self.error_logged = true;
+                    tracing::warn!(error = %e, "cannot read the NIC driver's statistics");
+                }
+                return;
+            }
+        };
+        let now = crate::capture::nic::xdp_counters(&stats);
+        xm.publish_driver(&self.iface, &now, &self.before);
+        // The driver's count was read first, the program's now (see UnseenDrops).
+        if self.driver_mode {
+            if let (Some(entered), Some(seen)) = (
+                crate::capture::nic::packets_entered(&self.driver, &now),
+                Self::program_seen(reader),
+            ) {
+                let grown = self.unseen.update(entered, seen);
+                if grown > 0 {
+                    tracing::warn!(
+                        iface = %self.iface,
+                        driver = %self.driver,
+                        dropped = grown,
+                        "the driver dropped packets before the XDP program saw them (in driver \
+                         mode ENA drops frames larger than one receive buffer)"
+                    );
+                    xm.driver_dropped(&self.iface, grown);
+                }
+            }
+        }
+        self.before = now;
+    }
+}
+
 /// The XDP capture thread: its own current-thread runtime waits on the ring buffer, so the
 /// outputs' runtime can never delay capture.
 fn xdp_loop(
@@ -968,7 +1055,9 @@ async fn xdp_capture(
     xm: &XdpMetrics,
     beat: Option<&Heartbeat>,
 ) -> Result<XdpResult, XdpError> {
+    let driver = cap.facts().driver_name().unwrap_or_default().to_string();
     let mut reader = cap.into_reader()?;
+    let mut nic = NicWatch::start(&reader, &driver);
     let mut decode = DecodeStats::default();
     let mut published = DecodeStats::default();
     let mut published_reader = ReaderStats::default();
@@ -1066,6 +1155,7 @@ async fn xdp_capture(
             read_kernel(&reader, &mut kernel);
             last_kernel = Instant::now();
         }
+        nic.tick(&reader, xm);
         if last_round {
             break;
         }

@@ -13,6 +13,10 @@
 //! Tools: bash, shellcheck, systemd-analyze and systemctl (Debian packages shellcheck, systemd),
 //! and checkov, from PATH or `target/checkov-venv` (created with python3-venv when missing).
 
+#[path = "deploy/eval.rs"]
+mod eval;
+#[path = "deploy/plan.rs"]
+mod plan;
 #[path = "deploy/render.rs"]
 mod render;
 #[path = "deploy/tf.rs"]
@@ -24,8 +28,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use hcl::eval::{Context, Evaluate};
-use hcl::expr::Expression;
 use hcl::Value;
 use rebuilder_tests::process::{rebuilder_bin, workspace_root};
 
@@ -408,33 +410,653 @@ fn the_checks_catch_broken_terraform() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Validations and preconditions, evaluated as `terraform plan` evaluates them.
+
+fn refusals(dir: &str, given: &[(&str, Value)]) -> Vec<plan::Refusal> {
+    plan::validate(&terraform().join(dir), given).unwrap_or_else(|e| panic!("{dir}: {e}"))
+}
+
+/// `given` passes every validation of `dir` (the other variables at their defaults).
+fn accepted(dir: &str, given: &[(&str, Value)]) {
+    let r = refusals(dir, given);
+    assert!(r.is_empty(), "{dir} refuses {given:?}: {r:#?}");
+}
+
+/// `given` fails exactly one validation, of `var`, with a message containing `says`.
+fn refused(dir: &str, given: &[(&str, Value)], var: &str, says: &str) {
+    let r = refusals(dir, given);
+    assert!(
+        r.len() == 1 && r[0].at == format!("var.{var}") && r[0].message.contains(says),
+        "{dir} with {given:?}: expected var.{var} refused saying {says:?}, got {r:#?}"
+    );
+}
+
+fn n(x: f64) -> Value {
+    Value::Number(hcl::Number::from_f64(x).unwrap())
+}
+
+fn field(v: &Value, key: &str) -> Value {
+    match v {
+        Value::Object(o) => o.get(key).cloned().unwrap_or(Value::Null),
+        other => panic!("{other:?} is not an object"),
+    }
+}
+
+fn text_of(v: &Value) -> &str {
+    v.as_str()
+        .unwrap_or_else(|| panic!("{v:?} is not a string"))
+}
+
+const REBUILDER: &str = "modules/rebuilder";
+const SESSIONS: &str = "modules/mirror-sessions";
+const EXAMPLE: &str = "examples/vpc-mirror";
+
+fn rebuilder_required() -> Vec<(&'static str, Value)> {
+    module_vars("generic", &Release::Url, ANY_SHA256, &[])
+}
+
+fn sessions_required() -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "network_interface_ids",
+            Value::Array(vec![render::string("eni-0123456789abcdef0")]),
+        ),
+        (
+            "target_nlb_arn",
+            render::string(
+                "arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/net/rebuilder/0123456789abcdef",
+            ),
+        ),
+    ]
+}
+
+fn example_required() -> Vec<(&'static str, Value)> {
+    vec![
+        ("region", render::string("eu-west-1")),
+        ("vpc_id", render::string("vpc-0123456789abcdef0")),
+        (
+            "private_subnet_ids",
+            Value::Array(vec![render::string("subnet-0123456789abcdef0")]),
+        ),
+        ("release_sha256", render::string(ANY_SHA256)),
+        ("wallarm_token", render::string("token")),
+        (
+            "source_asg_names",
+            Value::Array(vec![render::string("my-app")]),
+        ),
+    ]
+}
+
+fn with(
+    base: Vec<(&'static str, Value)>,
+    extra: &[(&'static str, Value)],
+) -> Vec<(&'static str, Value)> {
+    let mut v = base;
+    for (k, x) in extra {
+        v.retain(|(name, _)| name != k);
+        v.push((k, x.clone()));
+    }
+    v
+}
+
+#[test]
+fn validations_take_the_defaults_and_refuse_what_aws_would() {
+    let s = render::string;
+    accepted(REBUILDER, &rebuilder_required());
+    accepted(SESSIONS, &sessions_required());
+    accepted(EXAMPLE, &example_required());
+
+    let r = |extra: &[(&'static str, Value)]| with(rebuilder_required(), extra);
+    // NAME-vxlan, the target group, must fit in 32 characters.
+    accepted(REBUILDER, &r(&[("name", s(&"a".repeat(26)))]));
+    refused(
+        REBUILDER,
+        &r(&[("name", s(&"a".repeat(27)))]),
+        "name",
+        "1 to 26",
+    );
+    refused(
+        REBUILDER,
+        &r(&[("name", s("-rebuilder"))]),
+        "name",
+        "hyphen",
+    );
+    // Scaling.
+    for metric in ["cpu", "network_packets_in", "none"] {
+        accepted(REBUILDER, &r(&[("scaling_metric", s(metric))]));
+    }
+    refused(
+        REBUILDER,
+        &r(&[("scaling_metric", s("memory"))]),
+        "scaling_metric",
+        "cpu, network_packets_in or none",
+    );
+    refused(
+        REBUILDER,
+        &r(&[("scaling_target", n(0.0))]),
+        "scaling_target",
+        "above 0",
+    );
+    refused(
+        REBUILDER,
+        &r(&[("min_size", n(1.5))]),
+        "min_size",
+        "whole number",
+    );
+    refused(
+        REBUILDER,
+        &r(&[("max_size", n(0.0))]),
+        "max_size",
+        "1 or more",
+    );
+    refused(
+        REBUILDER,
+        &r(&[("scaling_warmup", n(-1.0))]),
+        "scaling_warmup",
+        "0 or more",
+    );
+    // Alarms and CloudWatch.
+    accepted(
+        REBUILDER,
+        &r(&[(
+            "alarm_actions",
+            Value::Array(vec![s("arn:aws:sns:eu-west-1:123456789012:ops")]),
+        )]),
+    );
+    refused(
+        REBUILDER,
+        &r(&[("alarm_actions", Value::Array(vec![s("ops")]))]),
+        "alarm_actions",
+        "ARN",
+    );
+    refused(
+        REBUILDER,
+        &r(&[("cloudwatch_namespace", s("AWS/EC2"))]),
+        "cloudwatch_namespace",
+        "AWS/",
+    );
+    refused(
+        REBUILDER,
+        &r(&[("log_retention_days", n(100.0))]),
+        "log_retention_days",
+        "365",
+    );
+    refused(
+        REBUILDER,
+        &r(&[("cloudwatch_metric_names", Value::Array(vec![s("up")]))]),
+        "cloudwatch_metric_names",
+        "rebuilder_",
+    );
+    refused(
+        REBUILDER,
+        &r(&[("architecture", s("aarch64"))]),
+        "architecture",
+        "x86_64 or arm64",
+    );
+    refused(
+        REBUILDER,
+        &r(&[("status_port", n(4789.0))]),
+        "status_port",
+        "other than 4789",
+    );
+
+    let m = |extra: &[(&'static str, Value)]| with(sessions_required(), extra);
+    // null VNI and packet length are handled, not refused (Terraform evaluates only the branch
+    // a conditional takes; floor(null) would be an error).
+    accepted(
+        SESSIONS,
+        &m(&[("vni", Value::Null), ("packet_length", Value::Null)]),
+    );
+    accepted(
+        SESSIONS,
+        &m(&[("vni", n(16_777_215.0)), ("packet_length", n(8500.0))]),
+    );
+    refused(SESSIONS, &m(&[("vni", n(16_777_216.0))]), "vni", "24 bits");
+    refused(
+        SESSIONS,
+        &m(&[("packet_length", n(8501.0))]),
+        "packet_length",
+        "1 to 8500",
+    );
+    refused(
+        SESSIONS,
+        &m(&[("packet_length", n(0.0))]),
+        "packet_length",
+        "1 to 8500",
+    );
+    let ranges = |k: usize| {
+        Value::Array(
+            (0..k)
+                .map(|i| {
+                    plan::object(&[("from", n(8000.0 + i as f64)), ("to", n(8000.0 + i as f64))])
+                })
+                .collect(),
+        )
+    };
+    accepted(
+        SESSIONS,
+        &m(&[("ingress_destination_port_ranges", ranges(10))]),
+    );
+    refused(
+        SESSIONS,
+        &m(&[("ingress_destination_port_ranges", ranges(11))]),
+        "ingress_destination_port_ranges",
+        "10 rules in all",
+    );
+
+    let e = |extra: &[(&'static str, Value)]| with(example_required(), extra);
+    // The WAF's ALB is NAME-waf-xxxxx: 22 characters of name leave it at 32.
+    accepted(EXAMPLE, &e(&[("name", s(&"w".repeat(22)))]));
+    refused(
+        EXAMPLE,
+        &e(&[("name", s(&"w".repeat(23)))]),
+        "name",
+        "1 to 22",
+    );
+    refused(
+        EXAMPLE,
+        &e(&[("name", s("internal-waf"))]),
+        "name",
+        "internal-",
+    );
+    accepted(EXAMPLE, &e(&[("vni", Value::Null)]));
+    refused(EXAMPLE, &e(&[("vni", n(1.5))]), "vni", "0 to 16777215");
+    refused(
+        EXAMPLE,
+        &e(&[("server_ports", Value::Array(vec![]))]),
+        "server_ports",
+        "1 to 10",
+    );
+    refused(
+        EXAMPLE,
+        &e(&[(
+            "server_ports",
+            Value::Array((1..=11).map(|p| n(p as f64)).collect()),
+        )]),
+        "server_ports",
+        "1 to 10",
+    );
+    refused(
+        EXAMPLE,
+        &e(&[("xdp_mode", s("driver"))]),
+        "xdp_mode",
+        "generic, native or off",
+    );
+}
+
+/// The names the example derives stay within AWS's 32 characters for the longest name its
+/// validation takes: the WAF module's ALB (app_name plus "-" and 5 random letters, its
+/// app_name.tf) and rebuilder's NLB and target group, each computed from the modules' own
+/// expressions.
+#[test]
+fn the_example_names_fit_aws_limits() {
+    let name = "w".repeat(22);
+    let vars = with(example_required(), &[("name", render::string(&name))]);
+    let example = plan::Source::load(&terraform().join(EXAMPLE));
+    let mut scope = eval::Scope::new();
+    let values: hcl::Map<String, Value> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    scope.set("var", Value::Object(values));
+    let arg = |module: &str, key: &str| {
+        let e = plan::attr(example.block("module", &[module]).body(), key)
+            .unwrap()
+            .clone();
+        eval::eval(&e, &scope).unwrap_or_else(|err| panic!("module.{module}.{key}: {err}"))
+    };
+    let app_name = arg("waf", "app_name");
+    let alb = format!("{}-{}", text_of(&app_name), "abcde");
+    assert_eq!(alb.len(), 32, "{alb}");
+
+    let rebuilder_name = arg("rebuilder", "name");
+    let plan = rebuilder_plan(&module_vars(
+        "generic",
+        &Release::Url,
+        ANY_SHA256,
+        &[("name", rebuilder_name.clone())],
+    ));
+    for (kind, res) in [("aws_lb", "this"), ("aws_lb_target_group", "vxlan")] {
+        let v = plan.resource_attr(kind, res, &["name"]);
+        assert!(text_of(&v).len() <= 32, "{kind}.{res}: {v:?}");
+    }
+    assert_eq!(
+        text_of(&plan.resource_attr("aws_lb_target_group", "vxlan", &["name"])).len(),
+        28
+    );
+}
+
+/// `vni = null` in the example: rebuilder gets no VNI filter (not `[null]`, which its
+/// validation would refuse), and the sessions let AWS choose.
+#[test]
+fn the_example_handles_a_null_vni() {
+    let example = plan::Source::load(&terraform().join(EXAMPLE));
+    for (vni, expected) in [
+        (Value::Null, Value::Array(vec![])),
+        (n(7.0), Value::Array(vec![n(7.0)])),
+    ] {
+        let vars = with(example_required(), &[("vni", vni.clone())]);
+        let mut scope = eval::Scope::new();
+        scope.set(
+            "var",
+            Value::Object(
+                vars.iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
+            ),
+        );
+        let e = plan::attr(example.block("module", &["rebuilder"]).body(), "vnis").unwrap();
+        let vnis = eval::eval(e, &scope).unwrap();
+        assert_eq!(vnis, expected);
+        accepted(
+            REBUILDER,
+            &module_vars("generic", &Release::Url, ANY_SHA256, &[("vnis", vnis)]),
+        );
+        let e = plan::attr(example.block("module", &["mirror_sessions"]).body(), "vni").unwrap();
+        accepted(
+            SESSIONS,
+            &with(
+                sessions_required(),
+                &[("vni", eval::eval(e, &scope).unwrap())],
+            ),
+        );
+    }
+}
+
+/// The mirror filter: accept rules only, at most 10 in all (both directions), and the
+/// precondition refuses settings that need more.
+#[test]
+fn mirror_filter_rules_fit_the_per_filter_quota() {
+    let dir = terraform().join(SESSIONS);
+    let ranges = |k: usize| {
+        Value::Array(
+            (0..k)
+                .map(|i| {
+                    plan::object(&[("from", n(8000.0 + i as f64)), ("to", n(8000.0 + i as f64))])
+                })
+                .collect(),
+        )
+    };
+    let planned = |extra: &[(&'static str, Value)]| {
+        plan::plan(&dir, &with(sessions_required(), extra), &[]).unwrap_or_else(|e| panic!("{e}"))
+    };
+    // The default: one rule, TCP received on every port, no reject rule.
+    let p = planned(&[]);
+    let rules = p.local("rules");
+    let Value::Object(rules) = rules else {
+        panic!()
+    };
+    assert_eq!(rules.keys().collect::<Vec<_>>(), ["ingress-tcp-0-ipv4"]);
+    assert!(rules
+        .values()
+        .all(|r| field(r, "action") == render::string("accept")));
+    assert!(p.preconditions().is_empty());
+
+    // 5 ranges, IPv4 and IPv6, one direction: exactly 10.
+    let p = planned(&[
+        ("ingress_destination_port_ranges", ranges(5)),
+        ("mirror_ipv6", Value::Bool(true)),
+    ]);
+    assert_eq!(p.local("rule_total"), Value::from(10u64));
+    assert!(p.preconditions().is_empty(), "{:?}", p.preconditions());
+
+    // Ingress 5 + egress 6: 11 in the filter, although each direction alone has room.
+    let p = planned(&[
+        ("ingress_destination_port_ranges", ranges(5)),
+        ("mirror_egress", Value::Bool(true)),
+        ("egress_destination_port_ranges", ranges(6)),
+    ]);
+    let pre = p.preconditions();
+    assert!(
+        pre.len() == 1
+            && pre[0].at == "aws_ec2_traffic_mirror_filter.this"
+            && pre[0].message.contains("need 11 (5 ingress, 6 egress"),
+        "{pre:#?}"
+    );
+
+    // DNS counts too: 9 ranges + DNS = 10 fits, 10 + DNS does not.
+    let p = planned(&[
+        ("ingress_destination_port_ranges", ranges(9)),
+        ("mirror_dns", Value::Bool(true)),
+    ]);
+    assert!(p.preconditions().is_empty());
+    let p = planned(&[
+        ("ingress_destination_port_ranges", ranges(10)),
+        ("mirror_dns", Value::Bool(true)),
+    ]);
+    assert_eq!(p.preconditions().len(), 1);
+}
+
+/// The NLB's health check is liveness, the scaling policy follows the chosen metric, and the
+/// preconditions refuse a policy without room or a CPU target over 100.
+#[test]
+fn health_check_scaling_and_alarms_render_as_documented() {
+    let s = render::string;
+    let p = rebuilder_plan(&rebuilder_required());
+    assert_eq!(
+        p.resource_attr("aws_lb_target_group", "vxlan", &["health_check", "path"]),
+        s("/livez")
+    );
+    assert_eq!(
+        p.resource_attr("aws_lb_target_group", "vxlan", &["health_check", "port"]),
+        s("9479")
+    );
+    assert!(p.preconditions().is_empty(), "{:?}", p.preconditions());
+    // CPU target tracking by default, the group's size left to it.
+    assert_eq!(p.count("aws_autoscaling_policy", "target_tracking"), 1);
+    assert_eq!(
+        p.resource_attr(
+            "aws_autoscaling_policy",
+            "target_tracking",
+            &["target_tracking_configuration", "target_value"]
+        ),
+        n(60.0)
+    );
+    assert_eq!(
+        p.resource_attr("aws_autoscaling_group", "this", &["desired_capacity"]),
+        Value::Null
+    );
+    let block = p
+        .source
+        .block("resource", &["aws_autoscaling_policy", "target_tracking"]);
+    let dynamic_for_each = |label: &str| {
+        let config = block
+            .body()
+            .blocks()
+            .find(|b| b.identifier() == "target_tracking_configuration")
+            .unwrap();
+        let d = config
+            .body()
+            .blocks()
+            .find(|b| b.identifier() == "dynamic" && b.labels()[0].as_str() == label)
+            .unwrap();
+        p.eval(plan::attr(d.body(), "for_each").unwrap())
+    };
+    assert_eq!(
+        dynamic_for_each("predefined_metric_specification"),
+        Value::Array(vec![s("cpu")])
+    );
+    assert_eq!(
+        dynamic_for_each("customized_metric_specification"),
+        Value::Array(vec![])
+    );
+    // Two alarms, on the target group's AWS/NetworkELB metrics.
+    for alarm in ["unhealthy_targets", "no_healthy_targets"] {
+        assert_eq!(p.count("aws_cloudwatch_metric_alarm", alarm), 1);
+        assert_eq!(
+            p.resource_attr("aws_cloudwatch_metric_alarm", alarm, &["namespace"]),
+            s("AWS/NetworkELB")
+        );
+        let dims = p.resource_attr("aws_cloudwatch_metric_alarm", alarm, &["dimensions"]);
+        assert_eq!(
+            field(&dims, "TargetGroup"),
+            s("targetgroup/rebuilder-vxlan/0123456789abcdef"),
+            "{dims:?}"
+        );
+        assert_eq!(
+            field(&dims, "LoadBalancer"),
+            s("net/rebuilder/0123456789abcdef"),
+            "{dims:?}"
+        );
+    }
+    // Without the agent, no log group, no extra permissions.
+    assert_eq!(p.count("aws_cloudwatch_log_group", "this"), 0);
+    assert_eq!(p.count("aws_iam_role_policy", "cloudwatch"), 0);
+
+    let r = |extra: &[(&'static str, Value)]| rebuilder_plan(&with(rebuilder_required(), extra));
+    let p = r(&[
+        ("scaling_metric", s("network_packets_in")),
+        ("scaling_target", n(250_000.0)),
+    ]);
+    let block = p
+        .source
+        .block("resource", &["aws_autoscaling_policy", "target_tracking"]);
+    let config = block
+        .body()
+        .blocks()
+        .find(|b| b.identifier() == "target_tracking_configuration")
+        .unwrap();
+    let custom = config
+        .body()
+        .blocks()
+        .find(|b| {
+            b.labels()
+                .first()
+                .is_some_and(|l| l.as_str() == "customized_metric_specification")
+        })
+        .unwrap();
+    assert_eq!(
+        p.eval(plan::attr(custom.body(), "for_each").unwrap()),
+        Value::Array(vec![s("packets")])
+    );
+    assert!(p.preconditions().is_empty());
+
+    let p = r(&[("scaling_metric", s("none")), ("desired_capacity", n(3.0))]);
+    assert_eq!(p.count("aws_autoscaling_policy", "target_tracking"), 0);
+    assert_eq!(
+        p.resource_attr("aws_autoscaling_group", "this", &["desired_capacity"]),
+        n(3.0)
+    );
+
+    let pre = r(&[("min_size", n(2.0)), ("max_size", n(2.0))]).preconditions();
+    assert!(
+        pre.len() == 1 && pre[0].message.contains("must be below max_size"),
+        "{pre:#?}"
+    );
+    let pre = r(&[("scaling_target", n(150.0))]).preconditions();
+    assert!(
+        pre.len() == 1 && pre[0].message.contains("1 to 100, not 150"),
+        "{pre:#?}"
+    );
+    let pre = r(&[("alarms", Value::Bool(false))]);
+    assert_eq!(
+        pre.count("aws_cloudwatch_metric_alarm", "unhealthy_targets"),
+        0
+    );
+}
+
+/// dist names releases x86_64 / aarch64, the module's architecture is x86_64 / arm64: a
+/// release of dist's pattern for the other machine is refused at plan time.
+#[test]
+fn release_architecture_names_are_matched() {
+    let s = render::string;
+    let plan_with = |arch: &str, url: &str| {
+        rebuilder_plan(&with(
+            rebuilder_required(),
+            &[("architecture", s(arch)), ("release_url", s(url))],
+        ))
+    };
+    let arm = "https://releases.example.com/v1/rebuilder-0.1.0-aarch64-linux.tar.gz";
+    let x86 = "https://releases.example.com/v1/rebuilder-0.1.0-x86_64-linux.tar.gz?token=x";
+    assert_eq!(plan_with("arm64", arm).local("release_arch"), s("aarch64"));
+    assert_eq!(
+        plan_with("arm64", arm).local("release_file_arch"),
+        s("aarch64")
+    );
+    assert!(plan_with("arm64", arm).preconditions().is_empty());
+    assert!(plan_with("x86_64", x86).preconditions().is_empty());
+    let pre = plan_with("x86_64", arm).preconditions();
+    assert!(
+        pre.len() == 1 && pre[0].message.contains("needs a x86_64 release"),
+        "{pre:#?}"
+    );
+    let pre = plan_with("arm64", x86).preconditions();
+    assert!(
+        pre.len() == 1
+            && pre[0]
+                .message
+                .contains("rebuilder-VERSION-aarch64-linux.tar.gz"),
+        "{pre:#?}"
+    );
+    // A name of another pattern says nothing: the user data checks the unpacked directory.
+    assert!(
+        plan_with("arm64", "https://releases.example.com/latest.tgz")
+            .preconditions()
+            .is_empty()
+    );
+    let p = rebuilder_plan(&with(
+        rebuilder_required(),
+        &[
+            ("release_url", s("")),
+            (
+                "release_s3_uri",
+                s("s3://artifacts/rebuilder/rebuilder-0.2.0-aarch64-linux.tar.gz"),
+            ),
+        ],
+    ));
+    assert_eq!(p.local("release_file_arch"), s("aarch64"));
+    assert_eq!(p.preconditions().len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
 // User data, rendered as the module renders it.
 
-/// Test values for the rebuilder module's variables that the templates read.
-fn module_vars(xdp_mode: &str, release: &Release, sha256: &str) -> Value {
-    let mut vars = hcl::Map::new();
-    let mut set = |k: &str, v: Value| {
-        vars.insert(k.to_string(), v);
-    };
-    set("log_format", render::string("json"));
-    set("vnis", render::numbers(&[1377, 42]));
-    set("server_ports", render::numbers(&[80, 8080]));
-    set("memory_budget", render::string("512MiB"));
-    // Nothing listens there: the binary's settings check must not depend on reaching it.
-    set("upstream_url", render::string("http://127.0.0.1:9"));
-    set("client_ip_header", render::string("X-Forwarded-For"));
-    set("vni_header", render::string("X-Mirror-VNI"));
-    set("status_port", Value::from(9479u64));
-    set("xdp_mode", render::string(xdp_mode));
-    set("capture_interface", render::string("ens5"));
+/// Test values for the rebuilder module's variables that the templates read, for `xdp_mode`,
+/// the release kind and checksum; `extra` adds or overrides variables.
+fn module_vars(
+    xdp_mode: &str,
+    release: &Release,
+    sha256: &str,
+    extra: &[(&'static str, Value)],
+) -> Vec<(&'static str, Value)> {
     let (s3, url) = match release {
         Release::S3 => ("s3://rebuilder-artifacts/releases/rebuilder.tar.gz", ""),
         Release::Url => ("", "https://releases.example.com/rebuilder.tar.gz"),
     };
-    set("release_s3_uri", render::string(s3));
-    set("release_url", render::string(url));
-    set("release_sha256", render::string(sha256));
-    Value::Object(vars)
+    let mut vars: Vec<(&'static str, Value)> = vec![
+        ("vpc_id", render::string("vpc-0123456789abcdef0")),
+        (
+            "subnet_ids",
+            Value::Array(vec![render::string("subnet-0123456789abcdef0")]),
+        ),
+        ("log_format", render::string("json")),
+        ("vnis", render::numbers(&[1377, 42])),
+        ("server_ports", render::numbers(&[80, 8080])),
+        ("memory_budget", render::string("512MiB")),
+        // Nothing listens there: the binary's settings check must not depend on reaching it.
+        ("upstream_url", render::string("http://127.0.0.1:9")),
+        ("client_ip_header", render::string("X-Forwarded-For")),
+        ("vni_header", render::string("X-Mirror-VNI")),
+        ("status_port", Value::from(9479u64)),
+        ("xdp_mode", render::string(xdp_mode)),
+        ("capture_interface", render::string("ens5")),
+        ("release_s3_uri", render::string(s3)),
+        ("release_url", render::string(url)),
+        ("release_sha256", render::string(sha256)),
+        // The tests run the release dist builds here.
+        (
+            "architecture",
+            render::string(match std::env::consts::ARCH {
+                "aarch64" => "arm64",
+                other => other,
+            }),
+        ),
+    ];
+    for (k, v) in extra {
+        vars.retain(|(name, _)| name != k);
+        vars.push((k, v.clone()));
+    }
+    vars
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -443,35 +1065,89 @@ enum Release {
     Url,
 }
 
-/// The expression of `locals { NAME = ... }` in the rebuilder module's main.tf.
-fn module_local(name: &str) -> Expression {
-    let main = terraform().join("modules/rebuilder/main.tf");
-    let body = hcl::parse(&std::fs::read_to_string(&main).unwrap()).unwrap();
-    body.blocks()
-        .filter(|b| b.identifier() == "locals")
-        .flat_map(|b| b.body().attributes())
-        .find(|a| a.key() == name)
-        .map(|a| a.expr().clone())
-        .unwrap_or_else(|| panic!("local {name} not found in {}", main.display()))
+/// What AWS computes and the rebuilder module reads: stand-ins for its data sources and the
+/// resources its locals and preconditions refer to.
+fn rebuilder_stubs(architecture: &str) -> Vec<(&'static str, Value)> {
+    use plan::object;
+    let s = render::string;
+    vec![
+        (
+            "data",
+            object(&[
+                (
+                    "aws_partition",
+                    object(&[("current", object(&[("partition", s("aws"))]))]),
+                ),
+                (
+                    "aws_region",
+                    object(&[("current", object(&[("name", s("eu-west-1"))]))]),
+                ),
+                (
+                    "aws_vpc",
+                    object(&[(
+                        "this",
+                        object(&[(
+                            "cidr_block_associations",
+                            Value::Array(vec![object(&[("cidr_block", s("10.0.0.0/16"))])]),
+                        )]),
+                    )]),
+                ),
+                (
+                    "aws_ssm_parameter",
+                    object(&[(
+                        "al2023",
+                        Value::Array(vec![object(&[("value", s("ami-0123456789abcdef0"))])]),
+                    )]),
+                ),
+                (
+                    "aws_ami",
+                    object(&[(
+                        "this",
+                        object(&[
+                            ("architecture", s(architecture)),
+                            ("root_device_name", s("/dev/xvda")),
+                        ]),
+                    )]),
+                ),
+            ]),
+        ),
+        (
+            "aws_autoscaling_group",
+            object(&[("this", object(&[("name", s("rebuilder-20260101"))]))]),
+        ),
+        (
+            "aws_lb",
+            object(&[(
+                "this",
+                object(&[("arn_suffix", s("net/rebuilder/0123456789abcdef"))]),
+            )]),
+        ),
+        (
+            "aws_lb_target_group",
+            object(&[(
+                "vxlan",
+                object(&[(
+                    "arn_suffix",
+                    s("targetgroup/rebuilder-vxlan/0123456789abcdef"),
+                )]),
+            )]),
+        ),
+    ]
 }
 
-/// The variables object a `templatefile()` local passes, evaluated with `var` and `local`.
-fn templatefile_args(
-    local: &str,
-    var: &Value,
-    locals: &hcl::Map<String, Value>,
-) -> Vec<(String, Value)> {
-    let Expression::FuncCall(call) = module_local(local) else {
-        panic!("local.{local} is not a templatefile() call");
-    };
-    assert_eq!(call.name.name.as_str(), "templatefile");
-    let mut ctx = Context::new();
-    ctx.declare_var("var", var.clone());
-    ctx.declare_var("local", Value::Object(locals.clone()));
-    match call.args[1].evaluate(&ctx) {
-        Ok(Value::Object(o)) => o.into_iter().collect(),
-        other => panic!("templatefile arguments of local.{local}: {other:?}"),
-    }
+/// The rebuilder module planned with `vars`.
+fn rebuilder_plan(vars: &[(&str, Value)]) -> plan::Plan {
+    let arch = vars
+        .iter()
+        .find(|(k, _)| *k == "architecture")
+        .and_then(|(_, v)| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| "x86_64".into());
+    plan::plan(
+        &terraform().join("modules/rebuilder"),
+        vars,
+        &rebuilder_stubs(&arch),
+    )
+    .unwrap_or_else(|e| panic!("planning the rebuilder module: {e}"))
 }
 
 /// A stand-in checksum for renderings that are not run.
@@ -479,25 +1155,21 @@ const ANY_SHA256: &str = "0123456789abcdef0123456789abcdef0123456789abcdef012345
 
 /// The settings and the user data the module renders for these variables.
 fn render_user_data(xdp_mode: &str, release: &Release, sha256: &str) -> (String, String) {
-    let var = module_vars(xdp_mode, release, sha256);
-    let mut ctx = Context::new();
-    ctx.declare_var("var", var.clone());
-    let mut locals = hcl::Map::new();
-    let attach = module_local("xdp_attach_mode")
-        .evaluate(&ctx)
-        .unwrap_or_else(|e| panic!("local.xdp_attach_mode: {e}"));
-    locals.insert("xdp_attach_mode".to_string(), attach);
+    render_user_data_with(xdp_mode, release, sha256, &[])
+}
 
-    let templates = terraform().join("modules/rebuilder/templates");
-    let args = templatefile_args("config", &var, &locals);
-    let args: Vec<(&str, Value)> = args.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-    let config = render::render(&templates.join("rebuilder.toml.tftpl"), &args).unwrap();
-    locals.insert("config".to_string(), Value::String(config.clone()));
-
-    let args = templatefile_args("user_data", &var, &locals);
-    let args: Vec<(&str, Value)> = args.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-    let user_data = render::render(&templates.join("user-data.sh.tftpl"), &args).unwrap();
-    (config, user_data)
+fn render_user_data_with(
+    xdp_mode: &str,
+    release: &Release,
+    sha256: &str,
+    extra: &[(&'static str, Value)],
+) -> (String, String) {
+    let plan = rebuilder_plan(&module_vars(xdp_mode, release, sha256, extra));
+    let text = |v: Value| match v {
+        Value::String(s) => s,
+        other => panic!("{other:?}"),
+    };
+    (text(plan.local("config")), text(plan.local("user_data")))
 }
 
 #[test]
@@ -682,6 +1354,18 @@ struct Installed {
 
 /// Renders the user data and runs it with REBUILDER_ROOT set, against `release`.
 fn run_user_data(name: &str, xdp_mode: &str, release_kind: Release, release: &Path) -> Installed {
+    run_user_data_with(name, xdp_mode, release_kind, release, &[], &[])
+}
+
+/// [`run_user_data`] with more module variables and environment.
+fn run_user_data_with(
+    name: &str,
+    xdp_mode: &str,
+    release_kind: Release,
+    release: &Path,
+    vars: &[(&'static str, Value)],
+    env: &[(&str, &str)],
+) -> Installed {
     let scratch = Scratch::new(name);
     let root = scratch.0.join("root");
     std::fs::create_dir_all(&root).unwrap();
@@ -689,7 +1373,7 @@ fn run_user_data(name: &str, xdp_mode: &str, release_kind: Release, release: &Pa
     std::fs::write(&log, "").unwrap();
     shims(&scratch.0.join("bin"), release, &log);
     tool("systemctl", "systemd");
-    let (_, user_data) = render_user_data(xdp_mode, &release_kind, &dist().sha256);
+    let (_, user_data) = render_user_data_with(xdp_mode, &release_kind, &dist().sha256, vars);
     let script = scratch.0.join("user-data.sh");
     write_executable(&script, &user_data);
     let path = format!(
@@ -701,7 +1385,8 @@ fn run_user_data(name: &str, xdp_mode: &str, release_kind: Release, release: &Pa
         .arg(&script)
         .env("REBUILDER_ROOT", &root)
         .env("PATH", path)
-        .env("TMPDIR", &scratch.0));
+        .env("TMPDIR", &scratch.0)
+        .envs(env.iter().copied()));
     let log = std::fs::read_to_string(&log).unwrap();
     Installed {
         root,
@@ -954,6 +1639,174 @@ fn user_data_prepares_ena_for_native_mode() {
     assert!(out.status.success(), "{}", text(&out.stdout));
     // The drop-in's program exists: verify checks ExecStartPre too.
     systemd_verify(&installed.root);
+}
+
+/// `promtool check config` on a Prometheus configuration file.
+fn promtool_check_config(path: &Path) {
+    let out = run(Command::new(tool("promtool", "prometheus"))
+        .args(["check", "config", "--syntax-only"])
+        .arg(path));
+    assert!(
+        out.status.success(),
+        "promtool check config {}:\n{}{}",
+        path.display(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn user_data_sets_up_the_cloudwatch_agent_and_log_shipping() {
+    let vars = [
+        ("cloudwatch_metrics", Value::Bool(true)),
+        ("ship_logs", Value::Bool(true)),
+        ("name", render::string("mirror-prod")),
+    ];
+    let (_, user_data) = render_user_data_with("generic", &Release::Url, ANY_SHA256, &vars);
+    let scratch = Scratch::new("cloudwatch-shell");
+    let path = scratch.0.join("user-data.sh");
+    std::fs::write(&path, &user_data).unwrap();
+    let out = run(Command::new(tool("shellcheck", "shellcheck")).arg(&path));
+    assert!(out.status.success(), "{}", text(&out.stdout));
+
+    let installed = run_user_data_with(
+        "cloudwatch",
+        "generic",
+        Release::Url,
+        &dist().tarball,
+        &vars,
+        &[("REBUILDER_INSTANCE_ID", "i-0123456789abcdef0")],
+    );
+    assert!(
+        installed.output.status.success(),
+        "{}",
+        text(&installed.output.stderr)
+    );
+    let etc = installed.root.join("opt/aws/amazon-cloudwatch-agent/etc");
+    let agent: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(etc.join("rebuilder.json")).unwrap())
+            .unwrap();
+    let file = &agent["logs"]["logs_collected"]["files"]["collect_list"][0];
+    assert_eq!(file["file_path"], "/var/log/rebuilder/rebuilder.log");
+    assert_eq!(file["log_group_name"], "/rebuilder/mirror-prod");
+    assert_eq!(file["retention_in_days"], 365);
+    let prom = &agent["logs"]["metrics_collected"]["prometheus"];
+    assert_eq!(
+        prom["prometheus_config_path"],
+        "/opt/aws/amazon-cloudwatch-agent/etc/rebuilder-prometheus.yaml"
+    );
+    let emf = &prom["emf_processor"];
+    assert_eq!(emf["metric_namespace"], "Rebuilder");
+    let selectors: Vec<&str> = emf["metric_declaration"][0]["metric_selectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(selectors.contains(&"^rebuilder_ready$"), "{selectors:?}");
+    assert!(
+        selectors.contains(&"^rebuilder_requests_lost_total$"),
+        "{selectors:?}"
+    );
+
+    // The agent's scrape configuration is a Prometheus one, this instance's id filled in.
+    let scrape = etc.join("rebuilder-prometheus.yaml");
+    let yaml = std::fs::read_to_string(&scrape).unwrap();
+    assert!(
+        yaml.contains("InstanceId: \"i-0123456789abcdef0\""),
+        "{yaml}"
+    );
+    assert!(yaml.contains("Group: \"mirror-prod\""), "{yaml}");
+    assert!(yaml.contains("127.0.0.1:9479"), "{yaml}");
+    promtool_check_config(&scrape);
+
+    // rsyslog copies the unit's lines, message only; logrotate bounds the file.
+    let rsyslog =
+        std::fs::read_to_string(installed.root.join("etc/rsyslog.d/30-rebuilder.conf")).unwrap();
+    assert!(
+        rsyslog.contains("if $programname == 'rebuilder' then"),
+        "{rsyslog}"
+    );
+    assert!(
+        rsyslog.contains("file=\"/var/log/rebuilder/rebuilder.log\""),
+        "{rsyslog}"
+    );
+    let rotate = std::fs::read_to_string(installed.root.join("etc/logrotate.d/rebuilder")).unwrap();
+    assert!(
+        rotate.starts_with("/var/log/rebuilder/rebuilder.log {"),
+        "{rotate}"
+    );
+
+    // The role may write that log group and that namespace only.
+    let p = rebuilder_plan(&module_vars("generic", &Release::Url, ANY_SHA256, &vars));
+    assert_eq!(p.count("aws_cloudwatch_log_group", "this"), 1);
+    assert_eq!(
+        p.resource_attr("aws_cloudwatch_log_group", "this", &["name"]),
+        render::string("/rebuilder/mirror-prod")
+    );
+    assert_eq!(p.count("aws_iam_role_policy", "cloudwatch"), 1);
+}
+
+#[test]
+fn prometheus_scrape_config_output_is_valid() {
+    let p = rebuilder_plan(&rebuilder_required());
+    let job: serde_json::Value =
+        serde_json::from_str(text_of(&p.local("prometheus_scrape_config"))).unwrap();
+    assert_eq!(job["ec2_sd_configs"][0]["port"], 9479);
+    assert_eq!(job["ec2_sd_configs"][0]["region"], "eu-west-1");
+    assert_eq!(
+        job["ec2_sd_configs"][0]["filters"][0]["values"][0],
+        "rebuilder-20260101"
+    );
+    let scratch = Scratch::new("scrape-output");
+    let path = scratch.0.join("prometheus.yml");
+    std::fs::write(
+        &path,
+        serde_json::json!({ "scrape_configs": [job] }).to_string(),
+    )
+    .unwrap();
+    promtool_check_config(&path);
+}
+
+#[test]
+fn user_data_refuses_a_release_for_another_machine() {
+    let other = if std::env::consts::ARCH == "aarch64" {
+        ("x86_64", "x86_64")
+    } else {
+        ("arm64", "aarch64")
+    };
+    // The module says arm64 (the release must be aarch64); the tarball dist made here is not.
+    let installed = run_user_data_with(
+        "other-arch",
+        "generic",
+        Release::Url,
+        &dist().tarball,
+        &[("architecture", render::string(other.0))],
+        &[],
+    );
+    assert_eq!(installed.output.status.code(), Some(1));
+    let stderr = text(&installed.output.stderr);
+    assert!(
+        stderr.contains(&format!("is not built for {}; nothing installed", other.1)),
+        "{stderr}"
+    );
+    assert!(!installed.root.join("usr/local/bin/rebuilder").exists());
+
+    // The right release on the wrong machine.
+    let installed = run_user_data_with(
+        "other-machine",
+        "generic",
+        Release::Url,
+        &dist().tarball,
+        &[],
+        &[("REBUILDER_MACHINE", other.1)],
+    );
+    assert_eq!(installed.output.status.code(), Some(1));
+    let stderr = text(&installed.output.stderr);
+    assert!(
+        stderr.contains(&format!("this machine is {}", other.1)),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -390,6 +390,45 @@ fn truncated_frames_are_gaps_never_data() {
     );
 }
 
+/// A source at MTU 9001 mirrored to an NLB target: AWS keeps 8500 bytes of each frame, counted
+/// after the VXLAN header (PacketLength's default and maximum for NLB targets), and full-sized
+/// jumbo frames are 9015 bytes. A request that fits in frames of 8500 bytes arrives whole; one
+/// whose body fills full-sized segments is cut, counted as a gap, and never replayed damaged.
+#[test]
+fn jumbo_frames_cut_at_the_nlb_packet_length_are_gaps() {
+    let scratch = Scratch::new("nlb8500");
+    let resp = http::ok_response(10);
+    // 9001 - 20 (IP) - 20 (TCP) - 12 (timestamps): a full segment's payload.
+    let conv = Conversation::new(v4(3, 2, 43100), v4(9, 4, 80))
+        .mss(8949)
+        .exchange(http::get("j", "/small/1"), resp.clone())
+        // One segment of about 6 KB: a 6.1 KB frame, under 8500.
+        .exchange(http::post("j", "/fits/1", 6000, 1), resp.clone())
+        // Full-sized segments: 9015-byte frames, cut at 8500.
+        .exchange(http::post("j", "/jumbo/1", 40_000, 2), resp.clone())
+        .exchange(http::get("j", "/small/2"), resp.clone())
+        .packet_length(8500);
+    let plans = build(&[conv]);
+    assert_eq!(plans[0].truth.affected(), vec![2]);
+    let (run, received, _) = replay(&scratch_pcap(&scratch, &plans), &scratch, &[]);
+    compare(
+        expected(&plans).iter().map(Vec::as_slice),
+        received.iter().map(|r| r.raw.as_slice()),
+    )
+    .assert_match();
+    assert_eq!(received.len(), 3);
+    assert!(
+        run.summary_value("gaps").unwrap_or(0) >= 1,
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("upstream:gap"),
+        "the skipped replay is counted: {}",
+        run.stderr
+    );
+}
+
 #[test]
 fn pickup_mid_stream_resumes_at_the_next_request() {
     let scratch = Scratch::new("pickup");

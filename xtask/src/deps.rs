@@ -70,6 +70,19 @@ pub const TEST: &[Need] = &[
         ],
         package: "python3-venv",
     },
+    // The operations kit: promtool checks and unit-tests the alert rules, checks the dashboard's
+    // queries and the Prometheus scrape configurations the deployment writes.
+    Need {
+        what: "promtool (Prometheus)",
+        paths: &["/usr/bin/promtool"],
+        package: "prometheus",
+    },
+    // The NIC statistics test compares rebuilder's ethtool reading with `ethtool -S`.
+    Need {
+        what: "ethtool",
+        paths: &["/usr/sbin/ethtool", "/sbin/ethtool"],
+        package: "ethtool",
+    },
 ];
 
 /// What the live part of `cargo xtask bench` needs beyond the rest.

@@ -146,21 +146,21 @@ pub enum IfaceError {
     },
 }
 
-const IFNAMSIZ: usize = 16;
+pub(super) const IFNAMSIZ: usize = 16;
 const ETHTOOL_GDRVINFO: u32 = 0x03;
 const ETHTOOL_GCHANNELS: u32 = 0x3c;
 
 const IFREQ_LEN: usize = std::mem::size_of::<libc::ifreq>();
-const PTR_PAD: usize = IFREQ_LEN - IFNAMSIZ - std::mem::size_of::<*mut libc::c_void>();
+pub(super) const PTR_PAD: usize = IFREQ_LEN - IFNAMSIZ - std::mem::size_of::<*mut libc::c_void>();
 const INT_PAD: usize = IFREQ_LEN - IFNAMSIZ - std::mem::size_of::<libc::c_int>();
 
 /// `struct ifreq` with the union as `ifr_data` (a pointer). Spelt out rather than libc's
 /// `ifreq`, whose union field names vary between libc versions.
 #[repr(C)]
-struct IfreqPtr {
-    name: [u8; IFNAMSIZ],
-    data: *mut libc::c_void,
-    _pad: [u8; PTR_PAD],
+pub(super) struct IfreqPtr {
+    pub(super) name: [u8; IFNAMSIZ],
+    pub(super) data: *mut libc::c_void,
+    pub(super) _pad: [u8; PTR_PAD],
 }
 
 /// `struct ifreq` with the union as `ifr_mtu` / `ifr_ifindex` (an int).
@@ -208,7 +208,7 @@ const _: () = assert!(std::mem::size_of::<EthtoolChannels>() == 36);
 const _: () = assert!(std::mem::size_of::<IfreqInt>() == IFREQ_LEN);
 const _: () = assert!(std::mem::size_of::<IfreqPtr>() == IFREQ_LEN);
 
-fn name_bytes(name: &str) -> Result<[u8; IFNAMSIZ], IfaceError> {
+pub(super) fn name_bytes(name: &str) -> Result<[u8; IFNAMSIZ], IfaceError> {
     let bytes = name.as_bytes();
     if bytes.is_empty() || bytes.len() >= IFNAMSIZ || bytes.contains(&0) {
         return Err(IfaceError::BadName(name.to_string()));
@@ -220,7 +220,7 @@ fn name_bytes(name: &str) -> Result<[u8; IFNAMSIZ], IfaceError> {
     Ok(out)
 }
 
-fn c_string(bytes: &[u8]) -> String {
+pub(super) fn c_string(bytes: &[u8]) -> String {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
     String::from_utf8_lossy(bytes.get(..end).unwrap_or_default()).into_owned()
 }

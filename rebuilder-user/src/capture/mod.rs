@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 pub mod decode;
 pub mod iface;
+pub mod nic;
 pub mod pcap;
 pub mod udp;
 pub mod xdp;

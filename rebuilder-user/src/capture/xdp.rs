@@ -717,6 +717,18 @@ pub struct ErrorLabel {
     pub error: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DriverLabels {
+    pub iface: String,
+    /// The driver's statistic name without its queue (`ethtool -S`), e.g. `xdp_drop`.
+    pub counter: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IfaceLabel {
+    pub iface: String,
+}
+
 /// Metrics of the XDP input.
 pub struct XdpMetrics {
     /// Kernel counters that are packet outcomes (each packet counts in exactly one).
@@ -727,6 +739,10 @@ pub struct XdpMetrics {
     pub records: PromCounter,
     pub record_errors: Family<ErrorLabel, PromCounter>,
     pub attached: Family<AttachLabels, Gauge>,
+    /// The NIC driver's XDP statistics ([`super::nic`]), summed over queues.
+    pub driver_packets: Family<DriverLabels, PromCounter>,
+    /// Packets the driver took into its XDP path that the program never saw.
+    pub driver_dropped: Family<IfaceLabel, PromCounter>,
 }
 
 impl XdpMetrics {
@@ -739,6 +755,8 @@ impl XdpMetrics {
             records: PromCounter::default(),
             record_errors: Family::default(),
             attached: Family::default(),
+            driver_packets: Family::default(),
+            driver_dropped: Family::default(),
         };
         // Every label exists from the start, so a dashboard sees zeros, not gaps.
         for c in Counter::ALL.into_iter().filter(|c| c.is_outcome()) {
@@ -781,6 +799,19 @@ impl XdpMetrics {
             m.record_errors.clone(),
         );
         r.register(
+            "rebuilder_xdp_driver_packets",
+            "The NIC driver's own XDP statistics (ethtool -S), summed over queues, by the \
+             driver's name for them without the queue (ENA: xdp_drop, xdp_pass, ...)",
+            m.driver_packets.clone(),
+        );
+        r.register(
+            "rebuilder_xdp_driver_dropped_packets",
+            "Packets the driver took into its XDP path that the program never saw, in driver \
+             mode (ENA drops frames that do not fit one receive buffer): the driver's count \
+             beyond the program's",
+            m.driver_dropped.clone(),
+        );
+        r.register(
             "rebuilder_xdp_attached",
             "1 for the interface and mode the XDP program is attached in; reason says why not \
              driver mode when auto fell back to generic",
@@ -789,7 +820,38 @@ impl XdpMetrics {
         m
     }
 
+    /// Publishes `now - before` of the driver's XDP statistics; a statistic that went back
+    /// (the driver reset its queues) counts from zero again.
+    pub fn publish_driver(
+        &self,
+        iface: &str,
+        now: &std::collections::BTreeMap<String, u64>,
+        before: &std::collections::BTreeMap<String, u64>,
+    ) {
+        for (counter, &v) in now {
+            let b = before.get(counter).copied().unwrap_or(0);
+            let d = if v >= b { v - b } else { v };
+            let c = self.driver_packets.get_or_create(&DriverLabels {
+                iface: iface.to_string(),
+                counter: counter.clone(),
+            });
+            c.inc_by(d);
+        }
+    }
+
+    pub fn driver_dropped(&self, iface: &str, n: u64) {
+        self.driver_dropped
+            .get_or_create(&IfaceLabel {
+                iface: iface.to_string(),
+            })
+            .inc_by(n);
+    }
+
     pub fn set_attached(&self, a: &Attached) {
+        if a.mode == AttachMode::Driver {
+            // At zero from the start: the driver's loss is measured in driver mode only.
+            self.driver_dropped(&a.iface, 0);
+        }
         self.attached
             .get_or_create(&AttachLabels {
                 iface: a.iface.clone(),

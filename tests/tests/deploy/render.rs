@@ -43,6 +43,14 @@ pub fn render(path: &Path, vars: &[(&str, Value)]) -> Result<String, String> {
     for (name, value) in vars {
         ctx.declare_var(*name, value.clone());
     }
+    declare_functions(&mut ctx);
+    template
+        .evaluate(&ctx)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The functions templates (and the modules' string templates) call.
+pub fn declare_functions(ctx: &mut Context) {
     ctx.declare_func(
         "jsonencode",
         FuncDef::builder().param(ParamType::Any).build(jsonencode),
@@ -51,9 +59,6 @@ pub fn render(path: &Path, vars: &[(&str, Value)]) -> Result<String, String> {
         "chomp",
         FuncDef::builder().param(ParamType::String).build(chomp),
     );
-    template
-        .evaluate(&ctx)
-        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 pub fn string(s: &str) -> Value {

@@ -20,6 +20,9 @@ locals {
   vpc_cidr_blocks = [for a in data.aws_vpc.this.cidr_block_associations : a.cidr_block]
 }
 
+# The Wallarm nodes run Wallarm's AWS Marketplace AMI (owner 679593333241, wallarm-node-*): the
+# account must subscribe to it in AWS Marketplace once before `terraform apply`, or their
+# launches fail with OptInRequired.
 module "waf" {
   source  = "wallarm/wallarm/aws"
   version = "1.1.7"
@@ -55,13 +58,19 @@ module "rebuilder" {
   release_url    = var.release_url
   release_sha256 = var.release_sha256
 
-  min_size         = var.rebuilder_nodes
-  max_size         = var.rebuilder_nodes
-  desired_capacity = var.rebuilder_nodes
+  min_size         = var.rebuilder_min_nodes
+  max_size         = var.rebuilder_max_nodes
+  desired_capacity = var.rebuilder_min_nodes
+  scaling_metric   = "cpu"
+  alarm_actions    = var.alarm_actions
+
+  cloudwatch_metrics = var.cloudwatch_metrics
+  ship_logs          = var.ship_logs
 
   # The WAF's internal ALB, http://NAME:8445 in the mirror preset.
   upstream_url = module.waf.other.mirror_endpoint
-  vnis         = [var.vni]
+  # With vni = null AWS picks each session's VNI: keep them all.
+  vnis         = var.vni == null ? [] : [var.vni]
   vni_header   = "X-Mirror-VNI"
   server_ports = var.server_ports
   xdp_mode     = var.xdp_mode

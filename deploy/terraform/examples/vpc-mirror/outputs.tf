@@ -19,7 +19,7 @@ output "rebuilder_asg_name" {
 }
 
 output "rebuilder_target_group_arn" {
-  description = "Target group whose health is rebuilder's /healthz."
+  description = "Target group whose health is rebuilder's liveness (/livez)."
   value       = module.rebuilder.target_group_arn
 }
 

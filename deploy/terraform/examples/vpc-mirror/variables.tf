@@ -4,9 +4,15 @@ variable "region" {
 }
 
 variable "name" {
-  description = "Prefix of every resource name."
+  description = "Prefix of every resource name, at most 22 characters: the WAF module names its ALB NAME-waf-xxxxx (5 random letters) and load balancer names stop at 32; rebuilder's target group is NAME-vxlan."
   type        = string
   default     = "rebuilder"
+
+  validation {
+    # ALB and NLB names: letters, digits and hyphens, no hyphen first or last, not "internal-".
+    condition     = can(regex("^[A-Za-z0-9]([A-Za-z0-9-]{0,20}[A-Za-z0-9])?$", var.name)) && !startswith(lower(var.name), "internal-")
+    error_message = "The name must be 1 to 22 letters, digits or hyphens, neither starting nor ending with a hyphen nor starting with internal- (NAME-waf-xxxxx, the WAF's ALB, must fit the 32 characters of a load balancer name)."
+  }
 }
 
 variable "vpc_id" {
@@ -37,21 +43,36 @@ variable "release_sha256" {
 }
 
 variable "vni" {
-  description = "VNI the mirror sessions stamp on their packets; rebuilder keeps only this one and adds it to replayed requests as X-Mirror-VNI."
+  description = "VNI the mirror sessions stamp on their packets; rebuilder keeps only this one and adds it to replayed requests as X-Mirror-VNI. null: AWS picks a random one per session, and rebuilder keeps every VNI."
   type        = number
   default     = 1377
+
+  validation {
+    condition     = var.vni == null ? true : (floor(var.vni) == var.vni && var.vni >= 0 && var.vni <= 16777215)
+    error_message = "The VNI must be a whole number from 0 to 16777215 (24 bits), or null."
+  }
 }
 
 variable "server_ports" {
-  description = "Ports the mirrored servers take HTTP on: the mirror filter accepts received TCP to these ports only, and rebuilder uses them to tell clients from servers."
+  description = "Ports the mirrored servers take HTTP on: the mirror filter accepts received TCP to these ports only (one rule each; a filter holds 10), and rebuilder uses them to tell clients from servers."
   type        = list(number)
   default     = [80]
+
+  validation {
+    condition     = length(var.server_ports) >= 1 && length(var.server_ports) <= 10 && alltrue([for p in var.server_ports : p >= 1 && p <= 65535 && floor(p) == p])
+    error_message = "Give 1 to 10 server ports (a traffic mirror filter holds 10 rules), each a whole number from 1 to 65535."
+  }
 }
 
 variable "xdp_mode" {
-  description = "rebuilder's capture: generic (MTU 9001 kept, jumbo sources pass), native (ENA driver mode, MTU 3498) or off (UDP socket). See modules/rebuilder/README.md."
+  description = "rebuilder's capture: generic (MTU 9001 kept: source frames up to the NLB's 8500 bytes arrive whole), native (ENA driver mode, MTU 3498: frames up to 3462 bytes) or off (UDP socket). See modules/rebuilder/README.md."
   type        = string
   default     = "generic"
+
+  validation {
+    condition     = contains(["generic", "native", "off"], var.xdp_mode)
+    error_message = "xdp_mode must be generic, native or off."
+  }
 }
 
 variable "rebuilder_instance_type" {
@@ -60,10 +81,44 @@ variable "rebuilder_instance_type" {
   default     = "c5n.large"
 }
 
-variable "rebuilder_nodes" {
-  description = "Number of rebuilder nodes (min, max and desired of their group)."
+variable "rebuilder_min_nodes" {
+  description = "Fewest rebuilder nodes; the group's CPU target-tracking policy scales between this and rebuilder_max_nodes."
   type        = number
   default     = 2
+
+  validation {
+    condition     = var.rebuilder_min_nodes >= 1 && floor(var.rebuilder_min_nodes) == var.rebuilder_min_nodes
+    error_message = "rebuilder_min_nodes must be a whole number, 1 or more."
+  }
+}
+
+variable "rebuilder_max_nodes" {
+  description = "Most rebuilder nodes (above rebuilder_min_nodes, so that the group can scale)."
+  type        = number
+  default     = 4
+
+  validation {
+    condition     = var.rebuilder_max_nodes >= 2 && floor(var.rebuilder_max_nodes) == var.rebuilder_max_nodes
+    error_message = "rebuilder_max_nodes must be a whole number, 2 or more."
+  }
+}
+
+variable "alarm_actions" {
+  description = "ARNs (SNS topics) notified by rebuilder's CloudWatch alarms on its target group."
+  type        = list(string)
+  default     = []
+}
+
+variable "cloudwatch_metrics" {
+  description = "Publish rebuilder's main metrics to CloudWatch through the CloudWatch agent (billed custom metrics)."
+  type        = bool
+  default     = false
+}
+
+variable "ship_logs" {
+  description = "Ship rebuilder's logs to CloudWatch Logs (/rebuilder/NAME)."
+  type        = bool
+  default     = false
 }
 
 variable "wallarm_token" {

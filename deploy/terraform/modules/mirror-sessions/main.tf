@@ -1,5 +1,10 @@
-# Traffic mirroring towards rebuilder: one filter (TCP in the chosen directions and ports,
-# everything else rejected), one target (the rebuilder NLB) and one session per source ENI.
+# Traffic mirroring towards rebuilder: one filter (TCP in the chosen directions and ports), one
+# target (the rebuilder NLB) and one session per source ENI.
+#
+# A packet no rule accepts is not mirrored ("If you don't add any rules, then no traffic is
+# mirrored", AWS Traffic Mirroring guide, traffic mirror filter concepts), so the filter holds
+# accept rules only: a final reject-everything rule would change nothing and cost one of the
+# 10 rules a filter may hold (both directions together; Traffic Mirroring quotas).
 
 locals {
   directions = concat(
@@ -18,8 +23,8 @@ locals {
     egress  = length(var.egress_destination_port_ranges) > 0 ? var.egress_destination_port_ranges : [null]
   }
 
-  # Rule numbers: accepted TCP from 100, DNS from 900, the catch-all reject last. AWS evaluates
-  # them in ascending order per direction.
+  # Rule numbers: accepted TCP from 100, DNS from 900. AWS evaluates them in ascending order
+  # per direction.
   tcp_rules = flatten([
     for direction in local.directions : [
       for i, range in local.port_ranges[direction] : [
@@ -56,28 +61,18 @@ locals {
     ]
   ])
 
-  reject_rules = flatten([
-    for direction in local.directions : [
-      for f, family in local.families : {
-        key       = "${direction}-reject-${family.name}"
-        direction = direction
-        number    = 32000 + f
-        action    = "reject"
-        protocol  = null
-        cidr      = family.cidr
-        from_port = null
-        to_port   = null
-        what      = "everything else"
-      }
-    ]
-  ])
 
-  rules = { for r in concat(local.tcp_rules, local.dns_rules, local.reject_rules) : r.key => r }
+  rules = { for r in concat(local.tcp_rules, local.dns_rules) : r.key => r }
 
   rule_counts = {
     for direction in ["ingress", "egress"] :
     direction => length([for r in values(local.rules) : r if r.direction == direction])
   }
+
+  # AWS counts a filter's rules across both directions: 10 at most (Traffic Mirroring quotas,
+  # "Maximum number of filter rules per filter").
+  rule_quota = 10
+  rule_total = length(local.rules)
 }
 
 resource "aws_ec2_traffic_mirror_filter" "this" {
@@ -92,8 +87,8 @@ resource "aws_ec2_traffic_mirror_filter" "this" {
       error_message = "Enable at least one of mirror_ingress and mirror_egress."
     }
     precondition {
-      condition     = local.rule_counts["ingress"] <= 10 && local.rule_counts["egress"] <= 10
-      error_message = "A traffic mirror filter takes at most 10 rules per direction; these settings need ${local.rule_counts["ingress"]} ingress and ${local.rule_counts["egress"]} egress rules (port ranges x address families, plus DNS and the final reject). Use fewer or wider port ranges."
+      condition     = local.rule_total <= local.rule_quota
+      error_message = "A traffic mirror filter takes at most ${local.rule_quota} rules, both directions together; these settings need ${local.rule_total} (${local.rule_counts["ingress"]} ingress, ${local.rule_counts["egress"]} egress: port ranges x address families, plus DNS when asked). Use fewer or wider port ranges."
     }
   }
 }

@@ -19,6 +19,6 @@ output "vnis" {
 }
 
 output "rule_counts" {
-  description = "Filter rules per direction (AWS allows 10 each)."
+  description = "Filter rules per direction (AWS allows 10 per filter, both directions together)."
   value       = local.rule_counts
 }

@@ -52,7 +52,7 @@ variable "session_number" {
 }
 
 variable "packet_length" {
-  description = "Bytes of each packet to mirror, counted after the VXLAN header. null mirrors whole packets (up to 8500 bytes for a load balancer target); a shorter length truncates on purpose, and rebuilder then counts gaps instead of requests."
+  description = "Bytes of each packet to mirror, counted after the VXLAN header (the inner Ethernet frame). null: the most an NLB target takes, which AWS sets to 8500, so a 9001-MTU source's full-sized frames (9015 bytes) arrive cut at 8500 and rebuilder counts them as gaps; frames of up to 8500 bytes (IP packets up to 8486) arrive whole. A shorter length truncates on purpose and loses every request longer than it."
   type        = number
   default     = null
 
@@ -88,8 +88,8 @@ variable "ingress_destination_port_ranges" {
   }
 
   validation {
-    condition     = length(var.ingress_destination_port_ranges) <= 8
-    error_message = "At most 8 port ranges per direction: a filter takes 10 rules per direction, and the final reject rule (and DNS, when asked) need room."
+    condition     = length(var.ingress_destination_port_ranges) <= 10
+    error_message = "At most 10 port ranges: a traffic mirror filter holds 10 rules in all, both directions together (the filter's precondition checks the exact total)."
   }
 }
 
@@ -107,8 +107,8 @@ variable "egress_destination_port_ranges" {
   }
 
   validation {
-    condition     = length(var.egress_destination_port_ranges) <= 8
-    error_message = "At most 8 port ranges per direction: a filter takes 10 rules per direction, and the final reject rule (and DNS, when asked) need room."
+    condition     = length(var.egress_destination_port_ranges) <= 10
+    error_message = "At most 10 port ranges: a traffic mirror filter holds 10 rules in all, both directions together (the filter's precondition checks the exact total)."
   }
 }
 

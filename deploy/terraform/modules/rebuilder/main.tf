@@ -1,8 +1,12 @@
 # rebuilder nodes behind an internal NLB: the NLB takes the mirrored VXLAN on UDP 4789 and
-# spreads it by 5-tuple hash over an Auto Scaling Group whose health is rebuilder's own
-# /healthz; each node replays the requests it rebuilds to the upstream WAF.
+# spreads it by 5-tuple hash over an Auto Scaling Group whose health is rebuilder's liveness
+# (/livez); each node replays the requests it rebuilds to the upstream WAF. The group scales on
+# CPU (or packets in), CloudWatch alarms watch the target group's health, and a CloudWatch agent
+# can ship the nodes' /metrics and logs (observability.tf).
 
 data "aws_partition" "current" {}
+
+data "aws_region" "current" {}
 
 data "aws_vpc" "this" {
   id = var.vpc_id
@@ -36,6 +40,13 @@ locals {
   # The module speaks of ENA's "native" mode; rebuilder's setting calls it "driver".
   xdp_attach_mode = { generic = "generic", native = "driver", off = "" }[var.xdp_mode]
 
+  # `cargo xtask dist` names its tarballs after the ELF machine (rebuilder-VERSION-x86_64-linux,
+  # rebuilder-VERSION-aarch64-linux); EC2 and the AMI name the same machines x86_64 and arm64.
+  release_arch = { x86_64 = "x86_64", arm64 = "aarch64" }[var.architecture]
+  # The release's file name, when it follows dist's pattern, says which machine it is built for.
+  release_file      = try(regex("[^/?#]+$", local.release_from_s3 ? var.release_s3_uri : replace(var.release_url, "/[?#].*$/", "")), "")
+  release_file_arch = try(regex("^rebuilder-.+-(x86_64|aarch64)-linux\\.tar\\.gz$", local.release_file)[0], "")
+
   config = templatefile("${path.module}/templates/rebuilder.toml.tftpl", {
     log_format        = var.log_format
     vnis              = var.vnis
@@ -56,13 +67,17 @@ locals {
     release_sha256    = var.release_sha256
     xdp_mode          = var.xdp_mode
     capture_interface = var.capture_interface
+    release_arch      = local.release_arch
+    cloudwatch_agent  = local.cloudwatch_agent_config
+    prometheus_scrape = local.cloudwatch_prometheus_config
+    ship_logs         = var.ship_logs
   })
 
   tags = merge(var.tags, { Name = var.name })
 }
 
 # ---------------------------------------------------------------------------------------------
-# Load balancer: VXLAN in on UDP 4789; health from rebuilder's /healthz over HTTP (an NLB never
+# Load balancer: VXLAN in on UDP 4789; health from rebuilder's liveness over HTTP (an NLB never
 # health-checks a UDP target group over UDP).
 
 resource "aws_lb" "this" {
@@ -87,11 +102,15 @@ resource "aws_lb_target_group" "vxlan" {
   deregistration_delay   = 30
   connection_termination = true
 
+  # /livez, not /readyz or /healthz: liveness is the process, its capture threads and workers
+  # beating. Readiness also needs the upstream; with it here a WAF outage would fail every
+  # target at once, and the ASG (health_check_type ELB) would replace the whole group for an
+  # outage that new nodes cannot fix.
   health_check {
     enabled             = true
     protocol            = "HTTP"
     port                = tostring(var.status_port)
-    path                = "/healthz"
+    path                = local.health_check_path
     matcher             = "200"
     interval            = 10
     timeout             = 6
@@ -133,7 +152,7 @@ resource "aws_security_group" "this" {
   }
 
   ingress {
-    description = "rebuilder status: /healthz for NLB health checks, /metrics"
+    description = "rebuilder status: /livez for NLB health checks, /metrics"
     protocol    = "tcp"
     from_port   = var.status_port
     to_port     = var.status_port
@@ -296,14 +315,20 @@ resource "aws_launch_template" "this" {
       condition     = data.aws_ami.this.architecture == var.architecture
       error_message = "The AMI is built for ${data.aws_ami.this.architecture}, but architecture is ${var.architecture}: the release and the image must match."
     }
+    precondition {
+      condition     = local.release_file_arch == "" || local.release_file_arch == local.release_arch
+      error_message = "The release ${local.release_file} is built for ${local.release_file_arch}, but architecture ${var.architecture} needs a ${local.release_arch} release (cargo xtask dist names them rebuilder-VERSION-${local.release_arch}-linux.tar.gz)."
+    }
   }
 }
 
 resource "aws_autoscaling_group" "this" {
-  name_prefix               = "${var.name}-"
-  min_size                  = var.min_size
-  max_size                  = var.max_size
-  desired_capacity          = var.desired_capacity
+  name_prefix = "${var.name}-"
+  min_size    = var.min_size
+  max_size    = var.max_size
+  # With a scaling policy the policy owns the group's size (Terraform leaves it alone); without
+  # one, desired_capacity is the size.
+  desired_capacity          = local.scaling_enabled ? null : var.desired_capacity
   vpc_zone_identifier       = var.subnet_ids
   target_group_arns         = [aws_lb_target_group.vxlan.arn]
   health_check_type         = "ELB"

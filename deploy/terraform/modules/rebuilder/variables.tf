@@ -4,7 +4,7 @@ variable "name" {
   default     = "rebuilder"
 
   validation {
-    # The target group name NAME-vxlan must fit in 32 characters.
+    # The target group name NAME-vxlan must fit in 32 characters (the NLB's NAME too).
     condition     = can(regex("^[A-Za-z0-9]([A-Za-z0-9-]{0,24}[A-Za-z0-9])?$", var.name))
     error_message = "The name must be 1 to 26 letters, digits or hyphens, not starting or ending with a hyphen."
   }
@@ -97,7 +97,7 @@ variable "ami_id" {
 }
 
 variable "min_size" {
-  description = "Fewest nodes in the Auto Scaling Group."
+  description = "Fewest nodes in the Auto Scaling Group: the scaling policy never goes below it."
   type        = number
   default     = 2
 
@@ -108,9 +108,9 @@ variable "min_size" {
 }
 
 variable "max_size" {
-  description = "Most nodes in the Auto Scaling Group."
+  description = "Most nodes in the Auto Scaling Group: the scaling policy never goes above it (and needs it above min_size)."
   type        = number
-  default     = 2
+  default     = 4
 
   validation {
     condition     = var.max_size >= 1 && floor(var.max_size) == var.max_size
@@ -119,7 +119,7 @@ variable "max_size" {
 }
 
 variable "desired_capacity" {
-  description = "Nodes to run. Each direction of a mirrored connection lands on one node (the NLB hashes the outer 5-tuple), so requests spread over every node."
+  description = "Nodes to run when scaling_metric is \"none\"; with a scaling policy the group starts at min_size and the policy sizes it. Each direction of a mirrored connection lands on one node (the NLB hashes the outer 5-tuple), so requests spread over every node."
   type        = number
   default     = 2
 
@@ -296,7 +296,7 @@ variable "memory_budget" {
 }
 
 variable "status_port" {
-  description = "Port of the status server: the NLB health check asks GET /healthz there, Prometheus scrapes /metrics."
+  description = "Port of the status server: the NLB health check asks GET /livez there, Prometheus scrapes /metrics."
   type        = number
   default     = 9479
 
@@ -318,7 +318,7 @@ variable "log_format" {
 }
 
 variable "xdp_mode" {
-  description = "How the nodes capture. generic: XDP in generic mode, interface MTU left at 9001 so jumbo sources pass whole (the default). native: XDP in ENA's driver mode, cheaper per packet, which needs the interface at MTU 3498 and half its combined channels (user data sets both), so source frames over 3444 bytes arrive truncated. off: the UDP socket input, no XDP."
+  description = "How the nodes capture. generic (default): XDP in generic mode, interface MTU left at 9001, so everything the NLB delivers arrives: source frames up to 8500 bytes whole (the NLB target's packet length), larger ones cut at 8500 and counted as gaps. native: XDP in ENA's driver mode, cheaper per packet, which needs the interface at MTU 3498 and half its combined channels (user data sets both); then VXLAN packets over 3498 bytes (source frames over 3462) do not fit one receive buffer and ENA drops them before the program sees them, counted in rebuilder_xdp_driver_dropped_packets_total. off: the UDP socket input, no XDP, same sizes as generic."
   type        = string
   default     = "generic"
 
@@ -343,4 +343,122 @@ variable "tags" {
   description = "Tags added to every resource (and to the instances and their volumes)."
   type        = map(string)
   default     = {}
+}
+
+variable "scaling_metric" {
+  description = "What the Auto Scaling Group's target-tracking policy follows: cpu (ASGAverageCPUUtilization, one-minute data; the default), network_packets_in (the group's average NetworkPacketsIn per instance, published every five minutes) or none (a fixed desired_capacity)."
+  type        = string
+  default     = "cpu"
+
+  validation {
+    condition     = contains(["cpu", "network_packets_in", "none"], var.scaling_metric)
+    error_message = "scaling_metric must be cpu, network_packets_in or none."
+  }
+}
+
+variable "scaling_target" {
+  description = "Target of the scaling policy: average CPU percent for cpu (60 leaves a node room for bursts before its ring buffer fills), average packets per instance per five-minute period for network_packets_in."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.scaling_target > 0
+    error_message = "scaling_target must be above 0 (a CPU percent up to 100 for cpu, packets per period for network_packets_in)."
+  }
+}
+
+variable "scaling_warmup" {
+  description = "Seconds a new node needs before its metrics count in the group's average (release download, install and start take well under a minute)."
+  type        = number
+  default     = 120
+
+  validation {
+    condition     = var.scaling_warmup >= 0 && floor(var.scaling_warmup) == var.scaling_warmup
+    error_message = "scaling_warmup must be a whole number of seconds, 0 or more."
+  }
+}
+
+variable "scale_in" {
+  description = "Let the policy remove nodes when load falls. A removed node takes its flows' in-flight requests with it (counted as gaps on the node their flows move to); false only ever adds nodes."
+  type        = bool
+  default     = true
+}
+
+variable "alarms" {
+  description = "Create CloudWatch alarms on the target group: unhealthy targets for 3 minutes, no healthy target for 2."
+  type        = bool
+  default     = true
+}
+
+variable "alarm_actions" {
+  description = "ARNs notified when an alarm fires or clears (SNS topics, for example). Empty: the alarms only show in CloudWatch."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for a in var.alarm_actions : can(regex("^arn:aws[a-z-]*:", a))])
+    error_message = "Each alarm action must be an ARN (arn:aws:sns:REGION:ACCOUNT:TOPIC, ...)."
+  }
+}
+
+variable "cloudwatch_metrics" {
+  description = "Install the CloudWatch agent on the nodes and have it scrape /metrics (Prometheus) into CloudWatch metrics under cloudwatch_namespace, with dimensions Group (the name) and InstanceId. Off by default: custom metrics are billed per metric."
+  type        = bool
+  default     = false
+}
+
+variable "cloudwatch_namespace" {
+  description = "CloudWatch namespace of the metrics the agent publishes; the nodes may write to this namespace only."
+  type        = string
+  default     = "Rebuilder"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9._/#:-]{1,255}$", var.cloudwatch_namespace)) && !startswith(var.cloudwatch_namespace, "AWS/")
+    error_message = "The namespace must be 1 to 255 letters, digits or . _ / # : -, and not start with AWS/."
+  }
+}
+
+variable "cloudwatch_metric_names" {
+  description = "Which of rebuilder's Prometheus metrics (full names, as /metrics shows them) the agent publishes to CloudWatch: each one is a billed custom metric per dimension set."
+  type        = list(string)
+  default = [
+    "rebuilder_ready",
+    "rebuilder_live",
+    "rebuilder_requests_rebuilt_total",
+    "rebuilder_upstream_replayed_total",
+    "rebuilder_requests_lost_total",
+    "rebuilder_output_dropped_total",
+    "rebuilder_upstream_errors_total",
+    "rebuilder_packets_total",
+    "rebuilder_xdp_packets_total",
+    "rebuilder_xdp_driver_dropped_packets_total",
+  ]
+
+  validation {
+    condition     = alltrue([for m in var.cloudwatch_metric_names : can(regex("^rebuilder_[a-z0-9_]+$", m))])
+    error_message = "Each metric name must be one of rebuilder's: rebuilder_ followed by lowercase letters, digits and underscores."
+  }
+}
+
+variable "ship_logs" {
+  description = "Ship the service's journal to CloudWatch Logs (log group /rebuilder/NAME, one stream per instance): rsyslog copies the rebuilder unit's lines to /var/log/rebuilder/rebuilder.log (rotated daily) and the CloudWatch agent sends them."
+  type        = bool
+  default     = false
+}
+
+variable "log_retention_days" {
+  description = "Days CloudWatch Logs keeps the log group (also the Prometheus scrape events of cloudwatch_metrics)."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "CloudWatch Logs retention must be one of 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288 or 3653 days."
+  }
+}
+
+variable "log_kms_key_arn" {
+  description = "KMS key encrypting the log group. null: CloudWatch Logs' own encryption."
+  type        = string
+  default     = null
 }

@@ -202,8 +202,12 @@ pub fn check(
             None => "unknown (the driver does not answer ETHTOOL_GCHANNELS)".into(),
         },
     );
+    r.line("  driver XDP counters", driver_counters_line(name));
     let blockers = native_blockers(&facts);
     let driver = facts.driver_name().unwrap_or("unknown");
+    if driver == iface::ENA_DRIVER {
+        r.line("  driver mode drops", ENA_DROPS_NOTE);
+    }
     if blockers.is_empty() {
         r.line(
             "  driver mode rule",
@@ -270,8 +274,9 @@ pub fn check(
             if attached.mode == AttachMode::Generic && driver == iface::ENA_DRIVER {
                 r.line(
                     "  note",
-                    "generic mode carries jumbo frames (MTU 9001); driver mode is faster but \
-                     limited to source frames of 3444 bytes (DESIGN §2)",
+                    "generic mode carries everything an NLB delivers (source frames up to its \
+                     8500 bytes); driver mode is faster but only frames up to 3462 bytes fit \
+                     (MTU 3498 less 36 bytes of VXLAN headers)",
                 );
             }
         }
@@ -281,6 +286,32 @@ pub fn check(
         }
     }
     r
+}
+
+const ENA_DROPS_NOTE: &str = "ENA has no XDP multi-buffer: in driver mode a frame that does \
+     not fit one receive buffer (a VXLAN packet over MTU 3498) is dropped before the program \
+     sees it and counted in queue_N_rx_xdp_drop together with the program's own drops; \
+     rebuilder exports the difference as rebuilder_xdp_driver_dropped_packets_total and the \
+     driver's counters as rebuilder_xdp_driver_packets_total";
+
+/// The driver's XDP statistics now (`ethtool -S`, summed over queues), in one line.
+fn driver_counters_line(iface: &str) -> String {
+    match crate::capture::nic::read_stats(iface) {
+        Ok(stats) => {
+            let xdp = crate::capture::nic::xdp_counters(&stats);
+            if xdp.is_empty() {
+                format!(
+                    "none ({} statistics, none about XDP: loss before the program is not \
+                     visible here)",
+                    stats.len()
+                )
+            } else {
+                let list: Vec<String> = xdp.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("{} (ethtool -S, summed over queues)", list.join(", "))
+            }
+        }
+        Err(e) => format!("unknown ({e})"),
+    }
 }
 
 #[cfg(test)]
