@@ -139,7 +139,10 @@ impl PipelineMetrics {
         );
         r.register(
             "rebuilder_stream_segments",
-            "Segments by what reassembly did with them",
+            "Segments by what reassembly did with them (in_order, out_of_order, out_of_window, \
+             after_end, ignored, after_close, without_flow; against spoofing: pruned from a full \
+             buffer, rst_ignored and fin_ignored when not at the stream's position, rewound when a \
+             skip proved wrong, second_connection for a SYN with a new ISN on a live 4-tuple)",
             m.stream_segments.clone(),
         );
         r.register(
@@ -249,6 +252,16 @@ impl PipelineMetrics {
             p.out_of_window_segments,
         );
         inc(seg, "after_end", s.after_end_segments, p.after_end_segments);
+        inc(seg, "pruned", s.pruned_segments, p.pruned_segments);
+        inc(seg, "rst_ignored", s.rst_ignored, p.rst_ignored);
+        inc(seg, "fin_ignored", s.fin_ignored, p.fin_ignored);
+        inc(seg, "rewound", s.rewinds, p.rewinds);
+        inc(
+            seg,
+            "second_connection",
+            now.second_connections,
+            before.second_connections,
+        );
         inc(
             seg,
             "ignored",
@@ -271,6 +284,7 @@ impl PipelineMetrics {
         inc(bytes, "delivered", s.delivered_bytes, p.delivered_bytes);
         inc(bytes, "duplicate", s.duplicate_bytes, p.duplicate_bytes);
         inc(bytes, "conflict", s.conflict_bytes, p.conflict_bytes);
+        inc(bytes, "pruned", s.pruned_bytes, p.pruned_bytes);
         inc(
             bytes,
             "before_start",

@@ -171,6 +171,16 @@ impl Summary {
         );
         let s = &self.workers.stream;
         push("segment:out_of_window".into(), s.out_of_window_segments);
+        // What spoofed segments tried and did not get (see reassembly/stream.rs): they change
+        // nothing of the real stream, but an operator should see them.
+        push("segment:pruned".into(), s.pruned_segments);
+        push("segment:rst_ignored".into(), s.rst_ignored);
+        push("segment:fin_ignored".into(), s.fin_ignored);
+        push(
+            "segment:second_connection".into(),
+            self.workers.second_connections,
+        );
+        push("stream:rewound".into(), s.rewinds);
         // Bytes of later copies that differed from the first (first wins): not a loss of the
         // client's bytes, but what an attacker tried to slip in.
         push("bytes:conflict".into(), s.conflict_bytes);

@@ -314,7 +314,9 @@ impl StreamStart {
         }
         match ev {
             StreamEvent::Data { bytes, ts } => self.on_data(bytes, ts, stats, forward),
-            ev @ (StreamEvent::Gap { .. } | StreamEvent::End { .. }) => {
+            ev @ (StreamEvent::Gap { .. }
+            | StreamEvent::Rewind { .. }
+            | StreamEvent::End { .. }) => {
                 if self.candidate {
                     // The header never became whole; its bytes are not the client's request.
                     stats.truncated += 1;
@@ -522,6 +524,7 @@ mod tests {
                 data.extend_from_slice(&bytes);
             }
             StreamEvent::Gap { len, .. } => marks.push(format!("gap{len}")),
+            StreamEvent::Rewind { back, .. } => marks.push(format!("rewind{back}")),
             StreamEvent::End { .. } => marks.push("end".into()),
         };
         for (i, p) in pieces.iter().enumerate() {

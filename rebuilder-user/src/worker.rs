@@ -62,6 +62,9 @@ pub struct WorkerStats {
     pub segments_after_close: u64,
     /// Pure ACKs (and lone FIN/RST) of flows never seen: they carry nothing to rebuild.
     pub segments_without_flow: u64,
+    /// SYNs with a new ISN on a 4-tuple whose connection was still live: followed as a second
+    /// connection beside it rather than ending it.
+    pub second_connections: u64,
     pub requests: u64,
     /// Gauges, as of the last update.
     pub flows_open: u64,
@@ -81,6 +84,7 @@ impl WorkerStats {
         self.segments_ignored += o.segments_ignored;
         self.segments_after_close += o.segments_after_close;
         self.segments_without_flow += o.segments_without_flow;
+        self.second_connections += o.second_connections;
         self.requests += o.requests;
         self.flows_open += o.flows_open;
         self.buffered_bytes += o.buffered_bytes;
@@ -123,6 +127,52 @@ struct Active {
     start: Option<Box<StreamStart>>,
     /// The header found, stamped on every request of the stream.
     proxy: Option<Arc<ProxyInfo>>,
+    /// Capture time of the last segment this connection took.
+    last_seen: Timestamp,
+    /// A second connection on the same 4-tuple: a SYN with a new ISN arrived while this one was
+    /// live. A passive observer cannot tell a spoofed SYN (which the server answers with a
+    /// challenge ACK, RFC 5961 §4, keeping the connection) from port reuse after a FIN it
+    /// missed, so both are followed, each segment going to the connection whose window it
+    /// falls in; the second takes over when this one ends (FIN, RST, idle). Never more than
+    /// one: a further new SYN replaces it.
+    second: Option<Box<Active>>,
+}
+
+impl Active {
+    fn cost(&self) -> usize {
+        ACTIVE_OVERHEAD
+            + self.stream.buffered()
+            + self.framer.buffered_bytes()
+            + self.framer.state_bytes()
+            + self
+                .start
+                .as_ref()
+                .map_or(0, |s| size_of::<StreamStart>() + s.buffered_bytes())
+            + self.second.as_ref().map_or(0, |b| b.cost())
+    }
+
+    /// Whether a SYN (without ACK) starts another connection than this one: its ISN differs
+    /// from this stream's, or, for a stream picked up without its SYN (no ISN to compare),
+    /// its data would start outside this stream's window (a late SYN of this connection lands
+    /// just before the bytes seen).
+    fn is_other_connection(&self, seg: &Segment, cfg: &StreamConfig) -> bool {
+        if self.stream.started_with_syn() {
+            self.stream.isn() != seg.seq
+        } else {
+            !self.stream.in_window(seg.seq.wrapping_add(1), 0, cfg)
+        }
+    }
+
+    fn distance(&self, seg: &Segment) -> u64 {
+        self.stream
+            .distance(seg.seq.wrapping_add(u32::from(seg.flags.syn())))
+    }
+
+    /// Whether the segment falls within this connection's window.
+    fn takes(&self, seg: &Segment, cfg: &StreamConfig) -> bool {
+        let data_seq = seg.seq.wrapping_add(u32::from(seg.flags.syn()));
+        self.stream.in_window(data_seq, seg.wire_len, cfg)
+    }
 }
 
 struct Flow {
@@ -153,15 +203,7 @@ impl Flow {
     fn current_cost(&self) -> usize {
         FLOW_OVERHEAD
             + match &self.state {
-                FlowState::Active(a) => {
-                    ACTIVE_OVERHEAD
-                        + a.stream.buffered()
-                        + a.framer.buffered_bytes()
-                        + a.framer.state_bytes()
-                        + a.start
-                            .as_ref()
-                            .map_or(0, |s| size_of::<StreamStart>() + s.buffered_bytes())
-                }
+                FlowState::Active(a) => a.cost(),
                 _ => 0,
             }
     }
@@ -242,27 +284,8 @@ impl FlowTable {
                         false
                     }
                 }
-                FlowState::Active(ref a) => {
-                    // Port reuse without a FIN or RST seen: end the old stream first. A stream
-                    // picked up without its SYN has no ISN to compare: a SYN whose data would
-                    // start outside its window is another connection (a late SYN of this one
-                    // lands just before the bytes seen), so that a spoofed or stale segment
-                    // seen before a connection's SYN cannot leave the whole connection out of
-                    // window.
-                    let new_isn = if a.stream.started_with_syn() {
-                        a.stream.isn() != seg.seq
-                    } else {
-                        !a.stream
-                            .in_window(seg.seq.wrapping_add(1), 0, &self.cfg.stream)
-                    };
-                    if seg.flags.syn() && !seg.flags.ack() && new_isn {
-                        self.end_flow(&key, EndReason::NewConnection, emit);
-                        true
-                    } else {
-                        false
-                    }
-                }
-                FlowState::Ignored { .. } => false,
+                // A new SYN on a live one is followed beside it (see `Active::second`).
+                FlowState::Active(_) | FlowState::Ignored { .. } => false,
             },
         };
         if replace {
@@ -279,27 +302,64 @@ impl FlowTable {
             flow.last_seen = self.clock;
             match &mut flow.state {
                 FlowState::Active(a) => {
+                    let (stream_cfg, http) = (&self.cfg.stream, &self.cfg.http);
+                    let syn = seg.flags.syn() && !seg.flags.ack();
+                    let first = a.takes(seg, stream_cfg)
+                        && !(syn && a.is_other_connection(seg, stream_cfg));
+                    let second = a.second.as_deref().filter(|b| {
+                        b.takes(seg, stream_cfg) && !(syn && b.is_other_connection(seg, stream_cfg))
+                    });
+                    let to_second = if let Some(b) = second {
+                        // In both windows (ISNs within a window of each other): the one it
+                        // continues most closely.
+                        !first || b.distance(seg) < a.distance(seg)
+                    } else if first {
+                        false
+                    } else if syn && !replace {
+                        // A SYN of neither connection: a second one starts (replacing an
+                        // earlier second, whose end delivers what it held).
+                        if let Some(mut old) = a.second.take() {
+                            old.stream.close(
+                                self.clock,
+                                EndReason::NewConnection,
+                                &mut self.events,
+                                &mut self.stats.stream,
+                            );
+                            feed(&mut old, &mut self.events, &mut self.stats, emit);
+                        }
+                        self.stats.second_connections += 1;
+                        a.second = Some(Box::new(new_active(
+                            &key,
+                            seg,
+                            self.clock,
+                            &self.cfg.proxy,
+                            http,
+                        )));
+                        true
+                    } else {
+                        // Out of both windows: the first connection counts it.
+                        false
+                    };
                     let responses = self.stats.http.response_streams;
-                    a.stream.push(
-                        seg,
-                        &self.cfg.stream,
-                        &mut self.events,
-                        &mut self.stats.stream,
-                    );
-                    feed(a, &mut self.events, &mut self.stats, emit);
-                    let Active { stream, framer, .. } = &mut **a;
-                    let done = framer.is_done();
-                    let ended = stream.ended().is_some();
-                    if ended {
-                        self.stats.flows_closed += 1;
-                        flow.state = FlowState::Closed {
-                            isn: stream.started_with_syn().then(|| stream.isn()),
-                        };
-                    } else if done {
-                        // The framer gave up: a response stream (the side was guessed wrong)
-                        // or a client stream that stopped being HTTP/1.x (upgrade, HTTP/2).
+                    let conn: &mut Active = match (to_second, a.second.as_deref_mut()) {
+                        (true, Some(b)) => b,
+                        _ => a,
+                    };
+                    conn.last_seen = self.clock;
+                    conn.stream
+                        .push(seg, stream_cfg, &mut self.events, &mut self.stats.stream);
+                    feed(conn, &mut self.events, &mut self.stats, emit);
+                    let over = conn.stream.ended().is_some() || conn.framer.is_done();
+                    if over && to_second {
+                        // The second connection ended (or stopped being HTTP/1.x) first: it
+                        // is forgotten; the live first one keeps the 4-tuple.
+                        if conn.stream.ended().is_some() {
+                            self.stats.flows_closed += 1;
+                        }
+                        a.second = None;
+                    } else if over {
                         let client = self.stats.http.response_streams == responses;
-                        flow.state = FlowState::Ignored { client };
+                        flow.state = after_first(a, client, &mut self.stats);
                     }
                 }
                 FlowState::Ignored { .. } => {
@@ -361,23 +421,13 @@ impl FlowTable {
         let state = if client == Some(false) {
             FlowState::Ignored { client: false }
         } else {
-            let ctx = FlowContext {
-                vni: seg.vni,
-                client: key.flow.src_addr(),
-                server: key.flow.dst_addr(),
-            };
-            let stream = Stream::new(seg);
-            let framer = RequestFramer::new(ctx, self.cfg.http.clone(), stream.started_with_syn());
-            // Only a stream seen from its SYN can show its first bytes; a pickup never looks.
-            let start = stream
-                .started_with_syn()
-                .then(|| Box::new(StreamStart::new(self.cfg.proxy.mode_for(key.flow.dst_port))));
-            FlowState::Active(Box::new(Active {
-                stream,
-                framer,
-                start,
-                proxy: None,
-            }))
+            FlowState::Active(Box::new(new_active(
+                key,
+                seg,
+                self.clock,
+                &self.cfg.proxy,
+                &self.cfg.http,
+            )))
         };
         self.serial += 1;
         let mut flow = Flow {
@@ -403,6 +453,11 @@ impl FlowTable {
                 a.stream
                     .close(self.clock, reason, &mut self.events, &mut self.stats.stream);
                 feed(a, &mut self.events, &mut self.stats, emit);
+                if let Some(b) = a.second.as_deref_mut() {
+                    b.stream
+                        .close(self.clock, reason, &mut self.events, &mut self.stats.stream);
+                    feed(b, &mut self.events, &mut self.stats, emit);
+                }
             }
         }
     }
@@ -453,7 +508,9 @@ impl FlowTable {
             let silent = now.saturating_sub(flow.last_seen);
             match &flow.state {
                 FlowState::Active(_) if silent >= idle => idle_keys.push(*key),
-                FlowState::Active(a) if a.stream.has_hole() => holes.push(*key),
+                FlowState::Active(a) if a.stream.has_hole() || a.second.is_some() => {
+                    holes.push(*key)
+                }
                 FlowState::Ignored { .. } if silent >= idle => idle_keys.push(*key),
                 FlowState::Closed { .. } if silent >= linger => idle_keys.push(*key),
                 _ => {}
@@ -476,13 +533,42 @@ impl FlowTable {
                 continue; // evicted below for an earlier flow
             };
             if let FlowState::Active(a) = &mut flow.state {
-                a.stream.tick(
-                    now,
-                    &self.cfg.stream,
-                    &mut self.events,
-                    &mut self.stats.stream,
-                );
-                feed(a, &mut self.events, &mut self.stats, emit);
+                let (events, stats) = (&mut self.events, &mut self.stats);
+                // One of two connections on the 4-tuple gone quiet: it is over, the other
+                // stays (the second taking over when the first went).
+                if let Some(b) = a.second.as_deref_mut() {
+                    if now.saturating_sub(b.last_seen) >= idle {
+                        b.stream
+                            .close(now, EndReason::Idle, events, &mut stats.stream);
+                        feed(b, events, stats, emit);
+                        stats.flows_expired += 1;
+                        a.second = None;
+                    }
+                }
+                if a.second.is_some() && now.saturating_sub(a.last_seen) >= idle {
+                    a.stream
+                        .close(now, EndReason::Idle, events, &mut stats.stream);
+                    feed(a, events, stats, emit);
+                    stats.flows_expired += 1;
+                    if let Some(b) = a.second.take() {
+                        *a = b;
+                    }
+                }
+                a.stream
+                    .tick(now, &self.cfg.stream, events, &mut stats.stream);
+                feed(a, events, stats, emit);
+                if let Some(b) = a.second.as_deref_mut() {
+                    b.stream
+                        .tick(now, &self.cfg.stream, events, &mut stats.stream);
+                    feed(b, events, stats, emit);
+                    if b.stream.ended().is_some() {
+                        stats.flows_closed += 1;
+                        a.second = None;
+                    }
+                }
+                if a.stream.ended().is_some() {
+                    flow.state = after_first(a, true, stats);
+                }
             }
             let cost = flow.current_cost();
             self.buffered = self.buffered + cost - flow.cost;
@@ -509,6 +595,56 @@ impl FlowTable {
         for key in keys {
             self.end_flow(&key, EndReason::Shutdown, emit);
         }
+    }
+}
+
+/// A client connection starting at `seg` (its SYN, or the first segment of a pickup).
+fn new_active(
+    key: &TableKey,
+    seg: &Segment,
+    now: Timestamp,
+    proxy: &ProxyPolicy,
+    http: &Arc<HttpLimits>,
+) -> Active {
+    let ctx = FlowContext {
+        vni: seg.vni,
+        client: key.flow.src_addr(),
+        server: key.flow.dst_addr(),
+    };
+    let stream = Stream::new(seg);
+    let framer = RequestFramer::new(ctx, http.clone(), stream.started_with_syn());
+    // Only a stream seen from its SYN can show its first bytes; a pickup never looks.
+    let start = stream
+        .started_with_syn()
+        .then(|| Box::new(StreamStart::new(proxy.mode_for(key.flow.dst_port))));
+    Active {
+        stream,
+        framer,
+        start,
+        proxy: None,
+        last_seen: now,
+        second: None,
+    }
+}
+
+/// What a flow becomes when its first connection is over: the second connection if there is
+/// one, else closed (remembering the ISN, so late duplicates are absorbed) or, when the framer
+/// gave up on a live stream (a response stream whose side was guessed wrong, an upgrade,
+/// HTTP/2), ignored.
+fn after_first(a: &mut Box<Active>, client: bool, stats: &mut WorkerStats) -> FlowState {
+    let ended = a.stream.ended().is_some();
+    if ended {
+        stats.flows_closed += 1;
+    }
+    if let Some(second) = a.second.take() {
+        return FlowState::Active(second);
+    }
+    if ended {
+        FlowState::Closed {
+            isn: a.stream.started_with_syn().then(|| a.stream.isn()),
+        }
+    } else {
+        FlowState::Ignored { client }
     }
 }
 

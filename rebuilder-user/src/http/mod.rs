@@ -239,6 +239,9 @@ impl RequestFramer {
         match ev {
             StreamEvent::Data { bytes, ts } => self.on_data(&bytes, ts, out, stats),
             StreamEvent::Gap { len, .. } => self.on_gap(len, out, stats),
+            // Going back is a gap of unknown length: whatever was being built is cut, and
+            // framing resynchronises at the next request line.
+            StreamEvent::Rewind { .. } => self.on_gap(u64::MAX, out, stats),
             StreamEvent::End { .. } => self.on_end(stats),
         }
     }

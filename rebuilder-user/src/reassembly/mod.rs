@@ -20,6 +20,11 @@ pub enum StreamEvent {
         ts: Timestamp,
         reason: GapReason,
     },
+    /// The bytes delivered since the last gap, and the end of that gap, were not this stream's:
+    /// it goes `back` bytes behind the end of what it delivered and continues from there. A
+    /// consumer drops what it was building and resynchronises, as after a gap. Only after a
+    /// skip proved wrong (see `stream`'s policies).
+    Rewind { back: u64, ts: Timestamp },
     /// The stream is over; nothing follows.
     End { ts: Timestamp, reason: EndReason },
 }

@@ -5,17 +5,38 @@
 //! of the code never thinks about wrapping.
 //!
 //! Policies, chosen on purpose:
-//! - Overlaps: first wins. Bytes already delivered or already buffered are kept; a later copy of
-//!   the same range is trimmed and counted as duplicate bytes, and where the kept copy is still
-//!   buffered its differing bytes are counted as conflicts (delivered bytes are not kept, so a
-//!   forged copy of them is only a duplicate). Tested end to end by the hostile-traffic case
-//!   `conflicting-overlap` (`tests/tests/hostile.rs`). Retransmissions
-//!   and the second copy of a doubly mirrored connection are identical, so this only matters for
-//!   hostile traffic, and "first" is what an IDS that saw the first copy would report.
-//! - Holes: waited for until the reordering timeout (capture time) or until the out-of-order
-//!   buffer is full, then skipped with a `Gap` event. A hole that truncation made (the frame
-//!   carried fewer bytes than its IP length says) is skipped at once: a retransmission through
-//!   the same mirror session would be truncated the same way.
+//! - Overlaps: bytes already delivered are final; a later copy of them is trimmed and counted as
+//!   duplicate bytes. Among out-of-order bytes, first wins: a later copy of a buffered range is
+//!   trimmed, and its differing bytes are counted as conflicts. A segment that arrives in order
+//!   is delivered whole, and the buffered bytes it covers are dropped (differences counted as
+//!   conflicts): that is what Linux's receive path does (the in-order segment is queued, the
+//!   out-of-order queue is trimmed behind it), so the WAF sees what the server's application
+//!   most likely read, and bytes an attacker planted ahead of the stream cannot replace the
+//!   real ones when they arrive. Retransmissions and the second copy of a doubly mirrored
+//!   connection are identical, so this only matters for hostile traffic. Tested end to end by
+//!   the hostile-traffic cases `conflicting-overlap` and `spoofed-ahead`.
+//! - Holes: waited for until the reordering timeout (capture time), then skipped with a `Gap`
+//!   event. The wait restarts whenever the stream advances in order, since a hole behind which
+//!   the stream keeps moving is not a lost segment but bytes parked ahead of it (spoofed, or a
+//!   stale copy). A hole that truncation made (the frame carried fewer bytes than its IP length
+//!   says) is skipped at once: a retransmission through the same mirror session would be
+//!   truncated the same way.
+//! - A full out-of-order buffer: while the stream is stuck at its hole (a lost segment and a
+//!   sender still sending), the hole is skipped at once; while it keeps advancing, the bytes
+//!   farthest ahead are dropped instead (counted as `pruned`), as Linux prunes its out-of-order
+//!   queue, so a flood of bytes parked ahead cannot force a skip over the real stream.
+//! - A skip that was wrong is undone: when data arrives inside the range the last skip jumped
+//!   over, the bytes delivered after it were not this connection's (spoofed bytes parked ahead
+//!   during a pause), since a lost segment practically never turns up a second later. The stream
+//!   goes back to that data with a `Rewind` event (counted), and the framer resynchronises.
+//! - FIN: ends the stream when the stream reaches it. A FIN ahead that the stream runs past in
+//!   order was not the sender's and is ignored; one whose missing bytes never come is forgotten
+//!   after the reordering timeout rather than skipped to (a real end then shows as idleness),
+//!   so a FIN planted ahead during a pause cannot close a live connection.
+//! - RST: acts only when its sequence number is exactly where the stream is (the next byte, or
+//!   just past the highest byte seen); any other RST within the window is counted and ignored
+//!   (RFC 5961 §3: a receiver would answer it with a challenge ACK, and a passive observer
+//!   simply keeps the stream).
 //! - Pickup mid-stream: the first segment seen fixes the stream's start; bytes before it are
 //!   counted and ignored.
 
@@ -81,6 +102,17 @@ pub struct StreamStats {
     pub gap_bytes: [u64; 3],
     /// Holes skipped because the out-of-order buffer was full (a subset of `Lost` gaps).
     pub buffer_full_skips: u64,
+    /// Out-of-order segments (and their bytes) dropped from the far end of a full buffer while
+    /// the stream kept advancing.
+    pub pruned_segments: u64,
+    pub pruned_bytes: u64,
+    /// Skips undone: data arrived inside a range skipped as lost.
+    pub rewinds: u64,
+    /// RSTs within the window but not at the stream's position: ignored.
+    pub rst_ignored: u64,
+    /// FINs seen ahead of the stream that it then ran past in order, or whose missing bytes
+    /// never came: ignored.
+    pub fin_ignored: u64,
 }
 
 pub const GAP_REASONS: [GapReason; 3] = [GapReason::Lost, GapReason::Truncated, GapReason::Closed];
@@ -108,6 +140,11 @@ impl StreamStats {
             self.gap_bytes[i] += o.gap_bytes[i];
         }
         self.buffer_full_skips += o.buffer_full_skips;
+        self.pruned_segments += o.pruned_segments;
+        self.pruned_bytes += o.pruned_bytes;
+        self.rewinds += o.rewinds;
+        self.rst_ignored += o.rst_ignored;
+        self.fin_ignored += o.fin_ignored;
     }
 }
 
@@ -128,8 +165,15 @@ pub struct Stream {
     ooo_cost: usize,
     /// Ranges known to be missing because their frames were truncated.
     known_lost: Vec<(u64, u64)>,
-    /// Capture time since which the current hole has been waiting.
+    /// Capture time since which the current hole has been waiting: since it opened, or since
+    /// the stream last advanced in order.
     hole_since: Option<Timestamp>,
+    /// The stream advanced in order while the current hole was open.
+    advanced_past_hole: bool,
+    /// Offset just past the highest byte any accepted segment covered (wire length).
+    high: u64,
+    /// The range the last skip jumped over, until data turns up in it or another skip happens.
+    skipped: Option<(u64, u64)>,
     /// Offset just past the last data byte, once the FIN is known.
     fin_at: Option<u64>,
     ended: Option<EndReason>,
@@ -152,6 +196,9 @@ impl Stream {
             ooo_cost: 0,
             known_lost: Vec::new(),
             hole_since: None,
+            advanced_past_hole: false,
+            high: 0,
+            skipped: None,
             fin_at: None,
             ended: None,
         }
@@ -199,6 +246,12 @@ impl Stream {
         start < window_end && start + i64::from(wire) >= self.next as i64 - cfg.max_window as i64
     }
 
+    /// How far `seq` is from the stream's next expected byte, either way: when two connections
+    /// share a 4-tuple, a segment belongs to the one it continues most closely.
+    pub fn distance(&self, seq: u32) -> u64 {
+        self.offset_of(seq).abs_diff(self.next as i64)
+    }
+
     /// Feeds one segment of this direction; the resulting events are appended to `events`.
     pub fn push(
         &mut self,
@@ -221,7 +274,14 @@ impl Stream {
             return;
         }
         if seg.flags.rst() {
-            self.close(seg.ts, EndReason::Rst, events, stats);
+            // RFC 5961 §3.2: only a RST exactly at the receiver's next byte resets; the one just
+            // past the highest byte seen is where the sender's RST lands when we missed data.
+            let at = start.max(0) as u64;
+            if start >= 0 && (at == self.next || at == self.high) {
+                self.close(seg.ts, EndReason::Rst, events, stats);
+            } else {
+                stats.rst_ignored += 1;
+            }
             return;
         }
         if let Some(fin) = self.fin_at {
@@ -234,15 +294,66 @@ impl Stream {
             self.fin_at = Some((start + wire).max(self.next as i64) as u64);
         }
 
+        let before = self.next;
+        let start = self.rewind_if_skipped_wrongly(start, seg, events, stats);
         self.accept(start, seg, events, stats);
         self.drain(seg.ts, events, stats);
+        if self.next > before && self.hole_since.is_some() {
+            // Moving in order past an open hole: what waits beyond it is not the stream's
+            // continuation, or not yet; its wait starts over.
+            self.hole_since = Some(seg.ts);
+            self.advanced_past_hole = true;
+        }
         while self.ooo_cost > cfg.max_buffered {
-            stats.buffer_full_skips += 1;
-            self.skip_hole(seg.ts, GapReason::Lost, events, stats);
-            self.drain(seg.ts, events, stats);
+            if self.advanced_past_hole {
+                self.prune_farthest(stats);
+            } else {
+                stats.buffer_full_skips += 1;
+                self.skip_hole(seg.ts, GapReason::Lost, events, stats);
+                self.drain(seg.ts, events, stats);
+            }
         }
         self.expire_hole(seg.ts, cfg, events, stats);
         self.check_fin(seg.ts, events);
+    }
+
+    /// Data inside the range the last skip jumped over means the skip was wrong: the stream
+    /// goes back to it. Returns the segment's start offset (unchanged).
+    fn rewind_if_skipped_wrongly(
+        &mut self,
+        start: i64,
+        seg: &Segment,
+        events: &mut Vec<StreamEvent>,
+        stats: &mut StreamStats,
+    ) -> i64 {
+        let Some((from, to)) = self.skipped else {
+            return start;
+        };
+        if seg.payload.is_empty() || start < from as i64 || start >= to as i64 {
+            return start;
+        }
+        let at = start as u64;
+        self.skipped = None;
+        stats.rewinds += 1;
+        events.push(StreamEvent::Rewind {
+            back: self.next - at,
+            ts: seg.ts,
+        });
+        self.next = at;
+        // Whatever lies buffered beyond is still at its true offset; the hole up to it (if
+        // any) waits from now.
+        self.hole_since = None;
+        self.advanced_past_hole = false;
+        start
+    }
+
+    /// Drops the out-of-order entry farthest ahead.
+    fn prune_farthest(&mut self, stats: &mut StreamStats) {
+        if let Some((_, p)) = self.ooo.pop_last() {
+            self.ooo_cost -= p.data.len() + OOO_ENTRY_OVERHEAD;
+            stats.pruned_segments += 1;
+            stats.pruned_bytes += p.data.len() as u64;
+        }
     }
 
     /// Places the segment's bytes: delivered at once when in order, else buffered.
@@ -259,6 +370,9 @@ impl Stream {
         if start < 0 {
             stats.before_start_bytes += (-start).min(wire) as u64;
         }
+        if start + wire > 0 {
+            self.high = self.high.max((start + wire) as u64);
+        }
         // Bytes already behind us: retransmission, second mirror copy, or before the start.
         let behind = (next - start).clamp(0, wire);
         stats.duplicate_bytes += (behind - (-start).clamp(0, behind)) as u64;
@@ -267,30 +381,69 @@ impl Stream {
         }
         let data_start = start + behind;
         if cap > behind {
-            let mut data = seg.payload.slice(behind as usize..);
-            let mut at = data_start as u64;
+            let data = seg.payload.slice(behind as usize..);
             if data_start == next {
-                // In order: deliver without copying up to the first buffered byte (which was
-                // there first and wins); any rest overlaps the buffer and goes through it.
-                let room = self.ooo.keys().next().map_or(u64::MAX, |k| k - self.next);
-                let now = data.split_to(data.len().min(room as usize));
-                stats.delivered_bytes += now.len() as u64;
-                self.next += now.len() as u64;
-                at = self.next;
+                // In order: delivered whole, without copying; buffered bytes it covers were a
+                // guess about the future and give way (counted where they differ).
+                self.trim_buffered(self.next, &data, stats);
+                stats.delivered_bytes += data.len() as u64;
+                self.next += data.len() as u64;
+                if self.fin_at.is_some_and(|f| f < self.next) {
+                    // The stream runs on in order past a FIN seen ahead of it: that FIN was
+                    // not the sender's (a sender sends nothing after its FIN).
+                    self.fin_at = None;
+                    stats.fin_ignored += 1;
+                }
                 events.push(StreamEvent::Data {
-                    bytes: now,
+                    bytes: data,
                     ts: seg.ts,
                 });
             } else {
                 stats.out_of_order_segments += 1;
-            }
-            if !data.is_empty() {
-                self.insert(at, &data, seg.ts, stats);
+                self.insert(data_start as u64, &data, seg.ts, stats);
             }
         }
         if cap < wire {
             let lost_from = (start + cap).max(next) as u64;
             self.note_lost(lost_from, (start + wire) as u64);
+        }
+    }
+
+    /// Drops the buffered bytes that in-order `data` at `start` covers, counting them as
+    /// duplicates and their differing bytes as conflicts; a buffered entry reaching beyond
+    /// `data` keeps its tail.
+    fn trim_buffered(&mut self, start: u64, data: &[u8], stats: &mut StreamStats) {
+        let end = start + data.len() as u64;
+        while let Some(entry) = self.ooo.first_entry() {
+            let at = *entry.key();
+            if at >= end {
+                break;
+            }
+            let p = entry.remove();
+            self.ooo_cost -= p.data.len() + OOO_ENTRY_OVERHEAD;
+            let p_end = at + p.data.len() as u64;
+            let o_from = at.max(start);
+            let o_to = p_end.min(end);
+            if o_to > o_from {
+                stats.duplicate_bytes += o_to - o_from;
+                let kept = &p.data[(o_from - at) as usize..(o_to - at) as usize];
+                let new = &data[(o_from - start) as usize..(o_to - start) as usize];
+                if kept != new {
+                    stats.conflict_bytes +=
+                        kept.iter().zip(new).filter(|(a, b)| a != b).count() as u64;
+                }
+            }
+            if p_end > end {
+                let tail = p.data.slice((end - at) as usize..);
+                self.ooo_cost += tail.len() + OOO_ENTRY_OVERHEAD;
+                self.ooo.insert(
+                    end,
+                    Pending {
+                        data: tail,
+                        ts: p.ts,
+                    },
+                );
+            }
         }
     }
 
@@ -406,10 +559,12 @@ impl Stream {
         }
         let next = self.next;
         self.known_lost.retain(|(_, t)| *t > next);
-        if self.has_hole() {
-            self.hole_since.get_or_insert(ts);
-        } else {
+        if !self.has_hole() {
             self.hole_since = None;
+            self.advanced_past_hole = false;
+        } else if self.hole_since.is_none() {
+            self.hole_since = Some(ts);
+            self.advanced_past_hole = false;
         }
     }
 
@@ -445,9 +600,11 @@ impl Stream {
         };
         if target > self.next {
             self.emit_gap(target - self.next, ts, reason, events, stats);
+            self.skipped = Some((self.next, target));
             self.next = target;
         }
         self.hole_since = None;
+        self.advanced_past_hole = false;
     }
 
     fn expire_hole(
@@ -459,6 +616,17 @@ impl Stream {
     ) {
         while let Some(since) = self.hole_since {
             if now.saturating_sub(since) < cfg.reorder_timeout_ns {
+                break;
+            }
+            if self.ooo.is_empty() && self.fin_at.is_some_and(|f| f > self.next) {
+                // Only a FIN waits ahead, and the bytes before it never came: skipping to it
+                // would end the stream on the word of one segment that may be spoofed (during
+                // a pause, a FIN planted ahead would otherwise close a live connection). It is
+                // forgotten instead; a real end shows as the stream going idle.
+                self.fin_at = None;
+                self.hole_since = None;
+                self.advanced_past_hole = false;
+                stats.fin_ignored += 1;
                 break;
             }
             self.skip_hole(now, GapReason::Lost, events, stats);

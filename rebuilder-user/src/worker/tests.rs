@@ -148,7 +148,7 @@ fn a_new_syn_on_a_closed_four_tuple_is_a_new_connection() {
 }
 
 #[test]
-fn port_reuse_without_a_fin_ends_the_old_stream() {
+fn port_reuse_without_a_fin_is_followed_beside_the_old_stream() {
     let mut t = FlowTable::new(cfg());
     let c = client(40003);
     let partial = b"POST /p HTTP/1.1\r\nContent-Length: 10\r\n\r\n12345";
@@ -158,9 +158,101 @@ fn port_reuse_without_a_fin_ends_the_old_stream() {
     ];
     segs.extend(connection(40003, 5000, 1, 2));
     let out = run(&mut t, &segs);
-    assert_eq!(out.len(), 1, "only the new connection's request is whole");
+    assert_eq!(out.len(), 1, "the new connection's request, at once");
     assert_eq!(&out[0].raw[..], REQ);
+    assert_eq!(t.stats().second_connections, 1);
+    // The old stream (its FIN missed) is still there until it idles out or the input ends.
+    assert_eq!(t.stats().http.dropped_incomplete, 0);
+    t.finish(&mut |_| panic!("nothing more is whole"));
     assert_eq!(t.stats().http.dropped_incomplete, 1);
+}
+
+/// Client segments of one connection: SYN, then each payload in turn, `SEC` apart from `t0`.
+fn client_segments(c: FlowKey, isn: u32, t0: u64, payloads: &[&[u8]]) -> Vec<Segment> {
+    let mut v = vec![seg(c, isn, TcpFlags::SYN, b"", t0, 1)];
+    let mut seq = isn + 1;
+    for (i, p) in payloads.iter().enumerate() {
+        v.push(seg(
+            c,
+            seq,
+            A | TcpFlags::PSH,
+            p,
+            t0 + (i as u64 + 1) * SEC,
+            1,
+        ));
+        seq += p.len() as u32;
+    }
+    v
+}
+
+#[test]
+fn a_spoofed_syn_with_a_new_isn_does_not_end_a_live_connection() {
+    let mut t = FlowTable::new(cfg());
+    let c = client(40010);
+    let (r1, r2, r3): (&[u8], &[u8], &[u8]) = (
+        b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /2 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /3 HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    let real = client_segments(c, 1000, 0, &[r1, r2, r3]);
+    let spoofed: &[u8] = b"GET /spoofed HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut segs = real[..2].to_vec();
+    // Two SYNs with new ISNs, the second with data of its own, between the real requests.
+    segs.push(seg(c, 900_000, TcpFlags::SYN, b"", SEC + 1, 1));
+    segs.push(seg(c, 5_000_000, TcpFlags::SYN, b"", SEC + 2, 1));
+    segs.push(seg(c, 5_000_001, A, spoofed, SEC + 3, 1));
+    segs.extend_from_slice(&real[2..]);
+    let out = run(&mut t, &segs);
+    let raws: Vec<&[u8]> = out.iter().map(|r| &r.raw[..]).collect();
+    assert_eq!(raws, vec![r1, spoofed, r2, r3]);
+    let st = t.stats().clone();
+    assert_eq!(st.second_connections, 2);
+    assert_eq!(st.stream.out_of_window_segments, 0);
+    assert_eq!(st.http.dropped_gap + st.http.dropped_incomplete, 0);
+}
+
+#[test]
+fn the_second_connection_takes_over_when_the_first_ends_or_idles() {
+    let r1: &[u8] = b"GET /old HTTP/1.1\r\nHost: x\r\n\r\n";
+    let r2: &[u8] = b"GET /new HTTP/1.1\r\nHost: x\r\n\r\n";
+    // The first ends with a FIN after the second began: the second goes on alone.
+    let mut t = FlowTable::new(cfg());
+    let c = client(40011);
+    let mut segs = client_segments(c, 100, 0, &[r1]);
+    segs.push(seg(c, 7000, TcpFlags::SYN, b"", 2 * SEC, 1));
+    segs.push(seg(
+        c,
+        101 + r1.len() as u32,
+        A | TcpFlags::FIN,
+        b"",
+        3 * SEC,
+        1,
+    ));
+    segs.push(seg(c, 7001, A, r2, 4 * SEC, 1));
+    let out = run(&mut t, &segs);
+    assert_eq!(out.len(), 2);
+    assert_eq!(&out[1].raw[..], r2);
+    assert!(matches!(
+        t.flows.get(&TableKey { scope: 0, flow: c }).map(|f| &f.state),
+        Some(FlowState::Active(a)) if a.second.is_none() && a.stream.isn() == 7000
+    ));
+
+    // The first goes quiet for the idle timeout while the second is used: the second stays.
+    let mut t = FlowTable::new(cfg());
+    let mut segs = client_segments(c, 100, 0, &[r1]);
+    segs.push(seg(c, 7000, TcpFlags::SYN, b"", 2 * SEC, 1));
+    let mut seq = 7001;
+    for i in 0..70u64 {
+        segs.push(seg(c, seq, A, r2, (3 + i) * SEC, 1));
+        seq += r2.len() as u32;
+    }
+    let out = run(&mut t, &segs);
+    assert_eq!(out.len(), 71);
+    assert_eq!(t.stats().flows_expired, 1, "the first connection");
+    assert!(matches!(
+        t.flows.get(&TableKey { scope: 0, flow: c }).map(|f| &f.state),
+        Some(FlowState::Active(a)) if a.second.is_none() && a.stream.isn() == 7000
+    ));
 }
 
 #[test]

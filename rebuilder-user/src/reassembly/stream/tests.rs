@@ -34,13 +34,24 @@ fn syn(isn: u32) -> Segment {
     seg(isn, TcpFlags::SYN, b"", 0)
 }
 
-/// What a consumer would reconstruct: data at its offsets, gaps as `None` runs.
+/// What a consumer would reconstruct: data at its offsets, gaps as zero runs; after a rewind,
+/// later data overwrites what was delivered at the same offsets.
 #[derive(Debug, Default, PartialEq)]
 struct Outcome {
     data: Vec<u8>,
     /// (offset, len, reason) of each gap.
     gaps: Vec<(u64, u64, GapReason)>,
+    /// Offset the stream went back to, for each rewind.
+    rewinds: Vec<u64>,
     end: Option<EndReason>,
+}
+
+fn put(data: &mut Vec<u8>, pos: u64, bytes: &[u8]) {
+    let pos = pos as usize;
+    if data.len() < pos + bytes.len() {
+        data.resize(pos + bytes.len(), 0);
+    }
+    data[pos..pos + bytes.len()].copy_from_slice(bytes);
 }
 
 fn collect(events: &[StreamEvent]) -> Outcome {
@@ -51,14 +62,19 @@ fn collect(events: &[StreamEvent]) -> Outcome {
         match ev {
             StreamEvent::Data { bytes, .. } => {
                 assert!(!bytes.is_empty(), "empty Data event");
-                o.data.extend_from_slice(bytes);
+                put(&mut o.data, pos, bytes);
                 pos += bytes.len() as u64;
             }
             StreamEvent::Gap { len, reason, .. } => {
                 assert!(*len > 0, "empty Gap event");
                 o.gaps.push((pos, *len, *reason));
-                o.data.extend(std::iter::repeat_n(0u8, *len as usize));
+                put(&mut o.data, pos, &vec![0u8; *len as usize]);
                 pos += len;
+            }
+            StreamEvent::Rewind { back, .. } => {
+                assert!(*back > 0 && *back <= pos, "rewind by {back} from {pos}");
+                pos -= back;
+                o.rewinds.push(pos);
             }
             StreamEvent::End { reason, .. } => o.end = Some(*reason),
         }
@@ -268,6 +284,155 @@ fn rst_flushes_buffered_data_with_a_gap_then_ends() {
 }
 
 #[test]
+fn rst_acts_only_at_the_streams_position() {
+    let mut h = Harness::new(&syn(0), big_cfg());
+    h.push(&seg(1, TcpFlags::ACK, b"abcd", 1));
+    // Within the window but not where the stream is (RFC 5961): ignored.
+    for (i, seq) in [3u32, 100, 70_000, 0].into_iter().enumerate() {
+        h.push(&seg(seq, TcpFlags::RST, b"", 2 + i as u64));
+    }
+    h.push(&seg(5, TcpFlags::ACK, b"efgh", 10));
+    assert_eq!(h.outcome().end, None);
+    assert_eq!(h.stats.rst_ignored, 4);
+    // At the next byte: the stream ends.
+    h.push(&seg(9, TcpFlags::RST | TcpFlags::ACK, b"", 11));
+    let o = h.outcome();
+    assert_eq!(o.data, b"abcdefgh");
+    assert_eq!(o.end, Some(EndReason::Rst));
+}
+
+#[test]
+fn rst_just_past_the_highest_byte_seen_ends_a_stream_with_a_hole() {
+    let mut h = Harness::new(&syn(0), big_cfg());
+    h.push(&seg(1, TcpFlags::ACK, b"ab", 1));
+    h.push(&seg(5, TcpFlags::ACK, b"ef", 2)); // bytes 2..4 missing
+    h.push(&seg(5, TcpFlags::RST, b"", 3)); // neither next (2) nor high (6)
+    assert_eq!(h.outcome().end, None);
+    h.push(&seg(7, TcpFlags::RST, b"", 4));
+    let o = h.outcome();
+    assert_eq!(o.gaps, vec![(2, 2, GapReason::Closed)]);
+    assert_eq!(o.end, Some(EndReason::Rst));
+    assert_eq!(h.stats.rst_ignored, 1);
+}
+
+#[test]
+fn in_order_data_wins_over_bytes_parked_ahead() {
+    let mut h = Harness::new(&syn(0), big_cfg());
+    h.push(&seg(1, TcpFlags::ACK, b"GET /", 1));
+    // Forged bytes planted ahead of the stream, before the real ones arrive.
+    h.push(&seg(8, TcpFlags::ACK, b"EVIL", 2));
+    h.push(&seg(6, TcpFlags::ACK, b"real HTTP", 3));
+    let o = h.outcome();
+    assert_eq!(o.data, b"GET /real HTTP");
+    assert_eq!(h.stats.conflict_bytes, 4);
+    assert_eq!(h.stats.duplicate_bytes, 4);
+    assert_eq!(h.stream.buffered(), 0);
+    // A buffered entry reaching beyond the in-order segment keeps its tail.
+    h.push(&seg(21, TcpFlags::ACK, b"XYZ+tail", 4));
+    h.push(&seg(15, TcpFlags::ACK, b"/1.1\r\nab", 5));
+    assert_eq!(h.outcome().data, b"GET /real HTTP/1.1\r\nabZ+tail");
+    assert_eq!(h.stats.conflict_bytes, 4 + 2, "a/X and b/Y differ");
+}
+
+#[test]
+fn a_hole_behind_which_the_stream_advances_is_not_skipped() {
+    let cfg = StreamConfig {
+        reorder_timeout_ns: 100 * MS,
+        ..big_cfg()
+    };
+    let mut h = Harness::new(&syn(0), cfg);
+    // Bytes planted 1 MiB ahead; the real stream goes on in order for 10 s.
+    h.push(&seg(1 + (1 << 20), TcpFlags::ACK, b"planted", MS));
+    let mut seq = 1u32;
+    for i in 0..100u64 {
+        h.push(&seg(
+            seq,
+            TcpFlags::ACK,
+            b"0123456789",
+            2 * MS + i * 100 * MS,
+        ));
+        seq += 10;
+    }
+    let o = h.outcome();
+    assert!(o.gaps.is_empty(), "{:?}", o.gaps);
+    assert_eq!(o.data.len(), 1000);
+    // Once the stream stops moving, the hole is waited for and skipped as usual.
+    let (mut ev, mut st) = (Vec::new(), StreamStats::default());
+    h.stream.tick(10_200 * MS, &h.cfg, &mut ev, &mut st);
+    h.events.extend(ev);
+    assert_eq!(h.outcome().gaps.len(), 1);
+}
+
+#[test]
+fn a_skip_over_bytes_parked_ahead_is_undone_when_the_stream_resumes() {
+    let cfg = StreamConfig {
+        reorder_timeout_ns: 100 * MS,
+        ..big_cfg()
+    };
+    let mut h = Harness::new(&syn(0), cfg);
+    h.push(&seg(1, TcpFlags::ACK, b"GET /1 HTTP/1.1\r\n\r\n", MS));
+    // During the pause between two requests: bytes 64 KiB ahead, and time passes.
+    h.push(&seg(1 + 65_536, TcpFlags::ACK, b"junk", 2 * MS));
+    h.push(&seg(1 + 65_540, TcpFlags::ACK, b"more", 500 * MS));
+    let o = h.outcome();
+    assert_eq!(o.gaps.len(), 1, "the pause looked like loss");
+    // The real next request arrives where the stream was: the skip was wrong.
+    let second = b"GET /2 HTTP/1.1\r\n\r\n";
+    h.push(&seg(20, TcpFlags::ACK, second, 2_000 * MS));
+    let o = h.outcome();
+    assert_eq!(o.rewinds, vec![19]);
+    assert_eq!(&o.data[19..19 + second.len()], second);
+    assert_eq!(h.stats.rewinds, 1);
+    // Only once per skip: a copy of the same bytes later is a duplicate.
+    h.push(&seg(20, TcpFlags::ACK, second, 2_001 * MS));
+    assert_eq!(h.stats.rewinds, 1);
+}
+
+#[test]
+fn a_full_buffer_drops_its_farthest_bytes_while_the_stream_advances() {
+    let cfg = StreamConfig {
+        max_buffered: 3 * (100 + OOO_ENTRY_OVERHEAD),
+        ..big_cfg()
+    };
+    let mut h = Harness::new(&syn(0), cfg);
+    h.push(&seg(1, TcpFlags::ACK, b"abc", 1));
+    let chunk = [b'z'; 100];
+    // Parked ahead, then the stream moves: from then on a flood of parked bytes cannot make it
+    // skip its hole.
+    h.push(&seg(10_001, TcpFlags::ACK, &chunk, 2));
+    h.push(&seg(4, TcpFlags::ACK, b"def", 3));
+    for i in 1..=5u32 {
+        h.push(&seg(
+            10_001 + i * 100,
+            TcpFlags::ACK,
+            &chunk,
+            3 + u64::from(i),
+        ));
+    }
+    h.push(&seg(7, TcpFlags::ACK, b"ghi", 10));
+    let o = h.outcome();
+    assert!(o.gaps.is_empty(), "{:?}", o.gaps);
+    assert_eq!(o.data, b"abcdefghi");
+    assert_eq!(h.stats.pruned_segments, 3);
+    assert_eq!(h.stats.buffer_full_skips, 0);
+}
+
+#[test]
+fn a_fin_ahead_of_the_stream_that_the_stream_runs_past_was_not_the_senders() {
+    let mut h = Harness::new(&syn(0), big_cfg());
+    h.push(&seg(1, TcpFlags::ACK, b"GET /", 1));
+    h.push(&seg(9, TcpFlags::FIN | TcpFlags::ACK, b"", 2));
+    h.push(&seg(6, TcpFlags::ACK, b"a HTTP/1.1", 3));
+    let o = h.outcome();
+    assert_eq!(o.end, None);
+    assert_eq!(o.data, b"GET /a HTTP/1.1");
+    assert_eq!(h.stats.fin_ignored, 1);
+    // The real FIN still ends it.
+    h.push(&seg(16, TcpFlags::FIN | TcpFlags::ACK, b"", 4));
+    assert_eq!(h.outcome().end, Some(EndReason::Fin));
+}
+
+#[test]
 fn fin_waits_for_missing_data_then_ends() {
     let cfg = StreamConfig {
         reorder_timeout_ns: 10 * MS,
@@ -283,7 +448,7 @@ fn fin_waits_for_missing_data_then_ends() {
 }
 
 #[test]
-fn lost_bytes_before_fin_time_out_into_a_gap() {
+fn a_fin_whose_missing_bytes_never_come_is_forgotten_not_skipped_to() {
     let cfg = StreamConfig {
         reorder_timeout_ns: 10 * MS,
         ..big_cfg()
@@ -294,8 +459,18 @@ fn lost_bytes_before_fin_time_out_into_a_gap() {
     assert!(h.stream.has_hole());
     h.push(&seg(5, TcpFlags::ACK | TcpFlags::FIN, b"", 20 * MS)); // FIN retransmitted later
     let o = h.outcome();
-    assert_eq!(o.gaps, vec![(2, 2, GapReason::Lost)]);
-    assert_eq!(o.end, Some(EndReason::Fin));
+    assert!(o.gaps.is_empty());
+    assert_eq!(
+        o.end, None,
+        "one FIN's word is not enough to end the stream"
+    );
+    assert_eq!(h.stats.fin_ignored, 1);
+    // The stream goes on where it was (a FIN planted ahead during a pause changes nothing).
+    h.push(&seg(3, TcpFlags::ACK, b"cdef", 30 * MS));
+    assert_eq!(h.outcome().data, b"abcdef");
+    // A real end shows as idleness: closing then delivers what there is.
+    h.close(60_000 * MS);
+    assert_eq!(h.outcome().end, Some(EndReason::Shutdown));
 }
 
 #[test]
