@@ -164,7 +164,7 @@ pub fn check(input: &Input) -> Outcome {
                     zero_gaps += 1;
                     runs.push(Vec::new());
                 }
-                StreamEvent::Gap { .. } | StreamEvent::End { .. } => {
+                StreamEvent::Gap { .. } | StreamEvent::Rewind { .. } | StreamEvent::End { .. } => {
                     forwarded_cut = true;
                     runs.push(Vec::new());
                 }

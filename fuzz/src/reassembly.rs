@@ -342,6 +342,16 @@ impl Model {
                         self.pos
                     );
                 }
+                StreamEvent::Rewind { back, .. } => {
+                    // A skip proved wrong: the stream goes back over what it delivered.
+                    let back = usize::try_from(back).expect("rewind length");
+                    assert!(
+                        back > 0 && back <= self.pos,
+                        "rewind by {back} from {}",
+                        self.pos
+                    );
+                    self.pos -= back;
+                }
                 StreamEvent::End { .. } => self.ended = true,
             }
         }

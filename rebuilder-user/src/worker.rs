@@ -351,12 +351,16 @@ impl FlowTable {
                     feed(conn, &mut self.events, &mut self.stats, emit);
                     let over = conn.stream.ended().is_some() || conn.framer.is_done();
                     if over && to_second {
-                        // The second connection ended (or stopped being HTTP/1.x) first: it
-                        // is forgotten; the live first one keeps the 4-tuple.
+                        // The second connection ended first: the live first one keeps the
+                        // 4-tuple, and the ended second stays as a tombstone that absorbs its
+                        // own late segments (ACKs after its FIN, retransmissions) as after its
+                        // end, until it idles out or another SYN takes its place. One that
+                        // stopped being HTTP/1.x is forgotten.
                         if conn.stream.ended().is_some() {
                             self.stats.flows_closed += 1;
+                        } else {
+                            a.second = None;
                         }
-                        a.second = None;
                     } else if over {
                         let client = self.stats.http.response_streams == responses;
                         flow.state = after_first(a, client, &mut self.stats);
@@ -535,17 +539,24 @@ impl FlowTable {
             if let FlowState::Active(a) = &mut flow.state {
                 let (events, stats) = (&mut self.events, &mut self.stats);
                 // One of two connections on the 4-tuple gone quiet: it is over, the other
-                // stays (the second taking over when the first went).
+                // stays (the second taking over when the first went). An ended second (a
+                // tombstone) just goes.
                 if let Some(b) = a.second.as_deref_mut() {
                     if now.saturating_sub(b.last_seen) >= idle {
-                        b.stream
-                            .close(now, EndReason::Idle, events, &mut stats.stream);
-                        feed(b, events, stats, emit);
-                        stats.flows_expired += 1;
+                        if b.stream.ended().is_none() {
+                            b.stream
+                                .close(now, EndReason::Idle, events, &mut stats.stream);
+                            feed(b, events, stats, emit);
+                            stats.flows_expired += 1;
+                        }
                         a.second = None;
                     }
                 }
-                if a.second.is_some() && now.saturating_sub(a.last_seen) >= idle {
+                let live_second = a
+                    .second
+                    .as_ref()
+                    .is_some_and(|b| b.stream.ended().is_none());
+                if live_second && now.saturating_sub(a.last_seen) >= idle {
                     a.stream
                         .close(now, EndReason::Idle, events, &mut stats.stream);
                     feed(a, events, stats, emit);
@@ -557,13 +568,16 @@ impl FlowTable {
                 a.stream
                     .tick(now, &self.cfg.stream, events, &mut stats.stream);
                 feed(a, events, stats, emit);
-                if let Some(b) = a.second.as_deref_mut() {
+                if let Some(b) = a
+                    .second
+                    .as_deref_mut()
+                    .filter(|b| b.stream.ended().is_none())
+                {
                     b.stream
                         .tick(now, &self.cfg.stream, events, &mut stats.stream);
                     feed(b, events, stats, emit);
                     if b.stream.ended().is_some() {
                         stats.flows_closed += 1;
-                        a.second = None;
                     }
                 }
                 if a.stream.ended().is_some() {
@@ -636,7 +650,7 @@ fn after_first(a: &mut Box<Active>, client: bool, stats: &mut WorkerStats) -> Fl
     if ended {
         stats.flows_closed += 1;
     }
-    if let Some(second) = a.second.take() {
+    if let Some(second) = a.second.take().filter(|b| b.stream.ended().is_none()) {
         return FlowState::Active(second);
     }
     if ended {

@@ -105,3 +105,18 @@ fn out_of_order_data_behind_holes_over_the_budget() {
 fn proxy_headers_cut_short_malformed_and_trickled() {
     check(HostileKind::ProxyHeaders);
 }
+
+#[test]
+fn spoofed_segments_parked_ahead_of_live_streams() {
+    check(HostileKind::SpoofedAhead);
+}
+
+#[test]
+fn spoofed_syns_with_new_isns_on_live_connections() {
+    check(HostileKind::SpoofedSyn);
+}
+
+#[test]
+fn spoofed_rsts_and_fins_off_the_streams_position() {
+    check(HostileKind::SpoofedClose);
+}
