@@ -1691,7 +1691,17 @@ mod tests {
             let b = build(kind, &scale, 1).unwrap();
             assert_eq!(a.frames, b.frames, "{kind:?}");
             assert!(!a.frames.is_empty() && !a.drops.is_empty(), "{kind:?}");
-            assert_eq!(a.legit.len(), scale.legit_connections * 3, "{kind:?}");
+            let victims = match kind {
+                HostileKind::SpoofedAhead | HostileKind::SpoofedSyn | HostileKind::SpoofedClose => {
+                    scale.spoof_victims * 4
+                }
+                _ => 0,
+            };
+            assert_eq!(
+                a.legit.len(),
+                scale.legit_connections * 3 + victims,
+                "{kind:?}"
+            );
             assert!(
                 a.frames.windows(2).all(|w| w[0].ts <= w[1].ts),
                 "{kind:?} in arrival order"
