@@ -254,6 +254,15 @@ pub struct CommonArgs {
     #[arg(long, value_name = "SIZE")]
     pub max_body_bytes: Option<ByteSize>,
 
+    /// HTTP/2: largest HPACK dynamic table a client may ask for (the mirrored servers'
+    /// SETTINGS_HEADER_TABLE_SIZE; 4KiB, the protocol default).
+    #[arg(long, value_name = "SIZE")]
+    pub h2_max_table_size: Option<ByteSize>,
+
+    /// HTTP/2: streams one connection may have open at once; more are refused, counted.
+    #[arg(long, value_name = "N")]
+    pub h2_max_streams: Option<usize>,
+
     /// How long outputs may take to drain at shutdown (e.g. 10s).
     #[arg(long, value_name = "DURATION")]
     pub drain_timeout: Option<Span>,
@@ -457,6 +466,8 @@ impl CommonArgs {
         set(&mut s.memory_budget, self.memory_budget);
         set(&mut s.http.max_head_bytes, self.max_head_bytes);
         set(&mut s.http.max_headers, self.max_headers);
+        set(&mut s.http.h2_max_table_size, self.h2_max_table_size);
+        set(&mut s.http.h2_max_streams, self.h2_max_streams);
         set(&mut s.http.max_body_bytes, self.max_body_bytes);
         set(&mut s.drain_timeout, self.drain_timeout);
         set(&mut s.proxy_protocol.mode, self.proxy_protocol);

@@ -349,6 +349,11 @@ pub struct HttpSettings {
     pub max_body_bytes: ByteSize,
     /// Header stating the original body length of a request whose body was over the limit.
     pub original_length_header: String,
+    /// HTTP/2: largest HPACK dynamic table a client may ask for (the server's
+    /// SETTINGS_HEADER_TABLE_SIZE).
+    pub h2_max_table_size: ByteSize,
+    /// HTTP/2: streams one connection may have open at once.
+    pub h2_max_streams: usize,
 }
 
 impl Default for HttpSettings {
@@ -359,6 +364,8 @@ impl Default for HttpSettings {
             max_headers: d.max_headers,
             max_body_bytes: ByteSize(d.max_body_bytes),
             original_length_header: d.original_length_header,
+            h2_max_table_size: ByteSize(d.h2_max_table_size as u64),
+            h2_max_streams: d.h2_max_streams,
         }
     }
 }
@@ -670,6 +677,14 @@ impl Settings {
         if self.http.max_headers == 0 {
             return Err(bad("http.max_headers", "must be above 0"));
         }
+        // A table this side must mirror, charged per connection: 1 MiB is far above what any
+        // server advertises (4 KiB to 64 KiB).
+        if self.http.h2_max_table_size > ByteSize(1 << 20) {
+            return Err(bad("http.h2_max_table_size", "must be at most 1MiB"));
+        }
+        if self.http.h2_max_streams == 0 {
+            return Err(bad("http.h2_max_streams", "must be above 0"));
+        }
         check_header_name(
             "http.original_length_header",
             &self.http.original_length_header,
@@ -840,6 +855,8 @@ impl Settings {
             max_headers: self.http.max_headers,
             max_body_bytes: self.http.max_body_bytes.bytes(),
             original_length_header: self.http.original_length_header.clone(),
+            h2_max_table_size: self.http.h2_max_table_size.as_usize(),
+            h2_max_streams: self.http.h2_max_streams,
         }
     }
 

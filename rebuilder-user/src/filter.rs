@@ -554,6 +554,7 @@ mod tests {
             body_len: 0,
             flags: RequestFlags::default(),
             proxy: None,
+            h2: None,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod dispatch;
 pub mod filter;
+pub mod h2;
 pub mod http;
 pub mod metrics;
 pub mod output;

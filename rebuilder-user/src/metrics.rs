@@ -63,6 +63,11 @@ pub struct PipelineMetrics {
     /// Requests rebuilt but kept from every output on purpose (health checks, filters,
     /// sampling, the rate limit), by reason. Counted by `filter`.
     pub requests_filtered: Family<ReasonLabel, Counter>,
+    /// HTTP/2 client frames by type, streams by outcome, connections by how they started or
+    /// why decoding stopped (`h2`).
+    pub h2_frames: Family<KindLabel, Counter>,
+    pub h2_streams: Family<OutcomeLabel, Counter>,
+    pub h2_connections: Family<OutcomeLabel, Counter>,
 }
 
 impl PipelineMetrics {
@@ -88,6 +93,9 @@ impl PipelineMetrics {
             requests_lost: Family::default(),
             proxy_headers: Family::default(),
             requests_filtered: Family::default(),
+            h2_frames: Family::default(),
+            h2_streams: Family::default(),
+            h2_connections: Family::default(),
         };
         // Loss counters exist from the start, at zero: an alert on their rate sees 0, not an
         // absent series, and a scrape shows every family a dashboard or rule may use.
@@ -98,8 +106,17 @@ impl PipelineMetrics {
             "invalid",
             "incomplete",
             "evicted",
+            "h2_undecodable",
+            "h2_malformed",
+            "h2_refused",
+            "h2_head_too_large",
         ] {
             let _ = m.requests_lost.get_or_create(&ReasonLabel { reason });
+        }
+        for outcome in crate::h2::STREAM_OUTCOMES {
+            let _ = m.h2_streams.get_or_create(&OutcomeLabel {
+                outcome: outcome.as_str(),
+            });
         }
         for reason in GAP_REASONS.iter() {
             let r = ReasonLabel {
@@ -191,6 +208,24 @@ impl PipelineMetrics {
             "rebuilder_requests_flagged",
             "Rebuilt requests by flag",
             m.requests_flagged.clone(),
+        );
+        r.register(
+            "rebuilder_h2_frames",
+            "HTTP/2 frames clients sent, by type",
+            m.h2_frames.clone(),
+        );
+        r.register(
+            "rebuilder_h2_streams",
+            "HTTP/2 streams by outcome (rebuilt; reset by the client; incomplete at the end; \
+             gap; undecodable: HPACK state unknown; malformed; refused: too many open; \
+             head_too_large)",
+            m.h2_streams.clone(),
+        );
+        r.register(
+            "rebuilder_h2_connections",
+            "HTTP/2 client connections by how they started (prior_knowledge, upgrade, pickup) \
+             and why decoding stopped (hpack_error, protocol_error, gap)",
+            m.h2_connections.clone(),
         );
         r.register(
             "rebuilder_requests_lost",
@@ -379,6 +414,33 @@ impl PipelineMetrics {
         lost("invalid", h.dropped_invalid, q.dropped_invalid);
         lost("incomplete", h.dropped_incomplete, q.dropped_incomplete);
         lost("evicted", now.requests_evicted, before.requests_evicted);
+        let (g, f) = (&h.h2, &q.h2);
+        for (i, k) in crate::h2::KINDS.iter().enumerate() {
+            kind(&self.h2_frames, k.as_str(), g.frames[i], f.frames[i]);
+        }
+        for (i, o) in crate::h2::STREAM_OUTCOMES.iter().enumerate() {
+            inc(&self.h2_streams, o.as_str(), g.streams[i], f.streams[i]);
+        }
+        for (i, o) in crate::h2::CONNECTION_OUTCOMES.iter().enumerate() {
+            inc(&self.h2_connections, o, g.connections[i], f.connections[i]);
+        }
+        use crate::h2::StreamOutcome as O;
+        for (reason, o) in [
+            ("gap", O::Gap),
+            ("incomplete", O::Incomplete),
+            ("h2_undecodable", O::Undecodable),
+            ("h2_malformed", O::Malformed),
+            ("h2_refused", O::Refused),
+            ("h2_head_too_large", O::HeadTooLarge),
+        ] {
+            lost(reason, g.streams_of(o), f.streams_of(o));
+        }
+        kind(
+            &self.requests_flagged,
+            "body_over_limit",
+            g.body_over_limit,
+            f.body_over_limit,
+        );
         for ((outcome, a), (_, b)) in now
             .proxy
             .outcomes()

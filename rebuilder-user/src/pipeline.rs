@@ -186,14 +186,23 @@ impl Summary {
         push("bytes:conflict".into(), s.conflict_bytes);
         push("flow:evicted".into(), self.workers.flows_evicted);
         let h = &self.workers.http;
-        push("request:gap".into(), h.dropped_gap);
+        use crate::h2::StreamOutcome as O;
+        let h2 = |o| h.h2.streams_of(o);
+        push("request:gap".into(), h.dropped_gap + h2(O::Gap));
         push("request:head_too_large".into(), h.dropped_head_too_large);
         push(
             "request:too_many_headers".into(),
             h.dropped_too_many_headers,
         );
         push("request:invalid".into(), h.dropped_invalid);
-        push("request:incomplete".into(), h.dropped_incomplete);
+        push(
+            "request:incomplete".into(),
+            h.dropped_incomplete + h2(O::Incomplete),
+        );
+        push("request:h2_undecodable".into(), h2(O::Undecodable));
+        push("request:h2_malformed".into(), h2(O::Malformed));
+        push("request:h2_refused".into(), h2(O::Refused));
+        push("request:h2_head_too_large".into(), h2(O::HeadTooLarge));
         push("request:evicted".into(), self.workers.requests_evicted);
         let p = &self.workers.proxy;
         push("proxy_header:malformed".into(), p.malformed);

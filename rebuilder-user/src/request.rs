@@ -6,10 +6,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::h2::H2Origin;
 use crate::proxy::ProxyInfo;
 use crate::segment::Timestamp;
 
-/// One HTTP/1.x request exactly as the client sent it.
+/// One HTTP/1.x request exactly as the client sent it, or one HTTP/2 stream's request rendered
+/// as HTTP/1.1 (then `h2` says so).
 #[derive(Clone, PartialEq, Eq)]
 pub struct RebuiltRequest {
     /// Capture time of the packet that carried the first byte of the request.
@@ -39,6 +41,9 @@ pub struct RebuiltRequest {
     /// The PROXY protocol header its connection started with, if any (shared by every request
     /// of the connection).
     pub proxy: Option<Arc<ProxyInfo>>,
+    /// Set when the request came from an HTTP/2 stream (h2c, gRPC): `raw` is then its HTTP/1.1
+    /// rendering (see `h2::render`), and this keeps what that rendering cannot say.
+    pub h2: Option<Arc<H2Origin>>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -107,6 +107,7 @@ fn add_http(a: &mut HttpStats, b: &HttpStats) {
     a.connects += b.connects;
     a.response_streams += b.response_streams;
     a.non_http_streams += b.non_http_streams;
+    a.h2.add(&b.h2);
 }
 
 enum FlowState {

@@ -29,6 +29,8 @@ pub(crate) struct HeadInfo {
     pub transfer_encoding_lines: Vec<Range<usize>>,
     pub expect_continue: bool,
     pub upgrade: bool,
+    /// The upgrade asked for includes `h2c` (RFC 7540 §3.2): the preface may follow.
+    pub upgrade_h2c: bool,
     pub connect: bool,
     /// httparse refused the head; a line scan read it.
     pub malformed: bool,
@@ -341,6 +343,7 @@ impl<'a> HeadBuilder<'a> {
                 transfer_encoding_lines: Vec::new(),
                 expect_continue: false,
                 upgrade: false,
+                upgrade_h2c: false,
                 connect,
                 malformed: false,
                 crlf,
@@ -372,6 +375,7 @@ impl<'a> HeadBuilder<'a> {
             self.info.expect_continue |= v.eq_ignore_ascii_case(b"100-continue");
         } else if n.eq_ignore_ascii_case(b"upgrade") {
             self.upgrade_header = true;
+            self.info.upgrade_h2c |= list_items(v).any(|t| t.eq_ignore_ascii_case(b"h2c"));
         } else if n.eq_ignore_ascii_case(b"connection") {
             self.connection_upgrade |= list_items(v).any(|t| t.eq_ignore_ascii_case(b"upgrade"));
         }
@@ -380,6 +384,7 @@ impl<'a> HeadBuilder<'a> {
     fn finish(mut self, malformed: bool) -> HeadInfo {
         self.info.malformed = malformed;
         self.info.upgrade = self.upgrade_header && self.connection_upgrade;
+        self.info.upgrade_h2c &= self.info.upgrade;
         self.info.framing = if self.transfer_encoding {
             if self.last_coding_chunked {
                 Framing::Chunked

@@ -39,6 +39,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::h2::{H2Conn, H2Stats, Start};
 use crate::reassembly::StreamEvent;
 use crate::request::{RebuiltRequest, RequestFlags};
 use crate::segment::Timestamp;
@@ -58,6 +59,12 @@ pub struct HttpLimits {
     /// Header added to a request whose body was over the limit, stating the original body
     /// length.
     pub original_length_header: String,
+    /// HTTP/2: the largest HPACK dynamic table a client's size update may ask for (the
+    /// server's SETTINGS_HEADER_TABLE_SIZE, 4096 unless it advertised more).
+    pub h2_max_table_size: usize,
+    /// HTTP/2: streams one connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS
+    /// of common servers is 100 to 250); more are refused, counted.
+    pub h2_max_streams: usize,
 }
 
 impl Default for HttpLimits {
@@ -67,6 +74,8 @@ impl Default for HttpLimits {
             max_headers: 256,
             max_body_bytes: 16 * 1024 * 1024,
             original_length_header: "X-Rebuilder-Original-Body-Length".to_string(),
+            h2_max_table_size: 4096,
+            h2_max_streams: 256,
         }
     }
 }
@@ -103,6 +112,8 @@ pub struct HttpStats {
     pub connects: u64,
     pub response_streams: u64,
     pub non_http_streams: u64,
+    /// HTTP/2 connections, frames and streams (`h2`).
+    pub h2: H2Stats,
 }
 
 /// The first head of an HTTP/2 prior-knowledge connection: the 24-byte preface starts with it,
@@ -147,6 +158,8 @@ enum Phase {
         remaining: u64,
     },
     Resync(Resync),
+    /// HTTP/2 from here on (the preface was read, or frames found in a pickup).
+    H2(Box<H2Conn>),
     Done,
 }
 
@@ -251,6 +264,10 @@ impl RequestFramer {
     /// max_body_bytes`.
     pub fn buffered_bytes(&self) -> usize {
         self.buf.capacity()
+            + match &self.phase {
+                Phase::H2(c) => c.buffered_bytes(),
+                _ => 0,
+            }
     }
 
     /// What the framer's state holds besides [`buffered_bytes`](Self::buffered_bytes), also
@@ -290,6 +307,18 @@ impl RequestFramer {
         if let Phase::Resync(r) = &mut self.phase {
             if r.candidate.is_none() {
                 r.line_start = true;
+                // A stream picked up in the middle of an HTTP/2 connection: its frames can be
+                // followed from a segment that starts with one, its header blocks not decoded.
+                if !self.seen_request && H2Conn::looks_like_frames(data) {
+                    stats.resync_skipped_bytes += self.buf.len() as u64;
+                    self.buf = Vec::new();
+                    self.phase = Phase::H2(Box::new(H2Conn::after_preface_head(
+                        self.ctx,
+                        self.limits.clone(),
+                        Start::Pickup,
+                        &mut stats.h2,
+                    )));
+                }
             }
         }
         let mut off = 0;
@@ -306,6 +335,15 @@ impl RequestFramer {
                 Phase::Body(body) => self.body(body, rest, ts, out, stats),
                 Phase::Skip { remaining } => self.skip(remaining, rest),
                 Phase::Resync(r) => self.resync(r, rest, ts, stats),
+                Phase::H2(mut conn) => {
+                    conn.on_data(rest, ts, out, &mut stats.h2);
+                    self.phase = if conn.is_lost() {
+                        Phase::Done
+                    } else {
+                        Phase::H2(conn)
+                    };
+                    rest.len()
+                }
             };
         }
     }
@@ -375,7 +413,18 @@ impl RequestFramer {
         self.sniff = false;
         if std::mem::take(&mut self.first_head) && self.buf == H2_PREFACE_HEAD {
             stats.h2_preface += 1;
-            self.set_done();
+            let start = if self.seen_request {
+                Start::Upgrade
+            } else {
+                Start::PriorKnowledge
+            };
+            self.buf = Vec::new();
+            self.phase = Phase::H2(Box::new(H2Conn::after_preface_head(
+                self.ctx,
+                self.limits.clone(),
+                start,
+                &mut stats.h2,
+            )));
             return;
         }
         self.head_parses += 1;
@@ -610,6 +659,14 @@ impl RequestFramer {
         let resync = Resync::at(true);
         self.phase = match std::mem::replace(&mut self.phase, Phase::Idle) {
             Phase::Done => Phase::Done,
+            Phase::H2(mut conn) => {
+                conn.on_gap(len, &mut stats.h2);
+                if conn.is_lost() {
+                    Phase::Done
+                } else {
+                    Phase::H2(conn)
+                }
+            }
             Phase::Idle => resync,
             Phase::Head(_) => {
                 stats.dropped_gap += 1;
@@ -649,7 +706,8 @@ impl RequestFramer {
     }
 
     fn on_end(&mut self, stats: &mut HttpStats) {
-        match &self.phase {
+        match &mut self.phase {
+            Phase::H2(conn) => conn.on_end(&mut stats.h2),
             Phase::Head(_) | Phase::Body(_) => stats.dropped_incomplete += 1,
             Phase::Resync(r) => stats.resync_skipped_bytes += (self.buf.len() + r.passed()) as u64,
             Phase::Idle | Phase::Skip { .. } | Phase::Done => {}
@@ -708,6 +766,7 @@ impl RequestFramer {
             },
             // Set by the worker from the stream's start (`proxy`).
             proxy: None,
+            h2: None,
         });
         stats.requests += 1;
         stats.malformed_replayed += u64::from(info.malformed);
@@ -716,6 +775,13 @@ impl RequestFramer {
             stats.connects += 1;
         } else if info.upgrade {
             stats.upgrades += 1;
+        }
+        if info.upgrade_h2c {
+            // The server may switch to HTTP/2 (the client's preface then follows) or decline
+            // (HTTP/1.1 goes on): the next head tells.
+            self.first_head = true;
+            self.phase = Phase::Idle;
+            return false;
         }
         if info.connect || info.upgrade {
             self.set_done();
@@ -1212,18 +1278,16 @@ mod tests {
     }
 
     #[test]
-    fn h2_preface_ends_framing() {
+    fn h2_preface_hands_the_stream_to_http2() {
+        // The preface, then a SETTINGS frame header (its 18-byte payload still to come).
         let input = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04\x00\x00\x00\x00\x00";
         every_split(input, |run| {
             assert!(run.out.is_empty());
-            assert_eq!(
-                run.stats,
-                HttpStats {
-                    h2_preface: 1,
-                    ..Default::default()
-                }
-            );
-            assert!(run.framer.is_done());
+            assert_eq!(run.stats.h2_preface, 1);
+            assert_eq!(run.stats.h2.connections[0], 1, "prior knowledge");
+            assert_eq!(run.stats.h2.frames[4], 1, "the SETTINGS frame");
+            assert_eq!(run.stats.requests + run.stats.resync_skipped_bytes, 0);
+            assert!(!run.framer.is_done());
         });
     }
 
@@ -1555,9 +1619,17 @@ mod tests {
             max_head_bytes: 160,
             max_headers: 4,
             max_body_bytes: 64,
+            h2_max_table_size: 16,
+            h2_max_streams: 1,
             ..Default::default()
         }
     }
+
+    /// What a stream that turned HTTP/2 (the preface is among the pieces) may hold beyond an
+    /// HTTP/1.x one under `tight_limits`: the HPACK table's charge, a header block and the frame
+    /// being read (each at most `max_head_bytes`), one open stream (fields and body, and its
+    /// table entry).
+    const H2_TIGHT_EXTRA: usize = 3 * 16 + 160 + 160 + 160 + 64 + 256;
 
     type Range = std::ops::Range<usize>;
     type Shape = (Bytes, usize, Range, Range, Option<Range>, u64, RequestFlags);
@@ -1663,7 +1735,7 @@ mod tests {
             let mut whole = Run::new(tight_limits(), at_start);
             whole.data(&input, 1);
             let mut run = Run::new(tight_limits(), at_start);
-            let bound = 160 + 64;
+            let bound = 160 + 64 + H2_TIGHT_EXTRA;
             // A segment boundary is a request-start candidate by design (resync), so only a cut
             // that cannot start a method token or a status line (uppercase) leaves the framing
             // unchanged; those are the cuts this property varies.
@@ -1700,7 +1772,7 @@ mod tests {
                 if gap {
                     run.gap(len, ts as u64);
                 }
-                prop_assert!(run.framer.buffered_bytes() <= 160 + 64);
+                prop_assert!(run.framer.buffered_bytes() <= 160 + 64 + H2_TIGHT_EXTRA);
             }
             run.data(&input[at..], 99);
             run.end();

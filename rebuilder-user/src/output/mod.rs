@@ -426,6 +426,7 @@ pub(crate) mod tests {
             body_len: (raw.len() - head_len) as u64,
             flags: RequestFlags::default(),
             proxy: None,
+            h2: None,
         })
     }
 

@@ -12,6 +12,7 @@
 pub mod capture;
 pub mod conversation;
 pub mod encode;
+pub mod h2;
 pub mod hostile_traffic;
 pub mod http;
 pub mod proxy;

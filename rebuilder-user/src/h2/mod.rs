@@ -1,0 +1,781 @@
+//! HTTP/2 cleartext (h2c, gRPC) requests rebuilt from a client's byte stream.
+//!
+//! An [`H2Conn`] takes over a client stream once the HTTP/1.x framer has seen the HTTP/2
+//! connection preface (prior knowledge, or after an `Upgrade: h2c` request): it reads frames
+//! (`frame`), decodes header blocks with HPACK, and assembles each stream's request (pseudo-
+//! headers, fields in order, DATA in order, trailers) into a [`RebuiltRequest`] whose `raw` is
+//! the request rendered as HTTP/1.1 (`render`), so every output, and a WAF that speaks only
+//! HTTP/1.1, takes it like any other.
+//!
+//! Choices:
+//! - HPACK is `loona-hpack` (the `hpack` crate's maintained fork, tested against the
+//!   hpack-test-case interop stories). Compared: `h2`'s decoder is private even under its
+//!   `unstable` feature; `hpack` 0.3 is unmaintained (2016, rustc-serialize); `httlib-hpack`
+//!   has one release line from 2021 and little use. `loona-hpack` hands out fields in order
+//!   with their raw bytes, which a rebuilder needs (no normalising into a map).
+//! - Only the client's direction is read. Its header blocks use the client's HPACK encoder,
+//!   whose table size the server's SETTINGS bound (which this side may never see): size
+//!   updates above `HttpLimits::h2_max_table_size` (4096, the protocol default, unless
+//!   configured) are an HPACK error.
+//! - Every header block is decoded, even for streams this side drops (refused, malformed):
+//!   skipping one would leave the dynamic table out of step with the client's, and every later
+//!   request would be guessed. A decoding error, a hole in a header block, or frames that lose
+//!   their boundaries (a hole across a frame header, a rewind) end decoding for the rest of the
+//!   connection: later streams are counted `undecodable`, never guessed. A hole inside a DATA
+//!   frame only cuts that stream's body (its request is dropped, counted `gap`).
+//! - A connection picked up mid-stream has an unknown HPACK table: its frames are followed (to
+//!   count streams) but no header block is decoded (`undecodable`).
+//! - Memory, charged to the connection's flow: the HPACK table (counted at three times its
+//!   RFC size, what its entries really take), a header block being assembled (at most
+//!   `max_head_bytes`), each open stream's fields and body (at most `max_head_bytes +
+//!   max_body_bytes` each, at most `h2_max_streams` streams).
+
+mod frame;
+mod render;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::http::{FlowContext, HttpLimits};
+use crate::request::RebuiltRequest;
+use crate::segment::Timestamp;
+
+use frame::{flags, Fields, HEADER_LEN};
+pub use frame::{Head, Kind, KINDS};
+pub use render::H2Origin;
+
+/// The connection preface after the first head the HTTP/1.x framer reads (`PRI * HTTP/2.0`,
+/// CRLF, CRLF).
+pub const PREFACE_TAIL: &[u8] = b"SM\r\n\r\n";
+/// The whole connection preface (RFC 9113 §3.4).
+pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// Frames a pickup may start on are at most this long (SETTINGS_MAX_FRAME_SIZE's default):
+/// a longer one is allowed only by a setting this side has not seen.
+const PICKUP_MAX_FRAME: u32 = 16_384;
+/// What an HPACK table entry really takes beyond its RFC size (which already adds 32 bytes
+/// per entry): two `Vec`s and a deque slot.
+const TABLE_COST_FACTOR: usize = 3;
+
+/// How a connection came to be read as HTTP/2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// The preface at the start of the stream.
+    PriorKnowledge,
+    /// The preface after an `Upgrade: h2c` request.
+    Upgrade,
+    /// Frames found at a segment start of a stream picked up mid-connection.
+    Pickup,
+}
+
+/// Stream outcomes (`rebuilder_h2_streams_total{outcome}`), indexed like [`STREAM_OUTCOMES`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamOutcome {
+    /// Rebuilt and handed on.
+    Rebuilt,
+    /// The client reset it before it was whole.
+    Reset,
+    /// The connection ended before it was whole.
+    Incomplete,
+    /// A hole in the stream cut its body.
+    Gap,
+    /// Its header block could not be decoded: HPACK state unknown (mid-stream pickup, a hole or
+    /// an error earlier on the connection).
+    Undecodable,
+    /// Its header fields do not make a request (RFC 9113 §8.1.1, §8.3) or could not be rendered
+    /// as HTTP/1.1 without changing its framing (CR/LF in a field, a content-length that is not
+    /// the body's length, connection-specific fields).
+    Malformed,
+    /// More streams open at once than `h2_max_streams`.
+    Refused,
+    /// Its fields took more than `max_head_bytes` (RFC size: name + value + 32 each).
+    HeadTooLarge,
+}
+
+pub const STREAM_OUTCOMES: [StreamOutcome; 8] = [
+    StreamOutcome::Rebuilt,
+    StreamOutcome::Reset,
+    StreamOutcome::Incomplete,
+    StreamOutcome::Gap,
+    StreamOutcome::Undecodable,
+    StreamOutcome::Malformed,
+    StreamOutcome::Refused,
+    StreamOutcome::HeadTooLarge,
+];
+
+impl StreamOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamOutcome::Rebuilt => "rebuilt",
+            StreamOutcome::Reset => "reset",
+            StreamOutcome::Incomplete => "incomplete",
+            StreamOutcome::Gap => "gap",
+            StreamOutcome::Undecodable => "undecodable",
+            StreamOutcome::Malformed => "malformed",
+            StreamOutcome::Refused => "refused",
+            StreamOutcome::HeadTooLarge => "head_too_large",
+        }
+    }
+
+    fn index(self) -> usize {
+        STREAM_OUTCOMES.iter().position(|o| *o == self).unwrap_or(0)
+    }
+}
+
+/// Why decoding stopped for the rest of a connection
+/// (`rebuilder_h2_connections_total{outcome}`), indexed like [`CONNECTION_OUTCOMES`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// HPACK decoding failed.
+    Hpack,
+    /// Frames a client may not send that way (PUSH_PROMISE, CONTINUATION out of place, a bad
+    /// preface, malformed padding, a header block over the limit).
+    Protocol,
+    /// A hole in a header block or across frame boundaries, or a rewind.
+    Gap,
+}
+
+pub const CONNECTION_OUTCOMES: [&str; 6] = [
+    "prior_knowledge",
+    "upgrade",
+    "pickup",
+    "hpack_error",
+    "protocol_error",
+    "gap",
+];
+
+/// Counts of one worker's HTTP/2 connections, plain integers like `HttpStats`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct H2Stats {
+    /// By `KINDS` index.
+    pub frames: [u64; 11],
+    /// By `STREAM_OUTCOMES` index.
+    pub streams: [u64; 8],
+    /// By `CONNECTION_OUTCOMES` index: how connections started, and why decoding stopped.
+    pub connections: [u64; 6],
+    /// Requests whose body was over `max_body_bytes` (replayed as their head).
+    pub body_over_limit: u64,
+    /// Requests with trailers.
+    pub trailers: u64,
+}
+
+impl H2Stats {
+    pub fn add(&mut self, o: &H2Stats) {
+        for (a, b) in self.frames.iter_mut().zip(o.frames) {
+            *a += b;
+        }
+        for (a, b) in self.streams.iter_mut().zip(o.streams) {
+            *a += b;
+        }
+        for (a, b) in self.connections.iter_mut().zip(o.connections) {
+            *a += b;
+        }
+        self.body_over_limit += o.body_over_limit;
+        self.trailers += o.trailers;
+    }
+
+    fn stream(&mut self, outcome: StreamOutcome) {
+        self.streams[outcome.index()] += 1;
+    }
+
+    pub fn streams_of(&self, outcome: StreamOutcome) -> u64 {
+        self.streams[outcome.index()]
+    }
+}
+
+/// One stream's request as it arrives.
+struct H2Stream {
+    /// Decoded fields in order, pseudo-headers included; `None` once they were too large.
+    fields: Option<Vec<(Vec<u8>, Vec<u8>)>>,
+    fields_size: usize,
+    body: Vec<u8>,
+    body_len: u64,
+    over_limit: bool,
+    trailers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// A hole cut the body: the request is dropped when it ends.
+    gap: bool,
+    first_ts: Timestamp,
+    last_ts: Timestamp,
+}
+
+impl H2Stream {
+    fn bytes(&self) -> usize {
+        self.fields_size + self.body.capacity() + self.trailers.len() * 64
+    }
+}
+
+/// A header block being assembled from HEADERS and CONTINUATION frames.
+struct Block {
+    stream: u32,
+    end_stream: bool,
+    bytes: Vec<u8>,
+    ts: Timestamp,
+}
+
+/// Where the reader is in the frame sequence.
+enum Read {
+    /// Matching the rest of the connection preface.
+    Preface {
+        matched: usize,
+    },
+    Header {
+        buf: [u8; HEADER_LEN],
+        have: usize,
+    },
+    /// A frame's payload, `left` bytes of it still to come.
+    Payload {
+        head: Head,
+        left: u32,
+        sink: Sink,
+    },
+}
+
+enum Sink {
+    Skip,
+    /// HEADERS or CONTINUATION payload, kept whole (padding is stripped once it is).
+    Keep(Vec<u8>),
+    /// DATA: the pad length byte first when padded, then `data` bytes for the stream, then
+    /// padding.
+    Data {
+        pad_len_due: bool,
+        data: u32,
+    },
+}
+
+/// Decoding state of one HTTP/2 client connection.
+pub struct H2Conn {
+    ctx: FlowContext,
+    limits: Arc<HttpLimits>,
+    hpack: loona_hpack::Decoder<'static>,
+    read: Read,
+    streams: HashMap<u32, H2Stream, foldhash::fast::RandomState>,
+    block: Option<Block>,
+    /// Header blocks are no longer decoded (HPACK state unknown): streams are counted as
+    /// `undecodable`. Frames are still followed while `framed`.
+    undecodable: bool,
+    /// Frame boundaries are known; once lost, nothing more is read.
+    framed: bool,
+    /// Highest stream id a header block opened.
+    max_id: u32,
+}
+
+impl H2Conn {
+    /// A connection whose preface head (`PRI * HTTP/2.0` CRLF CRLF) the HTTP/1.x framer read;
+    /// `tail_matched` bytes of [`PREFACE_TAIL`] are already behind.
+    pub fn after_preface_head(
+        ctx: FlowContext,
+        limits: Arc<HttpLimits>,
+        start: Start,
+        stats: &mut H2Stats,
+    ) -> Self {
+        stats.connections[match start {
+            Start::PriorKnowledge => 0,
+            Start::Upgrade => 1,
+            Start::Pickup => 2,
+        }] += 1;
+        let mut hpack = loona_hpack::Decoder::new();
+        hpack.set_max_allowed_table_size(limits.h2_max_table_size);
+        Self {
+            ctx,
+            limits,
+            hpack,
+            read: match start {
+                Start::Pickup => Read::Header {
+                    buf: [0; HEADER_LEN],
+                    have: 0,
+                },
+                _ => Read::Preface { matched: 0 },
+            },
+            streams: HashMap::default(),
+            block: None,
+            undecodable: start == Start::Pickup,
+            framed: true,
+            max_id: 0,
+        }
+    }
+
+    /// Whether `data`, the first bytes of a segment of a stream picked up mid-connection, are
+    /// HTTP/2 frames from a client: one or more plausible frames that end exactly where the
+    /// segment does. (Clients write frames whole; HTTP/1.x bytes match this by chance about
+    /// once in ten million segments, judged by the header rules alone.)
+    pub fn looks_like_frames(data: &[u8]) -> bool {
+        let mut at = 0usize;
+        let mut frames = 0;
+        while at < data.len() {
+            let Some(h) = data.get(at..at + HEADER_LEN) else {
+                return false;
+            };
+            let mut b = [0u8; HEADER_LEN];
+            b.copy_from_slice(h);
+            let head = Head::parse(&b);
+            if !head.plausible_from_client(PICKUP_MAX_FRAME) {
+                return false;
+            }
+            at += HEADER_LEN + head.len as usize;
+            frames += 1;
+        }
+        frames > 0 && at == data.len()
+    }
+
+    /// Whether nothing more will be read (frame boundaries lost).
+    pub fn is_lost(&self) -> bool {
+        !self.framed
+    }
+
+    /// Memory held, charged to the flow.
+    pub fn buffered_bytes(&self) -> usize {
+        let table = if self.undecodable {
+            0
+        } else {
+            self.limits.h2_max_table_size * TABLE_COST_FACTOR
+        };
+        let block = self.block.as_ref().map_or(0, |b| b.bytes.capacity());
+        let frame = match &self.read {
+            Read::Payload {
+                sink: Sink::Keep(v),
+                ..
+            } => v.capacity(),
+            _ => 0,
+        };
+        let streams: usize = self
+            .streams
+            .values()
+            .map(|s| s.bytes() + std::mem::size_of::<(u32, H2Stream)>())
+            .sum();
+        table + block + frame + streams
+    }
+
+    /// Consumes the next bytes of the stream; finished requests go to `out`.
+    pub fn on_data(
+        &mut self,
+        data: &[u8],
+        ts: Timestamp,
+        out: &mut Vec<RebuiltRequest>,
+        stats: &mut H2Stats,
+    ) {
+        let mut rest = data;
+        while !rest.is_empty() && self.framed {
+            let used = match std::mem::replace(
+                &mut self.read,
+                Read::Header {
+                    buf: [0; HEADER_LEN],
+                    have: 0,
+                },
+            ) {
+                Read::Preface { matched } => self.preface(matched, rest, stats),
+                Read::Header { buf, have } => self.header(buf, have, rest, ts, stats),
+                Read::Payload { head, left, sink } => {
+                    self.payload(head, left, sink, rest, ts, out, stats)
+                }
+            };
+            rest = rest.get(used..).unwrap_or_default();
+        }
+    }
+
+    fn preface(&mut self, matched: usize, rest: &[u8], stats: &mut H2Stats) -> usize {
+        let want = &PREFACE_TAIL[matched..];
+        let n = want.len().min(rest.len());
+        if rest[..n] != want[..n] {
+            self.stop(Stop::Protocol, stats);
+            return rest.len();
+        }
+        self.read = if matched + n == PREFACE_TAIL.len() {
+            Read::Header {
+                buf: [0; HEADER_LEN],
+                have: 0,
+            }
+        } else {
+            Read::Preface {
+                matched: matched + n,
+            }
+        };
+        n
+    }
+
+    fn header(
+        &mut self,
+        mut buf: [u8; HEADER_LEN],
+        have: usize,
+        rest: &[u8],
+        ts: Timestamp,
+        stats: &mut H2Stats,
+    ) -> usize {
+        let n = (HEADER_LEN - have).min(rest.len());
+        buf[have..have + n].copy_from_slice(&rest[..n]);
+        if have + n < HEADER_LEN {
+            self.read = Read::Header {
+                buf,
+                have: have + n,
+            };
+            return n;
+        }
+        let head = Head::parse(&buf);
+        stats.frames[head.kind.index()] += 1;
+        self.open(head, ts, stats);
+        n
+    }
+
+    /// Decides what to do with a frame's payload once its header is read.
+    fn open(&mut self, head: Head, ts: Timestamp, stats: &mut H2Stats) {
+        // A header block must continue on its own stream, with nothing in between.
+        let in_block = self.block.as_ref().map(|b| b.stream);
+        let continuation = head.kind == Kind::Continuation;
+        if continuation != (in_block.is_some() && in_block == Some(head.stream))
+            || (in_block.is_some() && !continuation)
+        {
+            return self.stop(Stop::Protocol, stats);
+        }
+        let sink = match head.kind {
+            Kind::Headers | Kind::Continuation => {
+                // The block (and this frame) must fit the limit before any of it is kept.
+                let held = self.block.as_ref().map_or(0, |b| b.bytes.len());
+                if held + head.len as usize > self.limits.max_head_bytes {
+                    // Its stream is lost with the decoding (an open block is counted by stop).
+                    if self.block.is_none() {
+                        stats.stream(StreamOutcome::Undecodable);
+                    }
+                    return self.stop(Stop::Protocol, stats);
+                }
+                Sink::Keep(Vec::with_capacity(head.len as usize))
+            }
+            Kind::Data => {
+                if head.has(flags::PADDED) && head.len == 0 {
+                    return self.stop(Stop::Protocol, stats);
+                }
+                if let Some(s) = self.streams.get_mut(&head.stream) {
+                    s.last_ts = ts;
+                }
+                Sink::Data {
+                    pad_len_due: head.has(flags::PADDED),
+                    data: head.len,
+                }
+            }
+            Kind::PushPromise => return self.stop(Stop::Protocol, stats),
+            Kind::RstStream => {
+                if self.streams.remove(&head.stream).is_some() {
+                    stats.stream(StreamOutcome::Reset);
+                }
+                Sink::Skip
+            }
+            _ => Sink::Skip,
+        };
+        self.read = Read::Payload {
+            head,
+            left: head.len,
+            sink,
+        };
+        if head.len == 0 {
+            self.finish_frame(head, Sink::Skip, ts, &mut Vec::new(), stats);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn payload(
+        &mut self,
+        head: Head,
+        left: u32,
+        sink: Sink,
+        rest: &[u8],
+        ts: Timestamp,
+        out: &mut Vec<RebuiltRequest>,
+        stats: &mut H2Stats,
+    ) -> usize {
+        let n = (left as usize).min(rest.len());
+        let chunk = &rest[..n];
+        let left = left - n as u32;
+        let sink = match sink {
+            Sink::Skip => Sink::Skip,
+            Sink::Keep(mut v) => {
+                v.extend_from_slice(chunk);
+                Sink::Keep(v)
+            }
+            Sink::Data {
+                mut pad_len_due,
+                mut data,
+            } => {
+                let mut chunk = chunk;
+                if pad_len_due {
+                    if let Some((&pad, tail)) = chunk.split_first() {
+                        // RFC 9113 §6.1: padding as long as the payload is an error.
+                        if u32::from(pad) >= head.len {
+                            self.stop(Stop::Protocol, stats);
+                            return rest.len();
+                        }
+                        data = head.len - 1 - u32::from(pad);
+                        pad_len_due = false;
+                        chunk = tail;
+                    }
+                }
+                let take = (data as usize).min(chunk.len());
+                if take > 0 {
+                    self.body(head.stream, &chunk[..take], ts);
+                    data -= take as u32;
+                }
+                Sink::Data { pad_len_due, data }
+            }
+        };
+        if left == 0 {
+            self.finish_frame(head, sink, ts, out, stats);
+        } else {
+            self.read = Read::Payload { head, left, sink };
+        }
+        n
+    }
+
+    fn body(&mut self, stream: u32, bytes: &[u8], ts: Timestamp) {
+        let Some(s) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        s.body_len += bytes.len() as u64;
+        s.last_ts = ts;
+        if s.over_limit {
+            return;
+        }
+        if s.body_len > self.limits.max_body_bytes {
+            s.over_limit = true;
+            s.body = Vec::new();
+            return;
+        }
+        s.body.extend_from_slice(bytes);
+    }
+
+    /// A frame's payload is complete.
+    fn finish_frame(
+        &mut self,
+        head: Head,
+        sink: Sink,
+        ts: Timestamp,
+        out: &mut Vec<RebuiltRequest>,
+        stats: &mut H2Stats,
+    ) {
+        self.read = Read::Header {
+            buf: [0; HEADER_LEN],
+            have: 0,
+        };
+        match head.kind {
+            Kind::Headers => {
+                let payload = match sink {
+                    Sink::Keep(v) => v,
+                    _ => Vec::new(),
+                };
+                let fragment = match frame::headers_fragment(&head, &payload) {
+                    Fields::Ok(r) => payload.get(r).unwrap_or_default().to_vec(),
+                    Fields::Malformed => return self.stop(Stop::Protocol, stats),
+                };
+                self.block = Some(Block {
+                    stream: head.stream,
+                    end_stream: head.has(flags::END_STREAM),
+                    bytes: fragment,
+                    ts,
+                });
+                if head.has(flags::END_HEADERS) {
+                    self.header_block(out, stats);
+                }
+            }
+            Kind::Continuation => {
+                if let (Some(b), Sink::Keep(v)) = (self.block.as_mut(), sink) {
+                    b.bytes.extend_from_slice(&v);
+                }
+                if head.has(flags::END_HEADERS) {
+                    self.header_block(out, stats);
+                }
+            }
+            Kind::Data if head.has(flags::END_STREAM) => self.end_stream(head.stream, out, stats),
+            _ => {}
+        }
+    }
+
+    /// A whole header block: decoded, then a new request, trailers, or counted.
+    fn header_block(&mut self, out: &mut Vec<RebuiltRequest>, stats: &mut H2Stats) {
+        let Some(block) = self.block.take() else {
+            return;
+        };
+        let id = block.stream;
+        let existing = self.streams.contains_key(&id);
+        let new_id = id > self.max_id;
+        self.max_id = self.max_id.max(id);
+        if self.undecodable {
+            // Each stream once (client stream ids only grow; trailers come on a known one).
+            if new_id {
+                stats.stream(StreamOutcome::Undecodable);
+            }
+            return;
+        }
+        // Decoded whatever becomes of the stream, so the table stays in step.
+        let cap = self.limits.max_head_bytes;
+        let mut fields = Vec::new();
+        let mut size = 0usize;
+        let mut over = false;
+        let decoded = self.hpack.decode_with_cb(&block.bytes, |name, value| {
+            size += name.len() + value.len() + 32;
+            if size > cap {
+                over = true;
+            }
+            if !over {
+                fields.push((name.into_owned(), value.into_owned()));
+            }
+        });
+        if decoded.is_err() {
+            if existing {
+                self.streams.remove(&id);
+            }
+            stats.stream(StreamOutcome::Undecodable);
+            return self.stop(Stop::Hpack, stats);
+        }
+        if existing {
+            // Trailers: only with END_STREAM (RFC 9113 §8.1).
+            let Some(mut s) = self.streams.remove(&id) else {
+                return;
+            };
+            if !block.end_stream || over {
+                stats.stream(if over {
+                    StreamOutcome::HeadTooLarge
+                } else {
+                    StreamOutcome::Malformed
+                });
+                return;
+            }
+            s.trailers = fields;
+            s.last_ts = block.ts;
+            self.streams.insert(id, s);
+            return self.end_stream(id, out, stats);
+        }
+        if id % 2 == 0 {
+            stats.stream(StreamOutcome::Malformed);
+            return;
+        }
+        if over {
+            stats.stream(StreamOutcome::HeadTooLarge);
+            return;
+        }
+        if self.streams.len() >= self.limits.h2_max_streams {
+            stats.stream(StreamOutcome::Refused);
+            return;
+        }
+        self.streams.insert(
+            id,
+            H2Stream {
+                fields: Some(fields),
+                fields_size: size,
+                body: Vec::new(),
+                body_len: 0,
+                over_limit: false,
+                trailers: Vec::new(),
+                gap: false,
+                first_ts: block.ts,
+                last_ts: block.ts,
+            },
+        );
+        if block.end_stream {
+            self.end_stream(id, out, stats);
+        }
+    }
+
+    /// The client finished sending a stream: its request is rendered and handed on.
+    fn end_stream(&mut self, id: u32, out: &mut Vec<RebuiltRequest>, stats: &mut H2Stats) {
+        let Some(s) = self.streams.remove(&id) else {
+            return;
+        };
+        if s.gap {
+            stats.stream(StreamOutcome::Gap);
+            return;
+        }
+        let Some(fields) = s.fields else {
+            stats.stream(StreamOutcome::HeadTooLarge);
+            return;
+        };
+        let parts = render::Parts {
+            stream_id: id,
+            fields,
+            body: s.body,
+            body_len: s.body_len,
+            over_limit: s.over_limit,
+            trailers: s.trailers,
+            first_ts: s.first_ts,
+            last_ts: s.last_ts,
+        };
+        match render::render(&self.ctx, &self.limits, parts) {
+            Ok(req) => {
+                stats.stream(StreamOutcome::Rebuilt);
+                stats.body_over_limit += u64::from(req.flags.body_over_limit);
+                if req.h2.as_ref().is_some_and(|h| !h.trailers.is_empty()) {
+                    stats.trailers += 1;
+                }
+                out.push(req);
+            }
+            Err(render::Malformed) => stats.stream(StreamOutcome::Malformed),
+        }
+    }
+
+    /// `len` bytes of the stream are missing.
+    pub fn on_gap(&mut self, len: u64, stats: &mut H2Stats) {
+        if !self.framed {
+            return;
+        }
+        // Only a hole inside a DATA frame's payload (its header read) keeps the frames and the
+        // table whole: it cuts that stream's body.
+        if let Read::Payload {
+            head,
+            left,
+            sink:
+                Sink::Data {
+                    pad_len_due: false,
+                    data,
+                },
+        } = &mut self.read
+        {
+            if len <= u64::from(*data) {
+                let cut = len as u32;
+                *data -= cut;
+                *left -= cut;
+                if let Some(s) = self.streams.get_mut(&head.stream) {
+                    s.gap = true;
+                }
+                if *left == 0 {
+                    let (head, sink) = (*head, Sink::Skip);
+                    self.finish_frame(head, sink, 0, &mut Vec::new(), stats);
+                }
+                return;
+            }
+        }
+        self.stop(Stop::Gap, stats);
+    }
+
+    /// The stream is over: what is still open was never finished.
+    pub fn on_end(&mut self, stats: &mut H2Stats) {
+        for _ in self.streams.drain() {
+            stats.stream(StreamOutcome::Incomplete);
+        }
+        self.block = None;
+    }
+
+    /// Decoding ends for the rest of the connection; the open streams cannot finish.
+    fn stop(&mut self, why: Stop, stats: &mut H2Stats) {
+        stats.connections[match why {
+            Stop::Hpack => 3,
+            Stop::Protocol => 4,
+            Stop::Gap => 5,
+        }] += 1;
+        let lost = if why == Stop::Gap {
+            StreamOutcome::Gap
+        } else {
+            StreamOutcome::Undecodable
+        };
+        for _ in self.streams.drain() {
+            stats.stream(lost);
+        }
+        if self.block.take().is_some() {
+            stats.stream(StreamOutcome::Undecodable);
+        }
+        self.undecodable = true;
+        // After an HPACK error the frames are still whole and later streams can be counted;
+        // after anything else their boundaries are not known.
+        self.framed = why == Stop::Hpack;
+        self.read = Read::Header {
+            buf: [0; HEADER_LEN],
+            have: 0,
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests;
