@@ -16,6 +16,7 @@ pub mod compare;
 pub mod error;
 pub mod faults;
 pub mod gen;
+pub mod h2_peer;
 pub mod hostile;
 pub mod http_client;
 pub mod lab;

@@ -21,7 +21,10 @@ use rebuilder_tests::sink::Sink;
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 fn client(n: u8) -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 2, 0, n)), 41_000 + u16::from(n))
+    SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::new(10, 2, 0, n)),
+        41_000 + u16::from(n),
+    )
 }
 
 fn server() -> SocketAddr {
@@ -49,7 +52,11 @@ fn prior_knowledge(c: SocketAddr, reqs: &[H2Request], chunk: usize) -> Conversat
     let mut conv = Conversation::new(c, server());
     for (i, r) in reqs.iter().enumerate() {
         let stream = 1 + 2 * i as u32;
-        let mut bytes = if i == 0 { h2::client_start() } else { Vec::new() };
+        let mut bytes = if i == 0 {
+            h2::client_start()
+        } else {
+            Vec::new()
+        };
         bytes.extend(enc.request(stream, r, chunk));
         conv = conv.exchange(bytes, response(stream, i == 0));
     }
@@ -68,7 +75,9 @@ fn workload() -> Vec<H2Request> {
         b"user=admin'--&password=x".repeat(2000),
     );
     let mut unary = H2Request::grpc("api.example:50051", "/shop.Cart/Add", &[b"\x08\x96\x01"]);
-    unary.trailers.push(("x-client-checksum".into(), "9f2c".into()));
+    unary
+        .trailers
+        .push(("x-client-checksum".into(), "9f2c".into()));
     let stream = H2Request::grpc(
         "api.example:50051",
         "/shop.Cart/Upload",
@@ -103,9 +112,17 @@ struct Replayed {
 fn replay(name: &str, convs: &[Conversation], extra: &[&str]) -> Replayed {
     let scratch = Scratch::new(name);
     let pcap = scratch.0.join("h2.pcap");
-    let plans: Vec<_> = convs.iter().map(|c| c.build().expect("generator")).collect();
-    write_capture(&pcap, CaptureFormat::Pcap, LinkType::Ethernet, interleave(&plans))
-        .expect("write capture");
+    let plans: Vec<_> = convs
+        .iter()
+        .map(|c| c.build().expect("generator"))
+        .collect();
+    write_capture(
+        &pcap,
+        CaptureFormat::Pcap,
+        LinkType::Ethernet,
+        interleave(&plans),
+    )
+    .expect("write capture");
     let sink = Sink::start_default().expect("sink");
     let jsonl = scratch.0.join("out.jsonl");
     let mut args: Vec<String> = vec![
@@ -141,7 +158,8 @@ fn h2c_and_grpc_requests_are_replayed_as_http1_exactly() {
     let mut enc = H2Encoder::new();
     let mut upgraded = h2::client_start();
     upgraded.extend(enc.request(3, &after_upgrade, 1000));
-    let switching = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
+    let switching =
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
     let mut big_headers = H2Request::get("shop.example", "/h2/continuation");
     big_headers
         .fields
@@ -174,7 +192,11 @@ fn h2c_and_grpc_requests_are_replayed_as_http1_exactly() {
     // JSON lines say which stream each request was, with the same bytes.
     let h2_lines: Vec<&serde_json::Value> =
         out.lines.iter().filter(|l| l.get("h2").is_some()).collect();
-    assert_eq!(h2_lines.len(), want.len() - 1, "every request but the upgrade");
+    assert_eq!(
+        h2_lines.len(),
+        want.len() - 1,
+        "every request but the upgrade"
+    );
     let unary = h2_lines
         .iter()
         .find(|l| l["target"] == "/shop.Cart/Add" && l["client"] == client(1).to_string())
@@ -202,7 +224,11 @@ fn h2c_requests_keep_their_client_ip_header_and_filters_apply() {
         .iter()
         .map(|r| {
             let mut raw = r.http1();
-            let at = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("head end") + 2;
+            let at = raw
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .expect("head end")
+                + 2;
             let line = format!("X-Forwarded-For: {}\r\n", client(5).ip());
             raw.splice(at..at, line.into_bytes());
             raw
@@ -227,7 +253,11 @@ fn a_connection_picked_up_mid_way_is_counted_never_guessed() {
         .exchange(enc.request(7, &reqs[3], 16_384), response(7, false))
         .start_mid_stream(skip);
     let out = replay("pickup", &[conv], &[]);
-    assert!(out.received.is_empty(), "nothing guessed: {:?}", out.received.len());
+    assert!(
+        out.received.is_empty(),
+        "nothing guessed: {:?}",
+        out.received.len()
+    );
     let drops = summary_drops(&out.stderr);
     assert_eq!(
         drops.get("request:h2_undecodable").copied(),

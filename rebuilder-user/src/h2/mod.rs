@@ -362,7 +362,7 @@ impl H2Conn {
                 },
             ) {
                 Read::Preface { matched } => self.preface(matched, rest, stats),
-                Read::Header { buf, have } => self.header(buf, have, rest, ts, stats),
+                Read::Header { buf, have } => self.header(buf, have, rest, ts, out, stats),
                 Read::Payload { head, left, sink } => {
                     self.payload(head, left, sink, rest, ts, out, stats)
                 }
@@ -391,12 +391,14 @@ impl H2Conn {
         n
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn header(
         &mut self,
         mut buf: [u8; HEADER_LEN],
         have: usize,
         rest: &[u8],
         ts: Timestamp,
+        out: &mut Vec<RebuiltRequest>,
         stats: &mut H2Stats,
     ) -> usize {
         let n = (HEADER_LEN - have).min(rest.len());
@@ -410,12 +412,18 @@ impl H2Conn {
         }
         let head = Head::parse(&buf);
         stats.frames[head.kind.index()] += 1;
-        self.open(head, ts, stats);
+        self.open(head, ts, out, stats);
         n
     }
 
     /// Decides what to do with a frame's payload once its header is read.
-    fn open(&mut self, head: Head, ts: Timestamp, stats: &mut H2Stats) {
+    fn open(
+        &mut self,
+        head: Head,
+        ts: Timestamp,
+        out: &mut Vec<RebuiltRequest>,
+        stats: &mut H2Stats,
+    ) {
         // A header block must continue on its own stream, with nothing in between.
         let in_block = self.block.as_ref().map(|b| b.stream);
         let continuation = head.kind == Kind::Continuation;
@@ -464,7 +472,9 @@ impl H2Conn {
             sink,
         };
         if head.len == 0 {
-            self.finish_frame(head, Sink::Skip, ts, &mut Vec::new(), stats);
+            // An empty frame is whole at its header: an empty DATA frame with END_STREAM is
+            // how streaming clients end their request.
+            self.finish_frame(head, Sink::Skip, ts, out, stats);
         }
     }
 

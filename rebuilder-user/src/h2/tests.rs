@@ -434,6 +434,22 @@ fn resets_protocol_errors_and_the_end_are_counted() {
 }
 
 #[test]
+fn a_stream_ended_by_an_empty_data_frame_is_rebuilt() {
+    // How streaming clients end a request: the body's frames, then an empty DATA frame with
+    // END_STREAM (and an empty HEADERS-less trailer-free end).
+    let mut enc = H2Encoder::new();
+    let mut req = H2Request::grpc("a.example", "/S/Stream", &[b"one", b"two"]);
+    let mut bytes = gen::client_start();
+    bytes.extend(enc.headers(1, &req.header_list(), false));
+    bytes.extend(gen::data(1, &req.body[..8], false, None));
+    bytes.extend(gen::data(1, &req.body[8..], false, None));
+    bytes.extend(gen::data(1, b"", true, None));
+    let mut r = Run::new();
+    r.data(&bytes);
+    assert_eq!(r.raws(), vec![req.http1()]);
+}
+
+#[test]
 fn header_blocks_in_continuation_frames_and_padded_priority_headers() {
     let mut enc = H2Encoder::new();
     enc.max_frame = 50;
