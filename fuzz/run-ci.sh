@@ -15,7 +15,7 @@ toolchain="${FUZZ_TOOLCHAIN:-nightly}"
 if [ "$#" -gt 0 ]; then
     targets=("$@")
 else
-    targets=(decode reassembly http record proxy)
+    targets=(decode reassembly http record proxy h2)
 fi
 
 if ! cargo +"$toolchain" --version >/dev/null 2>&1; then

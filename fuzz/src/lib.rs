@@ -7,6 +7,7 @@
 //! byte layout written by `encode` that a person can follow.
 
 pub mod decode;
+pub mod h2;
 pub mod http;
 pub mod known;
 pub mod proxy;

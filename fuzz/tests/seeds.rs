@@ -5,7 +5,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use arbitrary::{Arbitrary, Unstructured};
-use rebuilder_fuzz::{decode, http, known, proxy, reassembly, record};
+use rebuilder_fuzz::{decode, h2, http, known, proxy, reassembly, record};
 
 fn seed(target: &str, name: &str) -> Vec<u8> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -61,6 +61,55 @@ fn every_seed_passes_its_checks() {
     for (_, s) in all("proxy") {
         proxy::check(&proxy_input(&s));
     }
+    for (_, s) in all("h2") {
+        h2::check(&h2_input(&s));
+    }
+}
+
+fn h2_input(bytes: &[u8]) -> h2::Input {
+    let input = h2::Input::arbitrary_take_rest(Unstructured::new(bytes)).expect("input");
+    assert_eq!(input.encode(), bytes, "encode must be what arbitrary reads");
+    input
+}
+
+#[test]
+fn h2_seeds_rebuild_what_they_carry() {
+    use rebuilder::h2::StreamOutcome as O;
+    let run = |name: &str| h2::check(&h2_input(&seed("h2", name)));
+    let targets = |o: &h2::Outcome| -> Vec<String> {
+        o.records
+            .iter()
+            .map(|r| String::from_utf8_lossy(r.target_bytes()).into_owned())
+            .collect()
+    };
+    let o = run("prior-knowledge");
+    assert_eq!(targets(&o), ["/a", "/a", "/pkg.Svc/Call"]);
+    let grpc = &o.records[2];
+    assert_eq!(&grpc.raw[grpc.head_len..], b"\x00\x00\x00\x00\x03abcxy");
+    assert_eq!(grpc.h2.as_ref().map(|h| h.trailers.len()), Some(1));
+    assert_eq!(targets(&run("split-frames")), ["/a", "/a", "/pkg.Svc/Call"]);
+    let o = run("upgrade");
+    assert_eq!(targets(&o), ["/", "/up"]);
+    assert_eq!(targets(&run("continuation")), ["/long"]);
+    let o = run("reset-and-end");
+    assert_eq!(o.stats.h2.streams_of(O::Reset), 1);
+    assert_eq!(targets(&o), ["/pkg.Svc/Call"]);
+    let o = run("gap-in-data");
+    assert_eq!(
+        (o.stats.h2.streams_of(O::Gap), targets(&o)),
+        (1, vec!["/b".to_string()])
+    );
+    let o = run("gap-over-frames");
+    assert_eq!(
+        (targets(&o), o.stats.h2.connections[5]),
+        (vec!["/a".to_string()], 1)
+    );
+    let o = run("pickup");
+    assert!(o.records.is_empty());
+    assert_eq!(o.stats.h2.streams_of(O::Undecodable), 2);
+    let o = run("hpack-error");
+    assert!(o.records.is_empty());
+    assert_eq!(o.stats.h2.connections[3], 1);
 }
 
 fn proxy_input(bytes: &[u8]) -> proxy::Input {

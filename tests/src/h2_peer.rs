@@ -58,11 +58,10 @@ impl H2Server {
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
         let rt = runtime()?;
         let (s, e) = (Arc::clone(&served), Arc::clone(&errors));
-        let thread =
-            std::thread::Builder::new()
-                .name("h2-origin".into())
-                .spawn(move || {
-                    rt.block_on(async move {
+        let thread = std::thread::Builder::new()
+            .name("h2-origin".into())
+            .spawn(move || {
+                rt.block_on(async move {
                         let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
                             return;
                         };
@@ -94,7 +93,7 @@ impl H2Server {
                             });
                         }
                     });
-                })?;
+            })?;
         Ok(H2Server {
             served,
             errors,
