@@ -84,6 +84,12 @@ struct Args {
     /// WAF: the nodes count them as filtered.
     #[arg(long, default_value_t = 0.0)]
     health_checks: f64,
+    /// HTTP/2 cleartext (prior knowledge) client connections beside the HTTP/1.x ones, to an
+    /// HTTP/2 origin on port 8081: GETs, form POSTs, gRPC unary and client-streaming calls,
+    /// two streams at a time per connection, 20 calls/s each. Every stream must reach the WAF
+    /// as the HTTP/1.1 request the README describes, once.
+    #[arg(long, default_value_t = 0)]
+    h2: usize,
     /// kill -9 node NODE's rebuilder SECS into the run: NODE@SECS, e.g. 1@5.
     #[arg(long, value_parser = parse_kill)]
     kill: Option<Kill>,
@@ -237,6 +243,7 @@ fn main() -> ExitCode {
         kill: args.kill,
         progress,
         rebuilder_args: args.rebuilder_args.clone(),
+        h2_connections: args.h2,
     };
     eprintln!(
         "rebuilder-lab: building {} node{} ({} capture), VNI {} …",

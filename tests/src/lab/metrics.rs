@@ -95,6 +95,8 @@ pub struct NodeFigures {
     pub filtered: BTreeMap<String, u64>,
     /// PROXY protocol headers stripped at stream starts, by version (`v1`, `v2`, `v2_local`).
     pub proxy_headers: BTreeMap<String, u64>,
+    /// HTTP/2 streams rebuilt (`rebuilder_h2_streams_total{outcome="rebuilt"}`).
+    pub h2_rebuilt: u64,
 }
 
 impl NodeFigures {
@@ -171,6 +173,11 @@ impl NodeFigures {
             segments: n(sum(s, "rebuilder_packets_total", &[("outcome", "segment")])),
             rebuilt: n(sum(s, "rebuilder_requests_rebuilt_total", &[])),
             replayed: n(sum(s, "rebuilder_upstream_replayed_total", &[])),
+            h2_rebuilt: n(sum(
+                s,
+                "rebuilder_h2_streams_total",
+                &[("outcome", "rebuilt")],
+            )),
             dropped,
             xdp_mode,
         }

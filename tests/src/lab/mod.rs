@@ -17,6 +17,7 @@
 //! [`Ledger`]: ledger::Ledger
 //! [`NodeFigures`]: metrics::NodeFigures
 
+pub mod h2;
 pub mod ledger;
 pub mod metrics;
 mod report;

@@ -32,6 +32,8 @@ pub struct NodeRow {
 /// Everything a lab run found.
 #[derive(Clone, Debug)]
 pub struct LabReport {
+    /// What the HTTP/2 clients sent, when they ran.
+    pub h2: Option<super::h2::H2Counts>,
     /// The PROXY protocol headers the clients sent.
     pub proxy: ProxyKind,
     /// Whether health checks were sent.
@@ -62,6 +64,7 @@ impl LabReport {
             && self.failure.is_none()
             && self.filtered_matches()
             && self.proxy_headers_match()
+            && self.h2_matches()
     }
 
     /// Requests the nodes filtered as health checks, by their metrics (None when a node's
@@ -101,6 +104,23 @@ impl LabReport {
             .filter_map(|r| r.figures.as_ref())
             .map(|f| f.proxy_headers.values().sum::<u64>())
             .sum()
+    }
+
+    /// HTTP/2 streams the nodes rebuilt.
+    pub fn h2_rebuilt(&self) -> u64 {
+        self.rows
+            .iter()
+            .filter_map(|r| r.figures.as_ref())
+            .map(|f| f.h2_rebuilt)
+            .sum()
+    }
+
+    /// Every HTTP/2 stream sent was rebuilt by a node as one (the ledger checks the bytes).
+    pub fn h2_matches(&self) -> bool {
+        match self.h2 {
+            Some(h) if self.death.is_none() => self.h2_rebuilt() == h.streams,
+            _ => true,
+        }
     }
 
     /// With PROXY clients, every workload connection's header was stripped by a node (and a
@@ -270,6 +290,17 @@ impl fmt::Display for LabReport {
                 self.proxy_headers(),
                 self.connections,
                 self.local_health_checks()
+            )?;
+        }
+        if let Some(h) = self.h2 {
+            writeln!(
+                f,
+                "          HTTP/2 (h2c) {} streams on {} connections (gRPC unary {}, client-streaming {}), rebuilt by the nodes {}, each replayed as HTTP/1.1",
+                h.streams,
+                h.connections,
+                h.grpc_unary,
+                h.grpc_streaming,
+                self.h2_rebuilt()
             )?;
         }
         if let Some(d) = self.death {

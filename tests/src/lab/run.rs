@@ -54,6 +54,8 @@ pub struct LabOptions {
     pub progress: Progress,
     /// More `rebuilder run` flags.
     pub rebuilder_args: Vec<String>,
+    /// HTTP/2 cleartext and gRPC client connections beside the HTTP/1.x workload (`lab::h2`).
+    pub h2_connections: usize,
 }
 
 impl Default for LabOptions {
@@ -72,6 +74,7 @@ impl Default for LabOptions {
             kill: None,
             progress: Progress::Off,
             rebuilder_args: Vec::new(),
+            h2_connections: 0,
         }
     }
 }
@@ -92,6 +95,8 @@ pub struct Lab {
     mirror: MirrorLab,
     opts: LabOptions,
     ledger: Arc<Ledger>,
+    /// The origin's HTTP/2 server, when HTTP/2 clients run.
+    h2_origin: Option<crate::h2_peer::H2Server>,
 }
 
 impl Lab {
@@ -142,10 +147,20 @@ impl Lab {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         mirror.start_rebuilders(&args)?;
         mirror.wait_ready(READY)?;
+        let h2_origin = if opts.h2_connections > 0 {
+            let at = std::net::SocketAddr::new(mirror.origin_addr().ip(), super::h2::H2_PORT);
+            Some(
+                crate::h2_peer::H2Server::start(mirror.origin_ns(), at)
+                    .map_err(|e| NetnsError::Config(format!("the HTTP/2 origin: {e}")))?,
+            )
+        } else {
+            None
+        };
         Ok(Lab {
             ledger: Arc::new(Ledger::new(opts.nodes)),
             mirror,
             opts,
+            h2_origin,
         })
     }
 
@@ -233,6 +248,19 @@ impl Lab {
         let n = self.opts.nodes;
         let started = Instant::now();
         let workload = self.start_workload()?;
+        let h2 = match &self.h2_origin {
+            Some(origin) => Some(super::h2::H2Workload::start(
+                &self.mirror,
+                origin.addr(),
+                self.opts.h2_connections,
+                20.0,
+                self.opts.mix.seed,
+                Arc::clone(&self.ledger),
+                (self.opts.mix.proxy != super::workload::ProxyKind::Off)
+                    .then_some(super::workload::CLIENT_IP_HEADER),
+            )?),
+            None => None,
+        };
         let mut death: Option<Death> = None;
         let mut state = vec![NodeState::Up; n];
         let mut last_figures: Vec<Option<NodeFigures>> = vec![None; n];
@@ -249,7 +277,7 @@ impl Lab {
             }
             if let Some(k) = self.opts.kill {
                 if death.is_none() && elapsed >= k.after {
-                    match self.kill(&workload, k.node) {
+                    match self.kill(&workload, h2.as_ref(), k.node) {
                         Ok(f) => {
                             last_figures[k.node] = f;
                             state[k.node] = NodeState::Killed {
@@ -279,7 +307,12 @@ impl Lab {
             );
         }
         let traffic = started.elapsed();
-        let client_errors = workload.stop();
+        let mut client_errors = workload.stop();
+        let h2_counts = h2.map(|h| {
+            let (counts, errors) = h.stop();
+            client_errors.extend(errors);
+            counts
+        });
         meter.finish(progress);
 
         let drained = self.wait_sink(death, DRAIN);
@@ -314,6 +347,7 @@ impl Lab {
         verdict.client_errors.sort();
         verdict.client_errors.dedup();
         Ok(LabReport {
+            h2: h2_counts,
             proxy: self.opts.mix.proxy,
             health_checks: self.opts.mix.health_checks > 0.0,
             nodes: n,
@@ -337,16 +371,23 @@ impl Lab {
     fn kill(
         &mut self,
         workload: &Workload,
+        h2: Option<&super::h2::H2Workload>,
         node: usize,
     ) -> std::result::Result<Option<NodeFigures>, String> {
-        if !workload.pause(PAUSE) {
+        let resume = || {
             workload.resume();
+            if let Some(h) = h2 {
+                h.resume();
+            }
+        };
+        if !workload.pause(PAUSE) || !h2.is_none_or(|h| h.pause(PAUSE)) {
+            resume();
             return Err(format!(
                 "the connections did not pause within {PAUSE:?} to kill node{node}"
             ));
         }
         if !self.wait_sink(None, DRAIN) {
-            workload.resume();
+            resume();
             return Err(format!(
                 "before killing node{node}, {} requests sent had not reached the sink within {DRAIN:?}",
                 self.ledger.awaited(None)
@@ -355,7 +396,7 @@ impl Lab {
         let figures = self.settled_figures(node, Duration::from_secs(3));
         self.ledger.set_phase(self.ledger.phase() + 1);
         let killed = self.mirror.kill_rebuilder(node);
-        workload.resume();
+        resume();
         match killed {
             Some(_) => Ok(figures),
             None => Err(format!("node{node} had no rebuilder to kill")),

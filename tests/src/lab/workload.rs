@@ -235,13 +235,19 @@ pub fn with_id(request: &[u8], id: RequestId) -> Vec<u8> {
     out
 }
 
-/// The id [`with_id`] put in `request`, if its second line is one.
+/// The id [`with_id`] put in `request`, if its second line is one; or, for an HTTP/2
+/// stream's rendering (`lab::h2`), the `x-lab-id` line right after its `host` line.
 pub fn id_of(request: &[u8]) -> Option<RequestId> {
     let line_end = request.windows(2).position(|w| w == b"\r\n")? + 2;
-    let rest = request.get(line_end..)?;
-    let value = rest.strip_prefix(format!("{ID_HEADER}: ").as_bytes())?;
-    let end = value.windows(2).position(|w| w == b"\r\n")?;
-    std::str::from_utf8(value.get(..end)?).ok()?.parse().ok()
+    let mut rest = request.get(line_end..)?;
+    if rest.starts_with(b"host: ") {
+        let host_end = rest.windows(2).position(|w| w == b"\r\n")? + 2;
+        rest = rest.get(host_end..)?.strip_prefix(b"x-lab-id: ")?;
+    } else {
+        rest = rest.strip_prefix(format!("{ID_HEADER}: ").as_bytes())?;
+    }
+    let end = rest.windows(2).position(|w| w == b"\r\n")?;
+    std::str::from_utf8(rest.get(..end)?).ok()?.parse().ok()
 }
 
 /// What one step of a connection sends.
