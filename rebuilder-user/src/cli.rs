@@ -86,12 +86,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "SIZE")]
     pub recv_buffer: Option<ByteSize>,
 
-    /// Status server address (/healthz, /metrics); default 0.0.0.0:9479.
+    /// Status server address (/livez, /readyz, /healthz, /metrics); default 0.0.0.0:9479.
     #[arg(long, value_name = "ADDR")]
     pub status: Option<SocketAddr>,
 
-    /// /healthz fails ("no packets for N s") when no packet has been captured for this long
-    /// (e.g. 30s), counted from the last packet; default: off.
+    /// /readyz and /healthz fail ("no packets for N s") when no packet has been captured for
+    /// this long (e.g. 30s), counted from the last packet; /livez does not; default: off.
     #[arg(long, value_name = "DURATION")]
     pub max_idle: Option<Span>,
 
@@ -110,7 +110,7 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "SPEED")]
     pub pace: Option<Pace>,
 
-    /// Serve /healthz and /metrics on this address while replaying.
+    /// Serve /livez, /readyz, /healthz and /metrics on this address while replaying.
     #[arg(long, value_name = "ADDR")]
     pub status: Option<SocketAddr>,
 

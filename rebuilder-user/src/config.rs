@@ -426,13 +426,15 @@ impl Default for JsonlSettings {
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StatusSettings {
-    /// Address of the `/healthz` and `/metrics` server. `run` serves it by default; `replay`
-    /// only when set.
+    /// Address of the status server (`/livez`, `/readyz`, `/healthz`, `/metrics`). `run`
+    /// serves it by default; `replay` only when set.
     pub listen: Option<SocketAddr>,
-    /// A pipeline component silent for longer than this makes `/healthz` fail.
+    /// A pipeline component silent for longer than this makes `/livez` (and so `/readyz` and
+    /// `/healthz`) fail.
     pub max_silence: Span,
-    /// `run` only: no packet captured for longer than this makes `/healthz` fail (counted from
-    /// the last packet, so not before the first one). Absent: idling is healthy.
+    /// `run` only: no packet captured for longer than this makes `/readyz` and `/healthz` fail
+    /// (counted from the last packet, so not before the first one); `/livez` does not look at
+    /// traffic. Absent: idling is healthy.
     pub max_idle: Option<Span>,
 }
 

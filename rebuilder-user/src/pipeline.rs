@@ -421,6 +421,7 @@ pub fn run(
     // Idling means something only for live capture.
     let health =
         Health::with_max_idle(settings.status.max_idle.filter(|_| live).map(|span| span.0));
+    health.register(&mut registry);
     let mode = if live { Mode::Live } else { Mode::Offline };
     let split = settings.memory_split()?;
     let outputs = Outputs::start(
@@ -437,7 +438,7 @@ pub fn run(
         let listener = rt
             .block_on(tokio::net::TcpListener::bind(addr))
             .map_err(|source| PipelineError::StatusBind { addr, source })?;
-        tracing::info!(%addr, "status server listening (/healthz, /metrics)");
+        tracing::info!(%addr, "status server listening (/livez, /readyz, /healthz, /metrics)");
         let (reg, h) = (Arc::clone(&registry), Arc::clone(&health));
         rt.spawn(async move {
             let shutdown = async {

@@ -1,13 +1,27 @@
-//! Health and metrics over HTTP: `/healthz` for the NLB's health check (DESIGN §2: it must say
-//! whether the pipeline really works, not merely that the process is up) and `/metrics` for
-//! Prometheus.
+//! Health and metrics over HTTP, for three different askers:
+//!
+//! - `/livez`, liveness: the process, its capture threads and its reassembly workers are
+//!   beating. Nothing about the upstream or about traffic: this is what the NLB's health check
+//!   (and through it the Auto Scaling Group) asks, and a WAF outage must not make the group
+//!   replace every node at once for a problem new nodes cannot fix.
+//! - `/readyz`, readiness: live, and the upstream (when one is configured) reachable, and, with
+//!   `max_idle`, packets arriving. DESIGN §2's "does the pipeline really work": what alerts and
+//!   operators watch.
+//! - `/healthz`: the same as `/readyz`. It predates the split and keeps its documented meaning
+//!   (components, upstream, idle), so existing checks do not change behaviour.
+//!
+//! `/metrics` (Prometheus) carries both verdicts as the gauges `rebuilder_live` and
+//! `rebuilder_ready`, computed when scraped (see [`HealthCollector`]).
 //!
 //! Liveness is tracked by heartbeats: every pipeline component that must keep running (capture
 //! thread, workers) gets a [`Heartbeat`] and beats while it makes progress. `beat()` sits on the
-//! hot path, so it is a single relaxed store of a flag; [`Health::check`] (called per health
-//! probe) consumes the flag and remembers when it last saw it. A component is therefore reported
-//! silent at most one check interval later than its real silence exceeded `max_silence`, which
-//! is well within what a health checker polling every few seconds can notice anyway.
+//! hot path, so it is a single relaxed store of a flag; each assessment (any endpoint, or a
+//! scrape) consumes the flag and remembers when it last saw it. A component is therefore
+//! reported silent at most one check interval later than its real silence exceeded
+//! `max_silence`, which is well within what a health checker polling every few seconds can
+//! notice anyway. Several askers share that memory: whoever consumes a beat records it for all
+//! of them (under one lock), so `/livez` polled by the NLB never makes a beating component look
+//! silent to `/readyz` or to a scrape, and the other way round.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -22,6 +36,9 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
@@ -174,12 +191,44 @@ impl Health {
         matches!(*lock(&self.upstream), UpstreamState::Unreachable(_))
     }
 
-    /// Ok, or the reasons the pipeline is not healthy (silent components by name, upstream
-    /// unreachable with its reason, component stopped, no packets for longer than `max_idle`).
-    pub fn check(&self) -> Result<(), String> {
+    /// Liveness (`/livez`): Ok while every component beats and none has stopped, else the
+    /// reasons (silent components by name, stopped ones). Says nothing about the upstream or
+    /// about traffic.
+    pub fn live(&self) -> Result<(), String> {
+        verdict(self.component_reasons(self.now_ns()))
+    }
+
+    /// Readiness (`/readyz`): live, and the upstream (if one reported) reachable, and no
+    /// longer than `max_idle` without packets. The reasons in that order.
+    pub fn ready(&self) -> Result<(), String> {
         let now = self.now_ns();
+        let mut reasons = self.component_reasons(now);
+        reasons.extend(self.readiness_reasons(now));
+        verdict(reasons)
+    }
+
+    /// `/healthz`: readiness. The endpoint predates the split and has always meant components,
+    /// upstream and idle, so it keeps that meaning.
+    pub fn check(&self) -> Result<(), String> {
+        self.ready()
+    }
+
+    /// Both verdicts from one sweep of the components (for the gauges).
+    fn assess(&self) -> (bool, bool) {
+        let now = self.now_ns();
+        let live = self.component_reasons(now).is_empty();
+        (live, live && self.readiness_reasons(now).is_empty())
+    }
+
+    /// Why a component is not alive. Consumes the beat flags, so it runs under the components
+    /// lock: a caller that consumes a beat records it in `last_seen` before any other caller
+    /// can look, and every caller (`/livez`, `/readyz`, `/healthz`, a scrape) judges silence
+    /// from that shared record. Without the lock, one caller could clear a flag and another
+    /// read the old `last_seen` in between and report a beating component as silent.
+    fn component_reasons(&self, now: u64) -> Vec<String> {
         let mut reasons = Vec::new();
-        for c in lock(&self.components).iter() {
+        let components = lock(&self.components);
+        for c in components.iter() {
             if c.stopped.load(Ordering::Relaxed) {
                 reasons.push(format!("{} stopped", c.name));
                 continue;
@@ -199,6 +248,12 @@ impl Health {
                 ));
             }
         }
+        reasons
+    }
+
+    /// What readiness needs beyond liveness: packets within `max_idle`, a reachable upstream.
+    fn readiness_reasons(&self, now: u64) -> Vec<String> {
+        let mut reasons = Vec::new();
         if let Some(max) = self.max_idle {
             let last = self.last_packet.load(Ordering::Relaxed);
             if last != NEVER {
@@ -215,11 +270,57 @@ impl Health {
         if let UpstreamState::Unreachable(r) = &*lock(&self.upstream) {
             reasons.push(format!("upstream unreachable: {r}"));
         }
-        if reasons.is_empty() {
-            Ok(())
-        } else {
-            Err(reasons.join("; "))
+        reasons
+    }
+
+    /// Registers `rebuilder_live` and `rebuilder_ready` in `registry`.
+    pub fn register(self: &Arc<Self>, registry: &mut Registry) {
+        registry.register_collector(Box::new(HealthCollector(Arc::clone(self))));
+    }
+}
+
+fn verdict(reasons: Vec<String>) -> Result<(), String> {
+    if reasons.is_empty() {
+        Ok(())
+    } else {
+        Err(reasons.join("; "))
+    }
+}
+
+/// `rebuilder_live` and `rebuilder_ready`, 0 or 1, assessed at each scrape.
+///
+/// Why at scrape time rather than set by a periodic task: the gauges then say exactly what
+/// `/livez` and `/readyz` would have answered at the moment Prometheus looked, never a value one
+/// period old, and no timer has to run (or be stopped) beside the pipeline. Reading them
+/// consumes heartbeats like any endpoint does, which is harmless: see the module doc.
+struct HealthCollector(Arc<Health>);
+
+impl std::fmt::Debug for HealthCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HealthCollector")
+    }
+}
+
+impl Collector for HealthCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let (live, ready) = self.0.assess();
+        for (name, help, value) in [
+            (
+                "rebuilder_live",
+                "1 while /livez answers 200: every capture thread and reassembly worker beats",
+                live,
+            ),
+            (
+                "rebuilder_ready",
+                "1 while /readyz (and /healthz) answers 200: live, the upstream (if any) reachable, packets arriving (with --max-idle)",
+                ready,
+            ),
+        ] {
+            let gauge = ConstGauge::new(i64::from(value));
+            let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+            gauge.encode(metric)?;
         }
+        Ok(())
     }
 }
 
@@ -307,20 +408,27 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
     resp
 }
 
+/// 200 "ok", or 503 with the reasons, one line.
+fn verdict_response(verdict: Result<(), String>) -> Response<Full<Bytes>> {
+    const PLAIN: &str = "text/plain; charset=utf-8";
+    match verdict {
+        Ok(()) => text(StatusCode::OK, PLAIN, "ok\n".to_string()),
+        Err(reasons) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            PLAIN,
+            format!("{reasons}\n"),
+        ),
+    }
+}
+
 fn route(req: &Request<Incoming>, registry: &Registry, health: &Health) -> Response<Full<Bytes>> {
     const PLAIN: &str = "text/plain; charset=utf-8";
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::NOT_FOUND, PLAIN, "not found\n".to_string());
     }
     match req.uri().path() {
-        "/healthz" => match health.check() {
-            Ok(()) => text(StatusCode::OK, PLAIN, "ok\n".to_string()),
-            Err(reasons) => text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                PLAIN,
-                format!("{reasons}\n"),
-            ),
-        },
+        "/livez" => verdict_response(health.live()),
+        "/readyz" | "/healthz" => verdict_response(health.ready()),
         "/metrics" => {
             let mut body = String::new();
             match prometheus_client::encoding::text::encode(&mut body, registry) {
@@ -472,6 +580,201 @@ mod tests {
         assert_eq!((code, body.as_str()), (200, "ok\n"));
     }
 
+    #[test]
+    fn liveness_ignores_the_upstream_and_idling_readiness_does_not() {
+        let health = Health::with_max_idle(Some(Duration::from_millis(50)));
+        let hb = health.component("worker 0", Duration::from_secs(3600));
+        hb.beat();
+        health.packets_captured();
+        assert_eq!((health.live(), health.ready()), (Ok(()), Ok(())));
+
+        // Upstream down: only readiness fails.
+        health.set_upstream(false, "connection refused");
+        assert_eq!(health.live(), Ok(()));
+        assert_eq!(
+            health.ready(),
+            Err("upstream unreachable: connection refused".to_string())
+        );
+        health.set_upstream(true, "");
+
+        // Idle: only readiness fails.
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(health.live(), Ok(()));
+        let err = health.ready().unwrap_err();
+        assert!(err.starts_with("no packets for "), "{err}");
+        // /healthz means readiness.
+        assert_eq!(health.check(), health.ready());
+        assert_eq!(health.assess(), (true, false));
+        health.packets_captured();
+        assert_eq!(health.assess(), (true, true));
+    }
+
+    #[test]
+    fn silence_and_stop_fail_liveness_and_readiness() {
+        let health = Health::new();
+        let worker = health.component("worker 1", Duration::from_millis(50));
+        let capture = health.component("udp capture 0", Duration::from_secs(3600));
+        worker.beat();
+        assert_eq!(health.live(), Ok(()));
+        std::thread::sleep(Duration::from_millis(80));
+        let err = health.live().unwrap_err();
+        assert!(err.starts_with("worker 1 silent for "), "{err}");
+        let err = health.ready().unwrap_err();
+        assert!(err.starts_with("worker 1 silent for "), "{err}");
+        assert_eq!(health.assess(), (false, false));
+        worker.beat();
+        assert_eq!(health.live(), Ok(()));
+
+        capture.stopped();
+        assert_eq!(health.live(), Err("udp capture 0 stopped".to_string()));
+        assert_eq!(health.ready(), Err("udp capture 0 stopped".to_string()));
+        // Not live is never ready, whatever the upstream says.
+        health.set_upstream(true, "");
+        assert_eq!(health.assess(), (false, false));
+    }
+
+    #[test]
+    fn askers_do_not_consume_each_others_beats() {
+        // One beat, consumed by the first asker: the others, within max_silence, still count it.
+        let health = Health::new();
+        let hb = health.component("worker 0", Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(150));
+        hb.beat();
+        assert_eq!(health.live(), Ok(()));
+        // 250 ms since the component was registered, 100 since it beat: only the beat that
+        // /livez consumed, remembered for everyone, keeps the others from calling it silent.
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(health.ready(), Ok(()));
+        assert_eq!(health.assess(), (true, true));
+        assert_eq!(health.check(), Ok(()));
+
+        // A component beating every 10 ms, with three askers polling as fast as they can: none
+        // of them ever sees it silent.
+        let health = Health::new();
+        let hb = health.component("worker 0", Duration::from_millis(50));
+        let stop = Arc::new(AtomicBool::new(false));
+        let beater = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    hb.beat();
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            })
+        };
+        let askers: Vec<_> = (0..3)
+            .map(|i| {
+                let health = Arc::clone(&health);
+                std::thread::spawn(move || {
+                    let until = Instant::now() + Duration::from_millis(400);
+                    let mut asked = 0u32;
+                    while Instant::now() < until {
+                        let verdict = match i {
+                            0 => health.live(),
+                            1 => health.ready(),
+                            _ => match health.assess() {
+                                (true, true) => Ok(()),
+                                other => Err(format!("{other:?}")),
+                            },
+                        };
+                        assert_eq!(verdict, Ok(()), "asker {i} after {asked} asks");
+                        asked += 1;
+                    }
+                    asked
+                })
+            })
+            .collect();
+        for a in askers {
+            assert!(a.join().unwrap() > 10);
+        }
+        stop.store(true, Ordering::Relaxed);
+        beater.join().unwrap();
+        // Silence is still seen once it is real (a check later: the last beat may be unread).
+        assert_eq!(health.live(), Ok(()));
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(health.live().is_err());
+        assert!(health.ready().is_err());
+    }
+
+    /// The value of `rebuilder_{name}` in a scrape.
+    fn gauge(scrape: &str, name: &str) -> Option<i64> {
+        scrape
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("rebuilder_{name} "))?.parse().ok())
+    }
+
+    #[tokio::test]
+    async fn livez_readyz_healthz_and_gauges() {
+        let health = Health::with_max_idle(Some(Duration::from_millis(300)));
+        let hb = health.component("worker 1", Duration::from_millis(150));
+        let mut registry = Registry::default();
+        health.register(&mut registry);
+        let (addr, _stop) = start(registry, Arc::clone(&health)).await;
+        // Every endpoint and the gauges: (livez, readyz, healthz, live, ready), and the bodies.
+        let ask = || async {
+            let (l, _, lb) = get(addr, "GET", "/livez").await;
+            let (r, _, rb) = get(addr, "GET", "/readyz").await;
+            let (h, _, hb) = get(addr, "GET", "/healthz").await;
+            let (m, _, scrape) = get(addr, "GET", "/metrics").await;
+            assert_eq!(m, 200);
+            assert!(
+                scrape.contains("# TYPE rebuilder_live gauge\n")
+                    && scrape.contains("# TYPE rebuilder_ready gauge\n"),
+                "{scrape}"
+            );
+            assert_eq!(rb, hb, "/healthz says what /readyz says");
+            let gauges = (
+                gauge(&scrape, "live").unwrap(),
+                gauge(&scrape, "ready").unwrap(),
+            );
+            ((l, r, h), gauges, lb, rb)
+        };
+
+        hb.beat();
+        let (codes, gauges, livez, readyz) = ask().await;
+        assert_eq!((codes, gauges), ((200, 200, 200), (1, 1)));
+        assert_eq!((livez.as_str(), readyz.as_str()), ("ok\n", "ok\n"));
+
+        // Upstream down: live, not ready.
+        health.set_upstream(false, "connect: Connection refused");
+        hb.beat();
+        let (codes, gauges, livez, readyz) = ask().await;
+        assert_eq!((codes, gauges), ((200, 503, 503), (1, 0)));
+        assert_eq!(livez, "ok\n");
+        assert_eq!(
+            readyz,
+            "upstream unreachable: connect: Connection refused\n"
+        );
+        health.set_upstream(true, "");
+
+        // Packets stopped: live, not ready.
+        health.packets_captured();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        hb.beat();
+        let (codes, gauges, _, readyz) = ask().await;
+        assert_eq!((codes, gauges), ((200, 503, 503), (1, 0)));
+        assert!(readyz.starts_with("no packets for "), "{readyz}");
+        health.packets_captured();
+
+        // A silent worker: neither.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        health.packets_captured();
+        let (codes, gauges, livez, readyz) = ask().await;
+        assert_eq!((codes, gauges), ((503, 503, 503), (0, 0)));
+        assert!(livez.starts_with("worker 1 silent for "), "{livez}");
+        assert_eq!(livez, readyz);
+
+        hb.beat();
+        assert_eq!(ask().await.0, (200, 200, 200));
+
+        // A stopped one: neither, named.
+        hb.stopped();
+        let (codes, gauges, livez, _) = ask().await;
+        assert_eq!((codes, gauges), ((503, 503, 503), (0, 0)));
+        assert_eq!(livez, "worker 1 stopped\n");
+        assert_eq!(get(addr, "HEAD", "/livez").await.0, 503);
+    }
+
     #[tokio::test]
     async fn metrics_and_not_found() {
         let mut registry = Registry::default();
@@ -496,6 +799,9 @@ mod tests {
         assert_eq!(get(addr, "GET", "/").await.0, 404);
         assert_eq!(get(addr, "GET", "/healthz/x").await.0, 404);
         assert_eq!(get(addr, "POST", "/healthz").await.0, 404);
+        assert_eq!(get(addr, "GET", "/livez/").await.0, 404);
+        // Without `Health::register`, no health gauges.
+        assert!(!body.contains("rebuilder_live"), "{body}");
 
         // After shutdown the listener is gone.
         stop.send(()).unwrap();

@@ -4,7 +4,9 @@
 //!   replaying to a [`Sink`]; the upstream is healthy, then refuses, resets, hangs, answers
 //!   slowly or answers garbage for a while, then heals. Measured: drops by reason and error
 //!   kind, the queue's depth against its bounds, the process's RSS while the upstream is down,
-//!   how long replay takes to recover once it heals, and that every request is accounted for.
+//!   how long replay takes to recover once it heals (at most [`MAX_RECOVERY`]), and that every
+//!   request is accounted for. `cargo test` runs each for seconds; `cargo xtask hostile
+//!   --outage 5m` runs one for minutes.
 //! - [`run_sigterm_under_load`]: SIGTERM while the queue is full behind a slow upstream: the
 //!   process drains within `--drain-timeout`, exits 0, and counts what it abandoned.
 //! - [`run_xdp_ring_full`] (root): a tiny XDP ring buffer and a burst into a veth: the full
@@ -42,11 +44,17 @@ fn setup(what: impl Into<String>) -> FaultError {
     FaultError::Setup(what.into())
 }
 
+/// How soon replay must resume once the upstream is back (the bound: within a
+/// second). The first request sent after healing must reach the sink by then.
+pub const MAX_RECOVERY: Duration = Duration::from_secs(1);
+
 /// What goes wrong with the upstream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
     /// Nothing listens: connections are refused.
     Refused,
+    /// Connections time out: SYNs go unanswered, as when the upstream's host is gone.
+    Silent,
     /// Connections are accepted and reset at once; open ones are reset.
     Reset,
     /// Requests are read and never answered.
@@ -58,8 +66,9 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 5] = [
+    pub const ALL: [Fault; 6] = [
         Fault::Refused,
+        Fault::Silent,
         Fault::Reset,
         Fault::Hang,
         Fault::Slow,
@@ -69,11 +78,16 @@ impl Fault {
     pub fn name(self) -> &'static str {
         match self {
             Fault::Refused => "refusing",
+            Fault::Silent => "silent",
             Fault::Reset => "resetting",
             Fault::Hang => "hanging",
             Fault::Slow => "slow",
             Fault::Garbage => "garbage",
         }
+    }
+
+    pub fn from_name(name: &str) -> Option<Fault> {
+        Fault::ALL.into_iter().find(|f| f.name() == name)
     }
 
     /// The drop reason (output `upstream`) this fault must show.
@@ -88,6 +102,7 @@ impl Fault {
     pub fn error_kinds(self) -> &'static [&'static str] {
         match self {
             Fault::Refused => &["connect", "unreachable"],
+            Fault::Silent => &["connect_timeout", "unreachable"],
             Fault::Reset => &["reset", "write"],
             Fault::Hang => &["response_timeout"],
             Fault::Slow => &[],
@@ -159,9 +174,14 @@ impl RssTrace {
 #[derive(Clone, Debug)]
 pub struct FaultReport {
     pub fault: Fault,
+    /// How long the upstream was down.
+    pub down: Duration,
     /// Requests sent.
     pub sent: usize,
+    pub sent_before: usize,
     pub sent_while_down: usize,
+    /// From healing to the end.
+    pub sent_after: usize,
     pub rebuilt: u64,
     pub replayed: u64,
     /// Summary drops by key.
@@ -173,6 +193,8 @@ pub struct FaultReport {
     pub queue_bytes_limit: u64,
     /// RSS while the upstream was down.
     pub rss_down: RssTrace,
+    /// `/livez` and `/readyz` status codes at the end of the outage.
+    pub probes_down: (u16, u16),
     /// From healing to the first request sent after it arriving at the sink.
     pub recovery: Option<Duration>,
     /// Requests sent a second after recovery that did not arrive exactly once.
@@ -446,6 +468,29 @@ fn terminate(rb: Running, limit: Duration) -> (Finished, Duration) {
     (fin, t.elapsed())
 }
 
+/// A listener at `addr` whose accept queue is full, so the kernel drops the SYNs that reach it:
+/// connecting times out, as it does to a host that is gone (without root or a firewall rule).
+struct Blackhole {
+    _listener: socket2::Socket,
+    _filler: TcpStream,
+}
+
+impl Blackhole {
+    fn new(addr: SocketAddr) -> std::io::Result<Self> {
+        use socket2::{Domain, Socket, Type};
+        let listener = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        listener.set_reuse_address(true)?;
+        listener.bind(&addr.into())?;
+        // A backlog of 0 holds one connection (never accepted); the next SYNs are dropped.
+        listener.listen(0)?;
+        let filler = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        Ok(Self {
+            _listener: listener,
+            _filler: filler,
+        })
+    }
+}
+
 /// Runs one upstream fault from healthy, through down, to healed, and checks it.
 pub fn run_fault(fault: Fault, cfg: &FaultConfig) -> Result<FaultReport, FaultError> {
     let udp = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_udp_port()?);
@@ -492,8 +537,14 @@ pub fn run_fault(fault: Fault, cfg: &FaultConfig) -> Result<FaultReport, FaultEr
 
     // Down.
     let down_at = driver.count();
+    let went_down = Instant::now();
+    let mut blackhole = None;
     match fault {
         Fault::Refused => drop(sink.take()),
+        Fault::Silent => {
+            drop(sink.take());
+            blackhole = Some(Blackhole::new(upstream)?);
+        }
         Fault::Reset => {
             if let Some(s) = &sink {
                 s.set_refusing(true);
@@ -518,6 +569,8 @@ pub fn run_fault(fault: Fault, cfg: &FaultConfig) -> Result<FaultReport, FaultEr
     }
     let mut rss_down = RssTrace::default();
     let (mut max_q, mut max_qb) = (0u64, 0u64);
+    let (mut scrapes, mut not_live) = (0usize, 0usize);
+    let mut ready_gauge = None;
     let until = Instant::now() + cfg.down;
     while Instant::now() < until {
         if let Some(r) = rss_kib(pid) {
@@ -529,15 +582,27 @@ pub fn run_fault(fault: Fault, cfg: &FaultConfig) -> Result<FaultReport, FaultEr
                 max_q.max(metric(&m, &format!("rebuilder_output_queue_requests{q}")).unwrap_or(0));
             max_qb =
                 max_qb.max(metric(&m, &format!("rebuilder_output_queue_bytes{q}")).unwrap_or(0));
+            scrapes += 1;
+            if metric(&m, "rebuilder_live ") != Some(1) {
+                not_live += 1;
+            }
+            ready_gauge = metric(&m, "rebuilder_ready ");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    // What the NLB (liveness) and an operator (readiness) see at the end of the outage.
+    let probes_down = (
+        status_get(status, "/livez").map_or(0, |(c, _)| c),
+        status_get(status, "/readyz").map_or(0, |(c, _)| c),
+    );
 
     // Healed.
     let healed_at = driver.count();
     let healed = Instant::now();
+    let down = healed.duration_since(went_down);
     match fault {
-        Fault::Refused => {
+        Fault::Refused | Fault::Silent => {
+            drop(blackhole.take());
             sink = Some(Sink::start(SinkConfig {
                 addr: upstream,
                 ..SinkConfig::default()
@@ -659,11 +724,27 @@ pub fn run_fault(fault: Fault, cfg: &FaultConfig) -> Result<FaultReport, FaultEr
             rss_down.samples
         ));
     }
+    // Liveness never depends on the upstream: a WAF outage must not get nodes replaced.
+    if not_live > 0 || probes_down.0 != 200 {
+        failures.push(format!(
+            "not live while the upstream was down: rebuilder_live 0 in {not_live} of {scrapes} scrapes, /livez {}",
+            probes_down.0
+        ));
+    }
+    // Readiness does, where the upstream cannot be reached at all.
+    if matches!(fault, Fault::Refused | Fault::Silent)
+        && (probes_down.1 != 503 || ready_gauge != Some(0))
+    {
+        failures.push(format!(
+            "still ready with the upstream unreachable: /readyz {}, rebuilder_ready {ready_gauge:?}",
+            probes_down.1
+        ));
+    }
     match recovery {
         None => failures.push("replay never recovered".into()),
-        Some(r) if r > Duration::from_secs(3) => {
-            failures.push(format!("replay took {r:?} to recover"))
-        }
+        Some(r) if r > MAX_RECOVERY => failures.push(format!(
+            "replay took {r:?} to recover (at most {MAX_RECOVERY:?})"
+        )),
         _ => {}
     }
     if lost_after_recovery > 0 {
@@ -676,8 +757,11 @@ pub fn run_fault(fault: Fault, cfg: &FaultConfig) -> Result<FaultReport, FaultEr
     }
     Ok(FaultReport {
         fault,
+        down,
         sent: sent.len(),
+        sent_before: down_at,
         sent_while_down: healed_at - down_at,
+        sent_after: sent.len() - healed_at,
         rebuilt,
         replayed,
         drops,
@@ -686,6 +770,7 @@ pub fn run_fault(fault: Fault, cfg: &FaultConfig) -> Result<FaultReport, FaultEr
         max_queue_bytes: max_qb,
         queue_bytes_limit,
         rss_down,
+        probes_down,
         recovery,
         lost_after_recovery,
         duplicated,

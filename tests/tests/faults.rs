@@ -1,9 +1,12 @@
 //! Upstream faults, overload and a full XDP ring, against the real `rebuilder run`
 //! (`rebuilder_tests::faults` does the work and the checks): the queue stays bounded, drops are
-//! counted by reason, memory stays flat while the upstream is down, replay recovers within
-//! seconds once it heals, every request is accounted for; SIGTERM under full load drains within
-//! the deadline and exits 0; a full ring buffer is counted and later requests are still rebuilt.
+//! counted by reason, memory stays flat while the upstream is down, the node stays live (and,
+//! with the upstream unreachable, not ready), replay recovers within 1 s once it heals, every
+//! request is accounted for; SIGTERM under full load drains within the deadline and exits 0; a
+//! full ring buffer is counted and later requests are still rebuilt.
 //!
+//! Each outage lasts 3 s here, long enough for the reconnect backoff to reach its cap, after
+//! which a longer one behaves the same; `cargo xtask hostile --outage 5m` runs one for minutes.
 //! The figures (recovery time, RSS) are printed; `cargo test -p rebuilder-tests --test faults
 //! -- --nocapture` shows them.
 
@@ -16,7 +19,7 @@ fn check(fault: Fault) {
     let r = run_fault(fault, &FaultConfig::ci(rebuilder_bin()))
         .unwrap_or_else(|e| panic!("{}: {e}", fault.name()));
     eprintln!(
-        "{}: {} sent ({} while down), {} replayed, drops {:?}, errors {:?}, queue max {} requests / {} B, RSS while down {}..{} KiB (+{}, second half +{}), recovered in {:?}, exit in {:?}",
+        "{}: {} sent ({} while down), {} replayed, drops {:?}, errors {:?}, queue max {} requests / {} B, RSS while down {}..{} KiB (+{}, second half +{}), /livez {} /readyz {} while down, recovered in {:?}, exit in {:?}",
         fault.name(),
         r.sent,
         r.sent_while_down,
@@ -29,6 +32,8 @@ fn check(fault: Fault) {
         r.rss_down.max(),
         r.rss_down.growth(),
         r.rss_down.late_growth(),
+        r.probes_down.0,
+        r.probes_down.1,
         r.recovery,
         r.shutdown
     );
@@ -38,6 +43,11 @@ fn check(fault: Fault) {
 #[test]
 fn upstream_refusing() {
     check(Fault::Refused);
+}
+
+#[test]
+fn upstream_silent() {
+    check(Fault::Silent);
 }
 
 #[test]

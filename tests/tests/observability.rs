@@ -277,9 +277,10 @@ fn dashboard_queries_compile() {
     );
 }
 
-/// Metrics the rules and dashboard use that come with work on other branches (liveness and
-/// readiness gauges). The test below fails once rebuilder exports them: then empty this list.
-const PENDING: &[&str] = &["rebuilder_ready", "rebuilder_live"];
+/// Metrics the rules and dashboard may use before rebuilder exports them, while the work that
+/// adds them is on another branch. The test below fails once rebuilder exports one: then take
+/// it out. Empty: `rebuilder_live` and `rebuilder_ready` (liveness and readiness) are exported.
+const PENDING: &[&str] = &[];
 
 /// Sample names a family declares with `# TYPE NAME KIND` (OpenMetrics, as prometheus-client
 /// writes it): counters sample as NAME_total, histograms as NAME_bucket/_sum/_count.

@@ -11,7 +11,7 @@ use rebuilder_tests::gen::{
     interleave, send_vxlan, Conversation, ConversationPlan, UdpSendOptions,
 };
 use rebuilder_tests::process::Running;
-use rebuilder_tests::sink::{unused_local_addr, Sink};
+use rebuilder_tests::sink::{unused_local_addr, Sink, SinkConfig};
 
 fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
@@ -47,7 +47,7 @@ fn run_udp_replays_live_datagrams_and_drains_on_sigterm() {
     ])
     .expect("start rebuilder");
 
-    // Ready when /healthz answers 200 (capture threads and workers beating).
+    // Ready when /healthz answers 200 (capture threads and workers beating, upstream reached).
     let start = Instant::now();
     loop {
         if let Ok((200, _)) = get(status, "/healthz") {
@@ -152,8 +152,35 @@ fn run_udp_replays_live_datagrams_and_drains_on_sigterm() {
     );
 }
 
+/// `(livez, readyz, healthz)` status codes, the `/readyz` and `/healthz` bodies, and the
+/// `rebuilder_live` / `rebuilder_ready` gauges, from one round of asking.
+struct Verdicts {
+    codes: (u16, u16, u16),
+    readyz: String,
+    healthz: String,
+    gauges: (Option<f64>, Option<f64>),
+}
+
+fn verdicts(status: SocketAddr) -> std::io::Result<Verdicts> {
+    let (livez, _) = get(status, "/livez")?;
+    let (readyz, ready_body) = get(status, "/readyz")?;
+    let (healthz, health_body) = get(status, "/healthz")?;
+    let (_, scrape) = get(status, "/metrics")?;
+    Ok(Verdicts {
+        codes: (livez, readyz, healthz),
+        readyz: ready_body,
+        healthz: health_body,
+        gauges: (
+            metric(&scrape, "rebuilder_live ", ""),
+            metric(&scrape, "rebuilder_ready ", ""),
+        ),
+    })
+}
+
+/// A WAF outage fails readiness (`/readyz`, `/healthz`, `rebuilder_ready`) but not liveness
+/// (`/livez`, what the NLB asks, and `rebuilder_live`); readiness comes back with the WAF.
 #[test]
-fn healthz_reports_an_unreachable_upstream() {
+fn an_unreachable_upstream_fails_readiness_not_liveness() {
     let udp = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_udp_port());
     let status = unused_local_addr().expect("status port");
     let nobody = unused_local_addr().expect("closed port");
@@ -168,19 +195,45 @@ fn healthz_reports_an_unreachable_upstream() {
     ])
     .expect("start rebuilder");
     let start = Instant::now();
-    let body = loop {
-        match get(status, "/healthz") {
-            Ok((503, body)) if body.contains("upstream") => break body,
+    let down = loop {
+        match verdicts(status) {
+            Ok(v) if v.codes.1 == 503 && v.readyz.contains("upstream") => break v,
             _ if start.elapsed() > Duration::from_secs(20) => {
                 panic!("no 503 for the upstream:\n{}", rb.stderr_so_far())
             }
             _ => std::thread::sleep(Duration::from_millis(100)),
         }
     };
+    assert_eq!(down.codes, (200, 503, 503), "{}", down.readyz);
+    assert_eq!(down.gauges, (Some(1.0), Some(0.0)));
     assert!(
-        body.contains("unreachable") || body.contains("refused"),
-        "{body}"
+        down.readyz
+            .starts_with(&format!("upstream unreachable: connect to {nobody}: ")),
+        "{}",
+        down.readyz
     );
+    assert!(down.readyz.contains("refused"), "{}", down.readyz);
+    assert_eq!(down.healthz, down.readyz, "/healthz means readiness");
+
+    // The WAF comes back: ready again without any traffic (the pool probes it).
+    let sink = Sink::start(SinkConfig {
+        addr: nobody,
+        ..SinkConfig::default()
+    })
+    .expect("sink on the upstream's address");
+    let start = Instant::now();
+    let up = loop {
+        match verdicts(status) {
+            Ok(v) if v.codes.1 == 200 => break v,
+            _ if start.elapsed() > Duration::from_secs(10) => {
+                panic!("never ready again:\n{}", rb.stderr_so_far())
+            }
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    assert_eq!(up.codes, (200, 200, 200), "{}", up.readyz);
+    assert_eq!(up.gauges, (Some(1.0), Some(1.0)));
+    drop(sink);
     rb.signal(libc::SIGTERM);
     rb.wait(Duration::from_secs(20)).assert_success();
 }

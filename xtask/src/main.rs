@@ -25,7 +25,9 @@ tasks:
   test [ARGS]      install what the tests need, then run every test of the workspace
   bench [ARGS]     whole-process benchmark: replay a generated capture of 1M packets, compare with tshark
   hostile [ARGS]   replay hostile traffic (floods, endless bodies, broken VXLAN, ...) with legitimate
-                   requests interleaved; peak RSS, drops by reason, requests recovered
+                   requests interleaved; peak RSS, drops by reason, requests recovered; upstream
+                   faults; `--outage 5m` adds a 5-minute WAF outage under steady traffic
+                   (`cargo xtask hostile --help` for the options)
   dist [ARGS]      release tarball for the deployment: target/dist/rebuilder-VERSION-ARCH-linux.tar.gz
                    and its .sha256 (fails if the binary needs a glibc newer than 2.34)
 ";

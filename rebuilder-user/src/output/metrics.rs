@@ -28,6 +28,11 @@ pub(crate) struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ProbeLabels {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ClassLabels {
     pub class: &'static str,
 }
@@ -142,6 +147,9 @@ pub(crate) struct UpstreamMetrics {
     pub stale_retries: Counter,
     pub latency: Histogram,
     pub connections_opened: Counter,
+    /// Connect attempts to an upstream marked unreachable: `connected` ended the outage.
+    pub probes_connected: Counter,
+    pub probes_failed: Counter,
     responses: [Counter; STATUS_CLASSES.len()],
 }
 
@@ -149,6 +157,7 @@ impl UpstreamMetrics {
     pub(crate) fn register(registry: &mut Registry) -> Self {
         let errors: Family<KindLabels, Counter> = Family::default();
         let responses: Family<ClassLabels, Counter> = Family::default();
+        let probes: Family<ProbeLabels, Counter> = Family::default();
         let m = Self {
             replayed: Counter::default(),
             errors: ErrorKind::ALL
@@ -158,6 +167,10 @@ impl UpstreamMetrics {
             // seconds, and the response timeout caps it.
             latency: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             connections_opened: Counter::default(),
+            probes_connected: probes.get_or_create_owned(&ProbeLabels {
+                outcome: "connected",
+            }),
+            probes_failed: probes.get_or_create_owned(&ProbeLabels { outcome: "failed" }),
             responses: STATUS_CLASSES
                 .map(|c| responses.get_or_create_owned(&ClassLabels { class: c })),
         };
@@ -185,6 +198,11 @@ impl UpstreamMetrics {
             "rebuilder_upstream_connections_opened",
             "TCP connections opened to the upstream",
             m.connections_opened.clone(),
+        );
+        registry.register(
+            "rebuilder_upstream_probes",
+            "Connect attempts to an upstream marked unreachable, a few a second while it is (they carry no request)",
+            probes,
         );
         registry.register(
             "rebuilder_upstream_responses",

@@ -8,18 +8,28 @@
 //! Failure policy:
 //! - A reused keep-alive connection that fails before any response byte (the upstream closed it
 //!   while idle) is retried once on a fresh connection: not an error, counted as a stale retry.
-//! - A failed connect opens a shared breaker: for a backoff of 50 ms doubling to 1 s no task
-//!   connects, requests that would need a new connection are dropped at once (kind
-//!   `unreachable`), and one task probes when the backoff ends. A dead upstream therefore costs
-//!   one cheap drop per request and one connect attempt per backoff, the queue keeps flowing
-//!   (Offline replays do not crawl), and replay resumes within about a second of the upstream
-//!   coming back.
+//! - A failed connect opens a shared breaker: while it is open no pool task connects, and
+//!   requests that would need a new connection are dropped at once (kind `unreachable`). A
+//!   prober task of its own connects instead, carrying no request: after 50 ms, then each time
+//!   a backoff doubling to [`BACKOFF_MAX`] (250 ms) ends, without waiting for the attempts
+//!   before it; the first that connects closes the breaker. So a dead upstream costs one cheap
+//!   drop per request and a few connect attempts a second, the queue keeps flowing (offline
+//!   replays do not crawl, and no backlog goes stale waiting for the upstream), and replay
+//!   resumes within a backoff of the upstream's return, however long it was away: the cap, not
+//!   the outage's length, bounds the wait. Probes overlap because an upstream whose host is gone
+//!   drops SYNs: one attempt then hangs for `connect_timeout` (the kernel resends its SYN only
+//!   after 1 s, then 3 s), and waiting for it would leave the return unseen for seconds. Nor do
+//!   probes hold a pool task or a request, so however many are pending, the queue drains. The
+//!   connection a successful probe opened serves the pool's next request. Probes are counted in
+//!   `rebuilder_upstream_probes_total{outcome}`, not as replay errors: no request was lost.
 //! - Any other failure (write, timeout, invalid response, reset) drops the request, closes that
-//!   connection, and makes that task pause for its own backoff before the next request, so a
-//!   misbehaving upstream cannot make the pool spin.
+//!   connection, and makes that task pause for its own backoff (the same doubling and cap,
+//!   less the time the failed attempt already took) before the next request, so an upstream
+//!   that fails fast cannot make the pool spin, and one that fails slowly (hangs) is not kept
+//!   waiting longer than it takes.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,10 +50,16 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Unconsumed response bytes beyond this mean the framer is not making progress.
 const MAX_RESPONSE_BUFFER: usize = MAX_RESPONSE_HEAD + READ_CHUNK;
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_secs(1);
-/// How often the first pool task, when idle with the upstream marked unreachable, probes it so
-/// that `/healthz` recovers without traffic.
-const IDLE_PROBE: Duration = Duration::from_secs(1);
+/// The longest pause between probes of an unreachable upstream (and of a task after a failed
+/// exchange). It bounds how long replay takes to resume once the upstream is back, whatever
+/// the length of the outage, so it stays well under a second; a connect attempt four times a
+/// second per node is no load for a WAF's load balancer.
+const BACKOFF_MAX: Duration = Duration::from_millis(250);
+/// Probes pending at once, at most: with the defaults (2 s connect timeout, a probe every
+/// 250 ms) about 8 are; this only matters with a much longer connect timeout.
+const MAX_PROBES: usize = 16;
+/// How often an idle prober looks whether the pool has ended.
+const PROBER_IDLE_CHECK: Duration = Duration::from_millis(250);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpstreamConfig {
@@ -200,45 +216,78 @@ impl std::fmt::Display for UpstreamAddr {
     }
 }
 
-/// Shared reconnect backoff: after a failed connect nobody connects until it expires, then one
-/// task probes.
+/// Whether the pool may connect: closed (yes) until a connect fails, then open (no: only the
+/// prober connects) until a connect succeeds.
 #[derive(Default)]
 struct Breaker {
     state: Mutex<BreakerState>,
+    /// Wakes the prober when the breaker opens.
+    opened: tokio::sync::Notify,
 }
 
 #[derive(Default)]
 struct BreakerState {
+    open: bool,
+    /// The prober's current spacing; zero when closed.
     backoff: Duration,
-    retry_at: Option<Instant>,
-    probing: bool,
+    /// Bumped by every success: a connect that started before it and fails after it says
+    /// nothing about the upstream now (a SYN sent during the outage, timing out), so it must
+    /// not reopen the breaker.
+    generation: u64,
 }
 
 impl Breaker {
-    /// May this task open a connection now?
-    fn admit(&self) -> bool {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        match s.retry_at {
-            None => true,
-            Some(_) if s.probing => false,
-            Some(t) if Instant::now() >= t => {
-                s.probing = true;
-                true
-            }
-            Some(_) => false,
-        }
+    fn lock(&self) -> std::sync::MutexGuard<'_, BreakerState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// May a pool task connect now? The generation to report a failure with, or None while the
+    /// upstream is unreachable.
+    fn admit(&self) -> Option<u64> {
+        let s = self.lock();
+        (!s.open).then_some(s.generation)
+    }
+
+    fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    fn is_open(&self) -> bool {
+        self.lock().open
     }
 
     fn succeeded(&self) {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        *s = BreakerState::default();
+        let mut s = self.lock();
+        *s = BreakerState {
+            generation: s.generation.wrapping_add(1),
+            ..BreakerState::default()
+        };
     }
 
-    fn failed(&self) {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+    /// A connect that started at `generation` failed. Returns whether it still tells anything
+    /// (false for one from before the last success); if so the breaker is open now.
+    fn failed(&self, generation: u64) -> bool {
+        let mut s = self.lock();
+        if generation != s.generation {
+            return false;
+        }
+        if !s.open {
+            s.open = true;
+            drop(s);
+            self.opened.notify_one();
+        }
+        true
+    }
+
+    /// While open: how long the prober waits before its next attempt (the backoff, doubled
+    /// each time up to its cap). None while closed.
+    fn next_probe_in(&self) -> Option<Duration> {
+        let mut s = self.lock();
+        if !s.open {
+            return None;
+        }
         s.backoff = next_backoff(s.backoff);
-        s.retry_at = Some(Instant::now() + s.backoff);
-        s.probing = false;
+        Some(s.backoff)
     }
 }
 
@@ -321,6 +370,10 @@ struct Shared {
     queue: Arc<Queue>,
     breaker: Breaker,
     health: Arc<Health>,
+    /// A connection opened by a probe, for the pool's next request.
+    spare: Mutex<Option<Conn>>,
+    /// Pool tasks still running: the prober stops when none is.
+    workers_left: AtomicUsize,
     /// Mirrors what was last told to `health`, so the hot path does not take its lock.
     reach: AtomicU8,
     metrics: UpstreamMetrics,
@@ -372,15 +425,16 @@ impl Shared {
         Ok(Conn {
             stream,
             responses: 0,
+            probed: false,
             buf: Vec::new(),
         })
     }
 
     /// A new connection, unless the breaker says the upstream is down.
     async fn open(&self) -> Result<Conn, Failure> {
-        if !self.breaker.admit() {
+        let Some(generation) = self.breaker.admit() else {
             return Err(Failure::Unreachable);
-        }
+        };
         match self.connect().await {
             Ok(c) => {
                 self.breaker.succeeded();
@@ -388,9 +442,43 @@ impl Shared {
                 Ok(c)
             }
             Err(f) => {
-                self.breaker.failed();
-                self.mark(false, &f.to_string());
+                if self.breaker.failed(generation) {
+                    self.mark(false, &f.to_string());
+                }
                 Err(f)
+            }
+        }
+    }
+
+    /// A connection a probe opened, if one is waiting.
+    fn take_spare(&self) -> Option<Conn> {
+        self.spare.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// One connect attempt that carries no request, while the breaker is open. The connection
+    /// is left for the pool's next request (one at a time: later ones are closed).
+    async fn probe(self: Arc<Self>) {
+        let generation = self.breaker.generation();
+        match self.connect().await {
+            Ok(mut conn) => {
+                conn.probed = true;
+                self.spare
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_or_insert(conn);
+                self.metrics.probes_connected.inc();
+                if self.breaker.is_open() {
+                    tracing::info!(upstream = %self.addr_text, "upstream accepts connections again");
+                }
+                self.breaker.succeeded();
+                self.mark(true, "");
+            }
+            Err(f) => {
+                self.metrics.probes_failed.inc();
+                tracing::debug!(upstream = %self.addr_text, error = %f, "probe failed");
+                if self.breaker.failed(generation) {
+                    self.mark(false, &f.to_string());
+                }
             }
         }
     }
@@ -400,6 +488,9 @@ struct Conn {
     stream: TcpStream,
     /// Responses completed on this connection: > 0 means it is a reused keep-alive connection.
     responses: u64,
+    /// Opened by a probe and left idle for the pool: like a reused connection, the upstream
+    /// may have closed it meanwhile.
+    probed: bool,
     buf: Vec<u8>,
 }
 
@@ -496,11 +587,11 @@ impl Worker {
     async fn replay(&mut self, payload: &[u8], is_head: bool) -> Result<u16, Failure> {
         let mut retried = false;
         loop {
-            let mut conn = match self.conn.take() {
+            let mut conn = match self.conn.take().or_else(|| self.shared.take_spare()) {
                 Some(c) if !c.looks_closed() => c,
                 _ => self.shared.open().await?,
             };
-            let reused = conn.responses > 0;
+            let reused = conn.responses > 0 || conn.probed;
             let started = Instant::now();
             let result = match tokio::time::timeout(
                 self.shared.response_timeout,
@@ -540,6 +631,7 @@ impl Worker {
             .adds
             .apply(&req.raw, req.head_len, client_ip(req), req.vni);
         let is_head = req.raw.get(req.method.clone()) == Some(b"HEAD".as_slice());
+        let started = Instant::now();
         match self.replay(&payload, is_head).await {
             Ok(status) => {
                 self.shared.metrics.replayed.inc();
@@ -555,45 +647,59 @@ impl Worker {
                     self.shared.warn(&f);
                 }
                 if !f.is_connect() {
+                    // The pause keeps a fast-failing upstream from making the pool spin; an
+                    // attempt that already took that long (a response timeout) needs none, and
+                    // pausing anyway would only delay noticing that the upstream is back.
                     self.backoff = next_backoff(self.backoff);
-                    tokio::time::sleep(self.backoff).await;
+                    let pause = self.backoff.saturating_sub(started.elapsed());
+                    if !pause.is_zero() {
+                        tokio::time::sleep(pause).await;
+                    }
                 }
-            }
-        }
-    }
-
-    /// Connects if the upstream is marked down and the breaker allows, so health recovers
-    /// without traffic.
-    async fn probe(&mut self) {
-        if self.conn.is_none() {
-            if let Ok(c) = self.shared.open().await {
-                self.conn = Some(c);
             }
         }
     }
 
     async fn run(mut self, first: bool) {
         if first {
-            // Learn reachability at start instead of at the first request.
-            self.probe().await;
+            // Learn reachability at start instead of at the first request, and keep the
+            // connection for it.
+            if let Ok(c) = self.shared.open().await {
+                self.conn = Some(c);
+            }
         }
-        loop {
-            let next = if first {
-                match tokio::time::timeout(IDLE_PROBE, self.shared.queue.pop()).await {
-                    Ok(next) => next,
-                    Err(_) => {
-                        if self.shared.reach.load(Ordering::Relaxed) == REACH_DOWN {
-                            self.probe().await;
-                        }
-                        continue;
-                    }
+        while let Some(taken) = self.shared.queue.pop().await {
+            self.handle(taken).await;
+        }
+    }
+}
+
+impl Drop for Worker {
+    /// Also when a drain deadline aborts the task.
+    fn drop(&mut self) {
+        self.shared.workers_left.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Probes the upstream while the breaker is open, independently of traffic (so `/readyz`
+/// recovers without requests too) and of the pool (so no request waits on a probe). Ends with
+/// the pool (after a drain, too: an upstream back during it still gets the rest); dropping the
+/// set aborts the probes still pending.
+async fn prober(shared: Arc<Shared>) {
+    let mut probes = tokio::task::JoinSet::new();
+    while shared.workers_left.load(Ordering::Relaxed) > 0 {
+        while probes.try_join_next().is_some() {}
+        match shared.breaker.next_probe_in() {
+            None => {
+                // Closed: sleep until it opens, looking at the pool now and then.
+                let _ =
+                    tokio::time::timeout(PROBER_IDLE_CHECK, shared.breaker.opened.notified()).await;
+            }
+            Some(wait) => {
+                tokio::time::sleep(wait).await;
+                if shared.breaker.is_open() && probes.len() < MAX_PROBES {
+                    probes.spawn(Arc::clone(&shared).probe());
                 }
-            } else {
-                self.shared.queue.pop().await
-            };
-            match next {
-                Some(taken) => self.handle(taken).await,
-                None => break,
             }
         }
     }
@@ -624,9 +730,13 @@ pub(crate) fn spawn(
         breaker: Breaker::default(),
         health,
         reach: AtomicU8::new(REACH_UNKNOWN),
+        spare: Mutex::new(None),
+        workers_left: AtomicUsize::new(cfg.pool_size),
         metrics,
         last_warn: Mutex::new(None),
     });
+    // Not among the handles a drain waits for: it ends by itself once the pool has.
+    rt.spawn(prober(Arc::clone(&shared)));
     (0..cfg.pool_size)
         .map(|i| {
             let w = Worker {
@@ -832,6 +942,11 @@ mod tests {
         }
         fn replayed(&self) -> f64 {
             self.metric("rebuilder_upstream_replayed_total")
+        }
+        fn probes(&self, outcome: &str) -> f64 {
+            self.metric(&format!(
+                "rebuilder_upstream_probes_total{{outcome=\"{outcome}\"}}"
+            ))
         }
     }
 
@@ -1060,12 +1175,11 @@ mod tests {
             rig.errors("connect") + rig.errors("unreachable"),
             upstream_error
         );
-        // Backoff: a handful of connect attempts over ~0.4 s, not thousands.
-        assert!(
-            rig.errors("connect") >= 1.0 && rig.errors("connect") <= 20.0,
-            "{}",
-            rig.errors("connect")
-        );
+        // Backoff: a handful of connect attempts over ~0.4 s (by the pool until the first
+        // failure, then by the prober), not thousands.
+        let attempts = rig.errors("connect") + rig.probes("failed");
+        assert!((1.0..=20.0).contains(&attempts), "{attempts}");
+        assert!(rig.probes("failed") >= 1.0);
         assert_eq!(
             rig.metric("rebuilder_upstream_connections_opened_total"),
             0.0
@@ -1086,7 +1200,7 @@ mod tests {
         })
         .await;
         assert!(
-            back.elapsed() < Duration::from_secs(3),
+            back.elapsed() < Duration::from_secs(1),
             "recovered after {:?}",
             back.elapsed()
         );
@@ -1300,28 +1414,159 @@ mod tests {
     fn backoff_doubles_to_a_cap() {
         let mut b = Duration::ZERO;
         let mut seen = Vec::new();
-        for _ in 0..7 {
+        for _ in 0..6 {
             b = next_backoff(b);
             seen.push(b.as_millis());
         }
-        assert_eq!(seen, [50, 100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(seen, [50, 100, 200, 250, 250, 250]);
     }
 
     #[test]
-    fn breaker_lets_one_probe_through_after_the_backoff() {
+    fn breaker_opens_on_a_failure_and_closes_on_a_success() {
         let br = Breaker::default();
-        assert!(br.admit() && br.admit(), "closed: everyone may connect");
-        br.failed();
-        assert!(!br.admit());
-        std::thread::sleep(Duration::from_millis(60));
-        assert!(br.admit(), "backoff over: one probe");
-        assert!(!br.admit(), "only one probe at a time");
-        br.failed();
-        std::thread::sleep(Duration::from_millis(60));
-        assert!(!br.admit(), "second backoff is 100 ms");
-        std::thread::sleep(Duration::from_millis(50));
-        assert!(br.admit());
+        let g = br.admit().expect("closed: everyone may connect");
+        assert_eq!(br.next_probe_in(), None, "no probing while closed");
+        assert!(br.failed(g));
+        assert!(br.is_open());
+        assert_eq!(br.admit(), None, "open: the pool does not connect");
+        assert!(br.failed(g), "more failures of the same outage");
+        let spacing: Vec<u128> = (0..6)
+            .map(|_| br.next_probe_in().unwrap().as_millis())
+            .collect();
+        assert_eq!(spacing, [50, 100, 200, 250, 250, 250]);
         br.succeeded();
-        assert!(br.admit() && br.admit());
+        let g2 = br.admit().expect("closed again");
+        assert_ne!(g, g2);
+        // A connect that started during the outage (its SYN unanswered) and fails now says
+        // nothing about the upstream: it must not reopen the breaker.
+        assert!(!br.failed(g));
+        assert!(br.admit().is_some());
+        // A new outage starts its backoff from the beginning.
+        assert!(br.failed(g2));
+        assert_eq!(br.next_probe_in(), Some(BACKOFF_MIN));
+    }
+
+    /// Submits a request every 10 ms until the sink has answered one sent after `since`;
+    /// returns how long that took from `since`, and how many were submitted.
+    async fn time_to_resume(rig: &Rig, sink: &Sink, since: Instant) -> (Duration, usize) {
+        let limit = since + Duration::from_secs(10);
+        let mut submitted = 0;
+        while Instant::now() < limit {
+            rig.outputs
+                .submit(request(b"GET /back HTTP/1.1\r\nHost: a\r\n\r\n"));
+            submitted += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if sink
+                .answered()
+                .iter()
+                .any(|(_, r)| r.starts_with(b"GET /back "))
+            {
+                return (since.elapsed(), submitted);
+            }
+        }
+        panic!("replay did not resume within 10 s");
+    }
+
+    /// Steady traffic to a dead upstream for `span`; how many requests.
+    async fn submit_for(rig: &Rig, span: Duration) -> usize {
+        let until = Instant::now() + span;
+        let mut submitted = 0;
+        while Instant::now() < until {
+            rig.outputs
+                .submit(request(b"GET /down HTTP/1.1\r\nHost: a\r\n\r\n"));
+            submitted += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        submitted
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replay_resumes_within_a_second_after_a_long_refusal() {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let rig = rig(cfg(addr, 4), Mode::Live);
+        // Long enough for the backoff to reach its cap (50 + 100 + 200 + 250 ms): from then on
+        // a longer outage behaves the same, so this stands for a 5-minute one.
+        let mut submitted = submit_for(&rig, Duration::from_millis(1200)).await;
+        // The worst moment to come back: just after a probe failed.
+        let probes = rig.probes("failed");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while rig.probes("failed") == probes {
+            assert!(Instant::now() < deadline, "no probe for 5 s");
+            rig.outputs
+                .submit(request(b"GET /down HTTP/1.1\r\nHost: a\r\n\r\n"));
+            submitted += 1;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let sink = sink_on(TcpListener::bind(addr).await.unwrap(), Behaviour::Answer).await;
+        let (took, more) = time_to_resume(&rig, &sink, Instant::now()).await;
+        submitted += more;
+        eprintln!("resumed {took:?} after the upstream came back");
+        assert!(took < Duration::from_secs(1), "resumed after {took:?}");
+        // Every request is either replayed or dropped under a reason.
+        let report = rig.outputs.drain(Duration::from_secs(5)).await;
+        assert!(report.finished(), "{report:?}");
+        assert_eq!(rig.replayed(), sink.answered().len() as f64);
+        assert_eq!(
+            rig.replayed() + rig.dropped("upstream_error") + rig.dropped("queue_full"),
+            submitted as f64
+        );
+        assert_eq!(
+            rig.errors("connect") + rig.errors("unreachable"),
+            rig.dropped("upstream_error")
+        );
+        assert_eq!(rig.probes("connected"), 1.0);
+    }
+
+    /// A listener whose accept queue is full, so the kernel drops SYNs: what a WAF whose host
+    /// is gone looks like (connects time out rather than being refused).
+    fn blackhole() -> (std::net::TcpListener, std::net::TcpStream) {
+        use socket2::{Domain, Socket, Type};
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        sock.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        // A backlog of 0 holds one connection; the next SYNs are dropped.
+        sock.listen(0).unwrap();
+        let listener: std::net::TcpListener = sock.into();
+        let filler = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        (listener, filler)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replay_resumes_within_a_second_when_a_silent_upstream_returns() {
+        let (listener, _filler) = blackhole();
+        let addr = listener.local_addr().unwrap();
+        // One pool task: were probes made by pool tasks, carrying requests, it would sit in a
+        // connect for each probe's whole timeout while the queue filled behind it.
+        let mut c = cfg(addr, 1);
+        c.queue_requests = 1000;
+        let rig = rig(c, Mode::Live);
+        submit_for(&rig, Duration::from_millis(2500)).await;
+        // Unknown for the first second (the pool's first connect times out), then the pool
+        // drops requests at once, and the queue does not grow.
+        assert!(
+            rig.errors("unreachable") >= 50.0,
+            "{}",
+            rig.errors("unreachable")
+        );
+        assert!(
+            rig.outputs.queue_depths()[0].requests < 10,
+            "{:?}",
+            rig.outputs.queue_depths()
+        );
+        assert_eq!(rig.dropped("queue_full"), 0.0);
+        assert!(rig.probes("failed") >= 1.0);
+        assert!(rig.health.check().is_err());
+        // The upstream answers again: the accept queue drains, SYNs are answered.
+        listener.set_nonblocking(true).unwrap();
+        let since = Instant::now();
+        let sink = sink_on(TcpListener::from_std(listener).unwrap(), Behaviour::Answer).await;
+        let (took, _) = time_to_resume(&rig, &sink, since).await;
+        eprintln!("resumed {took:?} after the silent upstream came back");
+        assert!(took < Duration::from_secs(1), "resumed after {took:?}");
+        eventually("health to recover", || rig.health.check().is_ok()).await;
     }
 }

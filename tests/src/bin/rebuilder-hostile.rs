@@ -5,6 +5,10 @@
 //! case, packets, peak RSS against its bound, legitimate (and well-formed hostile) requests
 //! recovered byte-exact exactly once, and every drop by reason. Then the peak RSS of the whole
 //! process with N concurrent flows open (10k and 100k by default; targets 64 MiB and 512 MiB).
+//! Then the upstream faults, each down for `--fault-down` seconds, SIGTERM under load, a full
+//! XDP ring and a live flood. With `--outage 5m`, last, the long outage: the upstream down for
+//! that long under steady traffic, reported phase by phase (requests, drops by reason, RSS,
+//! readiness, recovery).
 //!
 //! Exit status: 0 when every case passed and every RSS target held, 1 otherwise, 2 when the
 //! runner itself could not work.
@@ -16,6 +20,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use rebuilder_tests::faults::{
     run_fault, run_live_flood, run_sigterm_under_load, run_xdp_ring_full, Fault, FaultConfig,
+    MAX_RECOVERY,
 };
 use rebuilder_tests::gen::hostile_traffic::{build, concurrent_flows, HostileKind, HostileScale};
 use rebuilder_tests::hostile::{run_case, table, CaseReport, RunConfig};
@@ -58,6 +63,20 @@ struct Args {
     /// How long the upstream stays down in each fault (seconds).
     #[arg(long, default_value_t = 10)]
     fault_down: u64,
+    /// Also run the long outage: the upstream down for this long (e.g. 5m, 300s) under steady
+    /// traffic; fails unless memory stays flat, every request is replayed or dropped under a
+    /// reason, the node stays live (and not ready), and replay resumes within 1 s of the
+    /// upstream's return. Off by default (it takes as long as it says). Only it:
+    /// `--outage 5m --no-cases --no-faults --flows 0`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    outage: Option<Duration>,
+    /// What the upstream does during the long outage: refusing (nothing listens), silent
+    /// (connections time out: the host is gone), resetting, hanging, slow, garbage.
+    #[arg(long, value_name = "FAULT", default_value = "refusing", value_parser = parse_fault)]
+    outage_fault: Fault,
+    /// Requests per second during the long outage (over 20 keep-alive connections).
+    #[arg(long, default_value_t = 200)]
+    outage_rate: u32,
     /// SYNs of the live flood sent to `rebuilder run --udp` at full speed (0 skips).
     #[arg(long, default_value_t = 1_000_000)]
     live_flood: usize,
@@ -72,6 +91,34 @@ struct Args {
     /// More flags for every `rebuilder replay` (after `--`).
     #[arg(last = true)]
     rebuilder_args: Vec<String>,
+}
+
+/// `300`, `300s`, `5m`, `1h`, `1500ms`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a duration such as 5m or 300s"))?;
+    let d = match unit {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("{text:?}: the unit must be ms, s, m or h")),
+    };
+    if d.is_zero() {
+        return Err(format!("{text:?}: must be more than zero"));
+    }
+    Ok(d)
+}
+
+fn parse_fault(name: &str) -> Result<Fault, String> {
+    Fault::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = Fault::ALL.iter().map(|f| f.name()).collect();
+        format!("{name:?}: one of {}", names.join(", "))
+    })
 }
 
 /// The RSS target at `flows` concurrent flows, in MiB.
@@ -209,6 +256,9 @@ fn run(args: &Args) -> Result<bool, String> {
     if !args.no_faults {
         ok &= faults(args, &bin)?;
     }
+    if let Some(down) = args.outage {
+        ok &= outage(args, &bin, down)?;
+    }
     let _ = std::fs::remove_dir_all(&dir);
     println!(
         "\nresult: {}",
@@ -243,21 +293,22 @@ fn faults(args: &Args, bin: &std::path::Path) -> Result<bool, String> {
     println!(
         "\nupstream faults: `rebuilder run --udp`, {} requests/s over 20 keep-alive connections, upstream down for {} s then healed; \
          queue bounded to {} requests and {}; RSS sampled every 100 ms while down (growth: over the \
-         first sample / of the second half over the first):\n",
+         first sample / of the second half over the first); /livez and /readyz at the end of the outage; \
+         recovery: from healing to the first request sent after it at the sink (at most 1 s):\n",
         cfg.rate,
         args.fault_down,
         cfg.queue_requests,
         cfg.queue_bytes
     );
     println!(
-        "{:<10} {:>6} {:>9} {:>12} {:>11} {:>10}  {:<6} drops by reason; upstream errors by kind",
-        "fault", "down", "queue max", "RSS down MiB", "growth KiB", "recovery", "result"
+        "{:<10} {:>6} {:>9} {:>12} {:>11} {:>11} {:>10}  {:<6} drops by reason; upstream errors by kind",
+        "fault", "down", "queue max", "RSS down MiB", "growth KiB", "live/ready", "recovery", "result"
     );
     for fault in Fault::ALL {
         let r = run_fault(fault, &cfg).map_err(|e| format!("{}: {e}", fault.name()))?;
         ok &= r.passed();
         println!(
-            "{:<10} {:>6} {:>9} {:>12} {:>11} {:>10}  {:<6} {}; {}",
+            "{:<10} {:>6} {:>9} {:>12} {:>11} {:>11} {:>10}  {:<6} {}; {}",
             fault.name(),
             r.sent_while_down,
             r.max_queue_requests,
@@ -267,6 +318,7 @@ fn faults(args: &Args, bin: &std::path::Path) -> Result<bool, String> {
                 kib_mib(r.rss_down.max())
             ),
             format!("{}/{}", r.rss_down.growth(), r.rss_down.late_growth()),
+            format!("{}/{}", r.probes_down.0, r.probes_down.1),
             r.recovery
                 .map_or("never".to_string(), |d| format!("{} ms", d.as_millis())),
             if r.passed() { "ok" } else { "FAIL" },
@@ -327,6 +379,98 @@ fn faults(args: &Args, bin: &std::path::Path) -> Result<bool, String> {
         );
     }
     Ok(ok)
+}
+
+/// The long outage: healthy for 5 s, the upstream down for `down`, then 5 s healed.
+fn outage(args: &Args, bin: &std::path::Path, down: Duration) -> Result<bool, String> {
+    let mut cfg = FaultConfig::ci(bin.to_path_buf());
+    cfg.rate = args.outage_rate;
+    cfg.healthy = Duration::from_secs(5);
+    cfg.down = down;
+    cfg.after = Duration::from_secs(5);
+    let fault = args.outage_fault;
+    println!(
+        "\nlong upstream outage: `rebuilder run --udp`, {} requests/s over 20 keep-alive connections, \
+         the upstream {} for {} (pool of 4, queue {} requests / {}, budget {}); RSS sampled every 100 ms while down",
+        cfg.rate,
+        fault.name(),
+        human(down),
+        cfg.queue_requests,
+        cfg.queue_bytes,
+        cfg.memory_budget
+    );
+    let r = run_fault(fault, &cfg).map_err(|e| format!("outage: {e}"))?;
+    let upstream_drops: u64 = r
+        .drops
+        .iter()
+        .filter(|(k, _)| k.starts_with("upstream:"))
+        .map(|(_, n)| n)
+        .sum();
+    println!(
+        "  requests  sent {}: {} before, {} during the outage ({}), {} after; rebuilt {}, replayed {}, dropped {}",
+        r.sent,
+        r.sent_before,
+        r.sent_while_down,
+        human(r.down),
+        r.sent_after,
+        r.rebuilt,
+        r.replayed,
+        upstream_drops
+    );
+    println!(
+        "  drops     {} ({})",
+        join(&r.drops),
+        if r.replayed + upstream_drops == r.rebuilt {
+            "every rebuilt request replayed or dropped under a reason"
+        } else {
+            "NOT every rebuilt request accounted for"
+        }
+    );
+    println!("  errors    {}", join(&r.errors));
+    println!(
+        "  queue     at most {} requests / {} B (bounds {} / {} B)",
+        r.max_queue_requests, r.max_queue_bytes, cfg.queue_requests, r.queue_bytes_limit
+    );
+    println!(
+        "  RSS       during the outage ({} samples): first {} MiB, max {} MiB, last {} MiB; growth +{} KiB over the first, second half +{} KiB over the first half",
+        r.rss_down.samples.len(),
+        kib_mib(r.rss_down.first()),
+        kib_mib(r.rss_down.max()),
+        kib_mib(r.rss_down.last()),
+        r.rss_down.growth(),
+        r.rss_down.late_growth()
+    );
+    println!(
+        "  health    at the end of the outage: /livez {} (what the NLB asks), /readyz {}",
+        r.probes_down.0, r.probes_down.1
+    );
+    println!(
+        "  recovery  {} after the upstream came back (at most {} ms)",
+        r.recovery
+            .map_or("never".to_string(), |d| format!("{} ms", d.as_millis())),
+        MAX_RECOVERY.as_millis()
+    );
+    println!(
+        "  result    {}",
+        if r.passed() {
+            "ok".to_string()
+        } else {
+            format!("FAIL: {}", r.failures.join("; "))
+        }
+    );
+    Ok(r.passed())
+}
+
+/// `5m 0s`, `12s`, `1500 ms`.
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 60 {
+        format!("{}m {}s", s / 60, s % 60)
+    } else if s > 0 {
+        format!("{:.1} s", d.as_secs_f64())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
 }
 
 fn join(m: &std::collections::BTreeMap<String, u64>) -> String {

@@ -415,7 +415,7 @@ impl Lab {
             "  ip netns exec {node0} curl -s {status}/metrics | grep -E '^rebuilder_(requests|upstream|xdp_packets)'\n"
         ));
         out.push_str(&format!(
-            "  ip netns exec {} curl -s http://{}:{}/healthz      # the NLB's health check\n",
+            "  ip netns exec {} curl -s http://{}:{}/livez        # the NLB's health check (/readyz: also the WAF)\n",
             m.nlb_ns().name(),
             m.nodes()
                 .first()

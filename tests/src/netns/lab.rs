@@ -472,8 +472,9 @@ impl MirrorLab {
         self.nodes.iter().position(|n| IpAddr::V4(n.waf_addr) == ip)
     }
 
-    /// `GET /healthz` of node `i`, from the `nlb` namespace over the node's [`NODE_IFACE`], as
-    /// an NLB's health check does: status code and body.
+    /// `GET /healthz` (readiness: threads beating, the WAF reachable) of node `i`, from the
+    /// `nlb` namespace over the node's [`NODE_IFACE`], the path an NLB's health check takes
+    /// (the NLB itself asks `/livez`): status code and body.
     pub fn health(&self, i: usize) -> Result<(u16, String)> {
         let node = self
             .nodes

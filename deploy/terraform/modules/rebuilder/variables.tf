@@ -42,7 +42,7 @@ variable "source_cidr_blocks" {
 }
 
 variable "status_cidr_blocks" {
-  description = "Who may reach the status port (/healthz for the NLB's health checks, /metrics for Prometheus). Empty: the VPC's CIDRs."
+  description = "Who may reach the status port (/livez for the NLB's health checks, /readyz and /healthz, /metrics for Prometheus). Empty: the VPC's CIDRs."
   type        = list(string)
   default     = []
 
