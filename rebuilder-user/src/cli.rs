@@ -171,6 +171,13 @@ pub struct CommonArgs {
     #[arg(long, value_name = "N")]
     pub pool_size: Option<usize>,
 
+    /// How requests rebuilt from HTTP/2 (h2c, gRPC) streams reach the upstream: `http1`
+    /// replays their HTTP/1.1 rendering on the byte-exact pool, `h2c` sends them over an
+    /// HTTP/2 connection (prior knowledge), trailers as trailers. HTTP/1.x requests always go
+    /// byte-exact over HTTP/1.1.
+    #[arg(long, value_enum, value_name = "PROTOCOL")]
+    pub upstream_protocol: Option<crate::output::UpstreamProtocol>,
+
     /// Upstream connect timeout (e.g. 2s).
     #[arg(long, value_name = "DURATION")]
     pub connect_timeout: Option<Span>,
@@ -434,6 +441,7 @@ impl CommonArgs {
             s.jsonl.path = self.jsonl.clone();
         }
         set(&mut s.upstream.pool_size, self.pool_size);
+        set(&mut s.upstream.protocol, self.upstream_protocol);
         set(&mut s.upstream.connect_timeout, self.connect_timeout);
         set(&mut s.upstream.response_timeout, self.response_timeout);
         set(&mut s.upstream.queue_requests, self.queue_requests);

@@ -386,6 +386,8 @@ pub struct UpstreamSettings {
     pub client_ip_header: Option<String>,
     /// Add the VNI in this header.
     pub vni_header: Option<String>,
+    /// `http1` (default): HTTP/2 streams' requests replayed as HTTP/1.1; `h2c`: over HTTP/2.
+    pub protocol: crate::output::UpstreamProtocol,
 }
 
 impl Default for UpstreamSettings {
@@ -399,6 +401,7 @@ impl Default for UpstreamSettings {
             queue_bytes: None,
             client_ip_header: None,
             vni_header: None,
+            protocol: crate::output::UpstreamProtocol::Http1,
         }
     }
 }

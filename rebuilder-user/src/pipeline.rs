@@ -335,6 +335,7 @@ fn outputs_config(s: &Settings, split: &MemorySplit) -> OutputsConfig {
         queue_bytes: usize::try_from(split.upstream_queue).unwrap_or(usize::MAX),
         client_ip_header: s.upstream.client_ip_header.clone(),
         vni_header: s.upstream.vni_header.clone(),
+        protocol: s.upstream.protocol,
     });
     let jsonl = s.jsonl.path.as_ref().map(|p| JsonlConfig {
         path: p.clone(),

@@ -38,69 +38,114 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 
 /// The origin: HTTP/2 with prior knowledge, answering gRPC calls as gRPC does (a message and
 /// `grpc-status: 0` in trailers) and anything else with a short 200.
+/// A request a recording sink got.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recorded {
+    pub version: hyper::Version,
+    pub method: String,
+    /// As the request named it (with scheme and authority over HTTP/2).
+    pub uri: String,
+    /// In the order they came (HTTP/1.1 `host` included; HTTP/2 `:authority` is in `uri`).
+    pub fields: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+    pub trailers: Vec<(String, Vec<u8>)>,
+}
+
 pub struct H2Server {
     served: Arc<AtomicUsize>,
     errors: Arc<Mutex<Vec<String>>>,
+    recorded: Arc<Mutex<Vec<Recorded>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
     addr: SocketAddr,
 }
 
 impl H2Server {
-    /// Listens on `addr` inside `ns`.
+    /// Listens on `addr` inside `ns`, answering as an origin.
     pub fn start(ns: &Netns, addr: SocketAddr) -> Result<H2Server, H2PeerError> {
         let listener = ns
             .run(|| std::net::TcpListener::bind(addr))
             .map_err(|e| H2PeerError::Netns(e.to_string()))??;
+        Self::on(listener, false)
+    }
+
+    /// A WAF sink on `listener` speaking HTTP/1.1 and HTTP/2 (prior knowledge) alike, which
+    /// records every request it gets ([`H2Server::recorded`]).
+    pub fn recording_sink(listener: std::net::TcpListener) -> Result<H2Server, H2PeerError> {
+        Self::on(listener, true)
+    }
+
+    fn on(listener: std::net::TcpListener, record: bool) -> Result<H2Server, H2PeerError> {
+        let addr = listener.local_addr()?;
         listener.set_nonblocking(true)?;
         let served = Arc::new(AtomicUsize::new(0));
         let errors = Arc::new(Mutex::new(Vec::new()));
+        let recorded = Arc::new(Mutex::new(Vec::new()));
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
         let rt = runtime()?;
-        let (s, e) = (Arc::clone(&served), Arc::clone(&errors));
+        let (s, e, r) = (
+            Arc::clone(&served),
+            Arc::clone(&errors),
+            Arc::clone(&recorded),
+        );
         let thread = std::thread::Builder::new()
-            .name("h2-origin".into())
+            .name("h2-server".into())
             .spawn(move || {
                 rt.block_on(async move {
-                        let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                            return;
+                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                        return;
+                    };
+                    loop {
+                        let stream = tokio::select! {
+                            _ = &mut rx => return,
+                            a = listener.accept() => match a {
+                                Ok((stream, _)) => stream,
+                                Err(_) => continue,
+                            },
                         };
-                        loop {
-                            let stream = tokio::select! {
-                                _ = &mut rx => return,
-                                a = listener.accept() => match a {
-                                    Ok((stream, _)) => stream,
-                                    Err(_) => continue,
-                                },
-                            };
-                            let (s, e) = (Arc::clone(&s), Arc::clone(&e));
-                            tokio::spawn(async move {
-                                let service = hyper::service::service_fn(move |req| {
-                                    let s = Arc::clone(&s);
-                                    async move {
-                                        Ok::<_, std::convert::Infallible>(answer(req, &s).await)
-                                    }
-                                });
-                                if let Err(err) =
-                                    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                                        .serve_connection(TokioIo::new(stream), service)
-                                        .await
-                                {
-                                    e.lock()
-                                        .unwrap_or_else(|p| p.into_inner())
-                                        .push(err.to_string());
+                        let (s, e, r) = (Arc::clone(&s), Arc::clone(&e), Arc::clone(&r));
+                        tokio::spawn(async move {
+                            let service = hyper::service::service_fn(move |req| {
+                                let (s, r) = (Arc::clone(&s), Arc::clone(&r));
+                                async move {
+                                    let rec = if record { Some(&*r) } else { None };
+                                    Ok::<_, std::convert::Infallible>(answer(req, &s, rec).await)
                                 }
                             });
-                        }
-                    });
+                            let result = if record {
+                                hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .await
+                                    .map_err(|e| e.to_string())
+                            } else {
+                                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .await
+                                    .map_err(|e| e.to_string())
+                            };
+                            if let Err(err) = result {
+                                e.lock().unwrap_or_else(|p| p.into_inner()).push(err);
+                            }
+                        });
+                    }
+                });
             })?;
         Ok(H2Server {
             served,
             errors,
+            recorded,
             stop: Some(tx),
             thread: Some(thread),
             addr,
         })
+    }
+
+    /// What a recording sink got, in order of completion.
+    pub fn recorded(&self) -> Vec<Recorded> {
+        self.recorded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -133,14 +178,35 @@ impl Drop for H2Server {
 
 type ServerBody = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
 
-async fn answer(req: Request<Incoming>, served: &AtomicUsize) -> Response<ServerBody> {
+async fn answer(
+    req: Request<Incoming>,
+    served: &AtomicUsize,
+    record: Option<&Mutex<Vec<Recorded>>>,
+) -> Response<ServerBody> {
     let grpc = req
         .headers()
         .get("content-type")
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    let (parts, body) = req.into_parts();
     // Read the whole request first, as a unary or client-streaming handler does.
-    let _ = req.into_body().collect().await;
+    let collected = body.collect().await;
     served.fetch_add(1, Ordering::SeqCst);
+    if let (Some(r), Ok(c)) = (record, collected) {
+        let list = |h: &HeaderMap| {
+            h.iter()
+                .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+                .collect::<Vec<_>>()
+        };
+        let trailers = c.trailers().map(list).unwrap_or_default();
+        r.lock().unwrap_or_else(|p| p.into_inner()).push(Recorded {
+            version: parts.version,
+            method: parts.method.to_string(),
+            uri: parts.uri.to_string(),
+            fields: list(&parts.headers),
+            body: c.to_bytes().to_vec(),
+            trailers,
+        });
+    }
     if grpc {
         let mut trailers = HeaderMap::new();
         trailers.insert("grpc-status", hyper::header::HeaderValue::from_static("0"));

@@ -14,6 +14,7 @@ use base64::Engine;
 use rebuilder_tests::compare::compare;
 use rebuilder_tests::gen::h2::{self as h2, kind, H2Encoder, H2Request};
 use rebuilder_tests::gen::{interleave, write_capture, CaptureFormat, Conversation, LinkType};
+use rebuilder_tests::h2_peer::H2Server;
 use rebuilder_tests::hostile::summary_drops;
 use rebuilder_tests::process::run_rebuilder;
 use rebuilder_tests::sink::Sink;
@@ -265,4 +266,90 @@ fn a_connection_picked_up_mid_way_is_counted_never_guessed() {
         "{}",
         out.stderr
     );
+}
+
+#[test]
+fn with_upstream_protocol_h2c_streams_are_replayed_over_http2() {
+    let reqs = workload();
+    let h1 = b"GET /plain HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: h1\r\n\r\n".to_vec();
+    let convs = [
+        prior_knowledge(client(7), &reqs, 16_384),
+        Conversation::new(client(8), server())
+            .exchange(h1, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec()),
+    ];
+    let scratch = Scratch::new("h2c-upstream");
+    let pcap = scratch.0.join("h2.pcap");
+    let plans: Vec<_> = convs
+        .iter()
+        .map(|c| c.build().expect("generator"))
+        .collect();
+    write_capture(
+        &pcap,
+        CaptureFormat::Pcap,
+        LinkType::Ethernet,
+        interleave(&plans),
+    )
+    .expect("write capture");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let waf = H2Server::recording_sink(listener).expect("HTTP/1.1 and HTTP/2 sink");
+    let run = run_rebuilder(
+        [
+            "replay",
+            "--pcap",
+            &pcap.display().to_string(),
+            "--upstream",
+            &format!("http://{}", waf.addr()),
+            "--upstream-protocol",
+            "h2c",
+            "--add-client-ip",
+        ],
+        TIMEOUT,
+    );
+    run.assert_success();
+    let got = waf.recorded();
+    assert_eq!(got.len(), reqs.len() + 1, "{got:?}\n{}", run.stderr);
+    let xff = client(7).ip().to_string().into_bytes();
+    for r in &reqs {
+        let g = got
+            .iter()
+            .find(|g| g.uri.ends_with(&r.path) && g.version == hyper::Version::HTTP_2)
+            .unwrap_or_else(|| panic!("{} not replayed over HTTP/2: {got:?}", r.path));
+        assert_eq!(g.method, r.method);
+        assert_eq!(
+            g.uri,
+            format!("http://{}{}", r.authority.as_deref().unwrap_or(""), r.path)
+        );
+        // The fields as sent (cookie crumbs joined, as the rendering joins them), then the
+        // body's length where the client sent none, then the client IP asked for.
+        let mut want: Vec<(String, Vec<u8>)> = Vec::new();
+        for (n, v) in &r.fields {
+            match want.iter_mut().find(|(w, _)| w == n && n == "cookie") {
+                Some((_, cv)) => {
+                    cv.extend_from_slice(b"; ");
+                    cv.extend_from_slice(v.as_bytes());
+                }
+                None => want.push((n.clone(), v.clone().into_bytes())),
+            }
+        }
+        if !r.body.is_empty() {
+            want.push((
+                "content-length".into(),
+                r.body.len().to_string().into_bytes(),
+            ));
+        }
+        want.push(("x-forwarded-for".into(), xff.clone()));
+        assert_eq!(g.fields, want, "{}", r.path);
+        assert_eq!(g.body, r.body, "{}", r.path);
+        let trailers: Vec<(String, Vec<u8>)> = r
+            .trailers
+            .iter()
+            .map(|(n, v)| (n.clone(), v.clone().into_bytes()))
+            .collect();
+        assert_eq!(g.trailers, trailers, "{}", r.path);
+    }
+    let plain = got
+        .iter()
+        .find(|g| g.version == hyper::Version::HTTP_11)
+        .expect("the HTTP/1.1 request, over HTTP/1.1");
+    assert_eq!(plain.uri, "/plain");
 }

@@ -146,10 +146,10 @@ impl Head {
         let connection_level = self.stream == 0;
         match self.kind {
             Kind::Data | Kind::Headers | Kind::Continuation | Kind::RstStream => {
-                !connection_level && self.stream % 2 == 1
+                !connection_level && !self.stream.is_multiple_of(2)
             }
             Kind::Priority => !connection_level && self.len == 5,
-            Kind::Settings => connection_level && self.len % 6 == 0,
+            Kind::Settings => connection_level && self.len.is_multiple_of(6),
             Kind::Ping => connection_level && self.len == 8,
             Kind::GoAway => connection_level && self.len >= 8,
             Kind::WindowUpdate => self.len == 4,

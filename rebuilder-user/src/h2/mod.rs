@@ -42,7 +42,7 @@ use crate::segment::Timestamp;
 
 use frame::{flags, Fields, HEADER_LEN};
 pub use frame::{Head, Kind, KINDS};
-pub use render::H2Origin;
+pub use render::{H2Origin, TRAILER_FIELD};
 
 /// The connection preface after the first head the HTTP/1.x framer reads (`PRI * HTTP/2.0`,
 /// CRLF, CRLF).

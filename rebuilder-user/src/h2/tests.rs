@@ -438,7 +438,7 @@ fn a_stream_ended_by_an_empty_data_frame_is_rebuilt() {
     // How streaming clients end a request: the body's frames, then an empty DATA frame with
     // END_STREAM (and an empty HEADERS-less trailer-free end).
     let mut enc = H2Encoder::new();
-    let mut req = H2Request::grpc("a.example", "/S/Stream", &[b"one", b"two"]);
+    let req = H2Request::grpc("a.example", "/S/Stream", &[b"one", b"two"]);
     let mut bytes = gen::client_start();
     bytes.extend(enc.headers(1, &req.header_list(), false));
     bytes.extend(gen::data(1, &req.body[..8], false, None));

@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 pub use headers::{HeaderAdds, DEFAULT_CLIENT_IP_HEADER, DEFAULT_VNI_HEADER};
 pub use jsonl::JsonlConfig;
 pub use metrics::ErrorKind;
-pub use upstream::{UpstreamAddr, UpstreamConfig};
+pub use upstream::{UpstreamAddr, UpstreamConfig, UpstreamProtocol};
 
 use crate::request::RebuiltRequest;
 use crate::status::Health;

@@ -77,6 +77,21 @@ pub struct UpstreamConfig {
     pub client_ip_header: Option<String>,
     /// Name of the header carrying the VNI; None: not added.
     pub vni_header: Option<String>,
+    /// How requests rebuilt from HTTP/2 streams are replayed (HTTP/1.x requests always go
+    /// byte-exact over HTTP/1.1).
+    pub protocol: UpstreamProtocol,
+}
+
+/// How HTTP/2 streams' requests reach the upstream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// As their HTTP/1.1 rendering, over the byte-exact keep-alive pool.
+    #[default]
+    Http1,
+    /// Over an HTTP/2 connection with prior knowledge (h2c), fields and trailers as HTTP/2
+    /// carries them, for a WAF that listens for HTTP/2.
+    H2c,
 }
 
 impl UpstreamConfig {
@@ -94,6 +109,7 @@ impl UpstreamConfig {
             queue_bytes: DEFAULT_QUEUE_BYTES,
             client_ip_header: None,
             vni_header: None,
+            protocol: UpstreamProtocol::Http1,
         }
     }
 
@@ -357,6 +373,8 @@ impl Failure {
     }
 }
 
+mod h2c;
+
 const REACH_UNKNOWN: u8 = 0;
 const REACH_UP: u8 = 1;
 const REACH_DOWN: u8 = 2;
@@ -379,6 +397,8 @@ struct Shared {
     metrics: UpstreamMetrics,
     /// Last time a replay failure was logged at warn level (they are rate limited).
     last_warn: Mutex<Option<Instant>>,
+    /// With `--upstream-protocol h2c`: the HTTP/2 connection HTTP/2 streams' requests go on.
+    h2c: Option<h2c::H2cClient>,
 }
 
 impl Shared {
@@ -632,7 +652,13 @@ impl Worker {
             .apply(&req.raw, req.head_len, client_ip(req), req.vni);
         let is_head = req.raw.get(req.method.clone()) == Some(b"HEAD".as_slice());
         let started = Instant::now();
-        match self.replay(&payload, is_head).await {
+        let result = match (&self.shared.h2c, &req.h2) {
+            (Some(client), Some(origin)) if !h2c::is_connect(req) => {
+                client.replay(&self.shared, &payload, origin).await
+            }
+            _ => self.replay(&payload, is_head).await,
+        };
+        match result {
             Ok(status) => {
                 self.shared.metrics.replayed.inc();
                 self.shared.metrics.response(status).inc();
@@ -734,6 +760,7 @@ pub(crate) fn spawn(
         workers_left: AtomicUsize::new(cfg.pool_size),
         metrics,
         last_warn: Mutex::new(None),
+        h2c: (cfg.protocol == UpstreamProtocol::H2c).then(h2c::H2cClient::default),
     });
     // Not among the handles a drain waits for: it ends by itself once the pool has.
     rt.spawn(prober(Arc::clone(&shared)));

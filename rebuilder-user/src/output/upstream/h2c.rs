@@ -1,0 +1,172 @@
+//! `--upstream-protocol h2c`: requests rebuilt from HTTP/2 streams replayed over one HTTP/2
+//! connection to the upstream (prior knowledge, hyper's client), multiplexed, for a WAF that
+//! listens for HTTP/2.
+//!
+//! The request is read back from its HTTP/1.1 rendering with the headers the operator asked
+//! for already added (`HeaderAdds`), so both protocols carry the same fields: the request line
+//! gives `:method` and `:path`, the `host` field that `:authority` became gives `:authority`
+//! again, every other field goes as it is, in order, but the `x-rebuilder-trailer` fields,
+//! which go back to being trailers. hyper validates names and values: a request it refuses is
+//! dropped as an upstream error of kind `invalid_response` (the closest kind there is) and
+//! logged; the rendering rules out what HTTP/2 forbids, so this is not expected. The
+//! connection is opened through the HTTP/1.1 pool's `open` (the same breaker, reachability
+//! and metrics) and opened again after it broke.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http2::SendRequest;
+use hyper::{HeaderMap, Request};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use super::{Failure, Shared};
+use crate::h2::H2Origin;
+use crate::request::RebuiltRequest;
+
+type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
+/// The HTTP/2 connection, opened on first use and again after it broke.
+#[derive(Default)]
+pub(super) struct H2cClient {
+    sender: tokio::sync::Mutex<Option<SendRequest<Body>>>,
+}
+
+/// CONNECT has no path to replay over HTTP/2 this way; it keeps to HTTP/1.1.
+pub(super) fn is_connect(req: &RebuiltRequest) -> bool {
+    req.method_bytes() == b"CONNECT"
+}
+
+impl H2cClient {
+    async fn sender(&self, shared: &Shared) -> Result<SendRequest<Body>, Failure> {
+        let mut slot = self.sender.lock().await;
+        if let Some(s) = slot.as_ref().filter(|s| !s.is_closed()) {
+            return Ok(s.clone());
+        }
+        *slot = None;
+        let conn = shared.open().await?;
+        let (sender, driver) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(conn.stream))
+                .await
+                .map_err(|e| Failure::Invalid(format!("HTTP/2 handshake: {e}")))?;
+        tokio::spawn(async move {
+            if let Err(e) = driver.await {
+                tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
+            }
+        });
+        *slot = Some(sender.clone());
+        Ok(sender)
+    }
+
+    async fn forget(&self) {
+        *self.sender.lock().await = None;
+    }
+
+    /// Sends the request (`payload`: its rendering with the added headers) and reads the
+    /// answer to its end; the status.
+    pub(super) async fn replay(
+        &self,
+        shared: &Shared,
+        payload: &[u8],
+        origin: &H2Origin,
+    ) -> Result<u16, Failure> {
+        let request = build(payload, origin, &shared.addr_text)?;
+        let mut sender = self.sender(shared).await?;
+        let started = Instant::now();
+        let exchange = async {
+            sender
+                .ready()
+                .await
+                .map_err(|e| reset(format!("HTTP/2 connection: {e}")))?;
+            let resp = sender
+                .send_request(request)
+                .await
+                .map_err(|e| reset(e.to_string()))?;
+            let status = resp.status().as_u16();
+            resp.into_body()
+                .collect()
+                .await
+                .map_err(|e| reset(e.to_string()))?;
+            Ok::<_, Failure>(status)
+        };
+        let result = match tokio::time::timeout(shared.response_timeout, exchange).await {
+            Ok(r) => r,
+            Err(_) => Err(Failure::ResponseTimeout(shared.response_timeout)),
+        };
+        match &result {
+            Ok(_) => shared
+                .metrics
+                .latency
+                .observe(started.elapsed().as_secs_f64()),
+            Err(_) => self.forget().await,
+        }
+        result
+    }
+}
+
+fn reset(what: String) -> Failure {
+    Failure::Reset {
+        got_bytes: true,
+        source: Some(std::io::Error::other(what)),
+    }
+}
+
+/// The HTTP/2 request a rendering stands for.
+fn build(payload: &[u8], origin: &H2Origin, upstream: &str) -> Result<Request<Body>, Failure> {
+    let invalid = |what: &str| Failure::Invalid(format!("cannot send as HTTP/2: {what}"));
+    let mut fields = [httparse::EMPTY_HEADER; 512];
+    let mut parsed = httparse::Request::new(&mut fields);
+    let head_len = match parsed.parse(payload) {
+        Ok(httparse::Status::Complete(n)) => n,
+        _ => return Err(invalid("its rendering does not parse")),
+    };
+    let method = parsed.method.ok_or_else(|| invalid("no method"))?;
+    let path = parsed.path.ok_or_else(|| invalid("no path"))?;
+    let mut authority: Option<&[u8]> = None;
+    let mut headers = HeaderMap::new();
+    for f in parsed.headers.iter() {
+        let name = f.name.to_ascii_lowercase();
+        if name == "host" && origin.host_from_authority && authority.is_none() {
+            authority = Some(f.value);
+            continue;
+        }
+        if name == crate::h2::TRAILER_FIELD {
+            continue;
+        }
+        let n = hyper::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| invalid("a field name"))?;
+        let v = hyper::header::HeaderValue::from_bytes(f.value)
+            .map_err(|_| invalid("a field value"))?;
+        headers.append(n, v);
+    }
+    let scheme = origin
+        .scheme
+        .as_ref()
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .unwrap_or("http");
+    let authority = authority
+        .and_then(|a| std::str::from_utf8(a).ok())
+        .unwrap_or(upstream);
+    let uri = format!("{scheme}://{authority}{path}");
+    let mut builder = Request::builder().method(method).uri(uri);
+    if let Some(h) = builder.headers_mut() {
+        *h = headers;
+    }
+    let body = Bytes::copy_from_slice(payload.get(head_len..).unwrap_or_default());
+    let body: Body = if origin.trailers.is_empty() {
+        Full::new(body).boxed()
+    } else {
+        let mut trailers = HeaderMap::new();
+        for (n, v) in &origin.trailers {
+            let n =
+                hyper::header::HeaderName::from_bytes(n).map_err(|_| invalid("a trailer name"))?;
+            let v = hyper::header::HeaderValue::from_bytes(v)
+                .map_err(|_| invalid("a trailer value"))?;
+            trailers.append(n, v);
+        }
+        Full::new(body)
+            .with_trailers(async move { Some(Ok(trailers)) })
+            .boxed()
+    };
+    builder.body(body).map_err(|e| invalid(&e.to_string()))
+}
