@@ -44,6 +44,12 @@ pub const TEST: &[Need] = &[
         paths: &["/usr/sbin/ip", "/sbin/ip", "/bin/ip", "/usr/bin/ip"],
         package: "iproute2",
     },
+    // The live HTTP/2 test calls the origin with curl --http2-prior-knowledge too.
+    Need {
+        what: "curl",
+        paths: &["/usr/bin/curl"],
+        package: "curl",
+    },
     // The deployment tests: user data must be shellcheck-clean, the unit must verify, and
     // checkov runs from a virtualenv the test creates under target/ (python3-venv).
     Need {
