@@ -15,8 +15,9 @@
 //!   in `HttpLimits::original_length_header`.
 //!
 //! What cannot be rendered without changing how the request is framed is malformed and never
-//! replayed (a server must reject it too, RFC 9113 §8.1.1, §8.2.1, §8.2.2): CR, LF or NUL in a
-//! field, a colon in a field name, a space in the method or target, connection-specific fields
+//! replayed (a server must reject it too, RFC 9113 §8.1.1, §8.2.1, §8.2.2): a control
+//! character (but HTAB) in a field value, a field name or method that is not a token, a space
+//! or control character in the target or authority, connection-specific fields
 //! (`connection`, `keep-alive`, `proxy-connection`, `transfer-encoding`, `upgrade`, `te` other
 //! than `trailers`), a `content-length` that is not the body's length, missing or repeated
 //! pseudo-header fields, or a pseudo-header after a regular field.
@@ -76,21 +77,27 @@ fn set(slot: &mut Option<Vec<u8>>, v: Vec<u8>) -> Result<(), Malformed> {
     Ok(())
 }
 
+/// A field value HTTP/1.1 (and every HTTP/2 server) refuses: control characters but HTAB
+/// (RFC 9110 §5.5; CR, LF and NUL would also split or end the head).
 fn bad_value(v: &[u8]) -> bool {
-    v.iter().any(|b| matches!(b, b'\r' | b'\n' | 0))
+    v.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+}
+
+/// RFC 9110 token characters: what a field name and a method may hold.
+fn is_token(v: &[u8]) -> bool {
+    !v.is_empty()
+        && v.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
 }
 
 fn bad_name(n: &[u8]) -> bool {
-    n.is_empty()
-        || n.iter()
-            .any(|b| matches!(b, b'\r' | b'\n' | 0 | b':' | b' ' | b'\t'))
+    !is_token(n)
 }
 
-/// No whitespace either: a space would split the request line.
-fn bad_token(v: &[u8]) -> bool {
-    v.is_empty()
-        || v.iter()
-            .any(|b| matches!(b, b'\r' | b'\n' | 0 | b' ' | b'\t'))
+/// A request target with no whitespace or control character, which would split the request
+/// line or be refused.
+fn bad_target(v: &[u8]) -> bool {
+    v.is_empty() || v.iter().any(|&b| b <= 0x20 || b == 0x7f)
 }
 
 const CONNECTION_SPECIFIC: [&[u8]; 5] = [
@@ -140,7 +147,7 @@ pub fn render(
         }
     }
     let method = pseudo.method.ok_or(Malformed)?;
-    if bad_token(&method) {
+    if !is_token(&method) {
         return Err(Malformed);
     }
     let connect = method == b"CONNECT" && pseudo.protocol.is_none();
@@ -155,7 +162,7 @@ pub fn render(
         }
         pseudo.path.ok_or(Malformed)?
     };
-    if bad_token(&target) || pseudo.authority.as_deref().is_some_and(bad_token) {
+    if bad_target(&target) || pseudo.authority.as_deref().is_some_and(bad_target) {
         return Err(Malformed);
     }
 
