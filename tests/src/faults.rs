@@ -715,12 +715,18 @@ pub fn run_fault(fault: Fault, cfg: &FaultConfig) -> Result<FaultReport, FaultEr
             cfg.queue_requests
         ));
     }
-    // Flat: the down period adds no more than 8 MiB over its first sample (the allocator takes
-    // memory from the system in segments of a few MiB: one more while the queue and the
-    // connections churn is seen under load, a 4 MiB bound failed on it in CI-like runs), and its
-    // second half no more than 1 MiB over its first: that is what a leak per dropped request
-    // would show.
-    if rss_down.growth() > 8192 || rss_down.late_growth() > 1024 {
+    // Flat: the down period adds no more than 8 MiB over its first sample, and its second half
+    // no more than 2 MiB over its first. The allocator takes memory from the system in steps of
+    // 2 MiB: under load one such step lands in either half of a few seconds' outage (seen: +2048
+    // KiB at once, then nothing), which tighter bounds failed on. A leak per dropped request
+    // shows as growth that goes on: over an outage of a minute or more (`cargo xtask hostile
+    // --outage 5m`) the second half may add 1 MiB at most.
+    let late_bound = if cfg.down >= Duration::from_secs(60) {
+        1024
+    } else {
+        2048
+    };
+    if rss_down.growth() > 8192 || rss_down.late_growth() > late_bound {
         failures.push(format!(
             "RSS grew by {} KiB while the upstream was down ({:?})",
             rss_down.growth(),
