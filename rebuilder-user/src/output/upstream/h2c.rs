@@ -6,9 +6,9 @@
 //! for already added (`HeaderAdds`), so both protocols carry the same fields: the request line
 //! gives `:method` and `:path`, the `host` field that `:authority` became gives `:authority`
 //! again, every other field goes as it is, in order, but the `x-rebuilder-trailer` fields,
-//! which go back to being trailers. hyper validates names and values: a request it refuses is
-//! dropped as an upstream error of kind `invalid_response` (the closest kind there is) and
-//! logged; the rendering rules out what HTTP/2 forbids, so this is not expected. The
+//! which go back to being trailers. What cannot be carried this way (a path that is not UTF-8,
+//! which HTTP/1.1 servers often take and WAFs should see) goes over HTTP/1.1 instead, as the
+//! rendering it is. The
 //! connection is opened through the HTTP/1.1 pool's `open` (the same breaker, reachability
 //! and metrics) and opened again after it broke.
 
@@ -62,15 +62,12 @@ impl H2cClient {
         *self.sender.lock().await = None;
     }
 
-    /// Sends the request (`payload`: its rendering with the added headers) and reads the
-    /// answer to its end; the status.
+    /// Sends the request and reads the answer to its end; the status.
     pub(super) async fn replay(
         &self,
         shared: &Shared,
-        payload: &[u8],
-        origin: &H2Origin,
+        request: Request<Body>,
     ) -> Result<u16, Failure> {
-        let request = build(payload, origin, &shared.addr_text)?;
         let mut sender = self.sender(shared).await?;
         let started = Instant::now();
         let exchange = async {
@@ -111,9 +108,17 @@ fn reset(what: String) -> Failure {
     }
 }
 
-/// The HTTP/2 request a rendering stands for.
-fn build(payload: &[u8], origin: &H2Origin, upstream: &str) -> Result<Request<Body>, Failure> {
-    let invalid = |what: &str| Failure::Invalid(format!("cannot send as HTTP/2: {what}"));
+/// What HTTP/2 (or hyper) cannot carry of a rendering: such a request goes over HTTP/1.1.
+#[derive(Debug)]
+pub(super) struct NotRepresentable(pub String);
+
+/// The HTTP/2 request a rendering (`payload`: with the added headers) stands for.
+pub(super) fn build(
+    payload: &[u8],
+    origin: &H2Origin,
+    upstream: &str,
+) -> Result<Request<Body>, NotRepresentable> {
+    let invalid = |what: &str| NotRepresentable(what.to_owned());
     let mut fields = [httparse::EMPTY_HEADER; 512];
     let mut parsed = httparse::Request::new(&mut fields);
     let head_len = match parsed.parse(payload) {
@@ -169,4 +174,36 @@ fn build(payload: &[u8], origin: &H2Origin, upstream: &str) -> Result<Request<Bo
             .boxed()
     };
     builder.body(body).map_err(|e| invalid(&e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin(trailers: Vec<(Bytes, Bytes)>) -> H2Origin {
+        H2Origin {
+            stream_id: 1,
+            scheme: Some(Bytes::from_static(b"http")),
+            host_from_authority: true,
+            trailers,
+        }
+    }
+
+    #[test]
+    fn a_rendering_becomes_the_http2_request_it_stands_for() {
+        let payload = b"POST /S/M HTTP/1.1\r\nhost: api.example:50051\r\ncontent-type: application/grpc\r\nx-rebuilder-trailer: x-sum: 9f\r\ncontent-length: 3\r\nX-Forwarded-For: 10.0.0.7\r\n\r\nabc";
+        let t = vec![(Bytes::from_static(b"x-sum"), Bytes::from_static(b"9f"))];
+        let r = build(payload, &origin(t), "waf:80").expect("representable");
+        assert_eq!(r.method(), "POST");
+        assert_eq!(r.uri().to_string(), "http://api.example:50051/S/M");
+        let names: Vec<&str> = r.headers().keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["content-type", "content-length", "x-forwarded-for"]);
+    }
+
+    #[test]
+    fn what_http2_cannot_carry_is_left_to_http1() {
+        // A path that is not UTF-8 (the client's bytes, kept in the rendering).
+        let payload = b"GET /caf\xe9 HTTP/1.1\r\nhost: a\r\n\r\n";
+        assert!(build(payload, &origin(Vec::new()), "waf:80").is_err());
+    }
 }
