@@ -10,6 +10,7 @@ pub mod config;
 pub mod dispatch;
 pub mod filter;
 pub mod http;
+pub mod memory;
 pub mod metrics;
 pub mod output;
 pub mod pipeline;

@@ -17,6 +17,8 @@ use rebuilder::pipeline::{self, Input};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // Freed memory goes back to the system at once: the memory budget is the process's RSS.
+    rebuilder::memory::return_freed_memory_at_once();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
