@@ -17,8 +17,9 @@ use rebuilder::pipeline::{self, Input};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    // Freed memory goes back to the system at once: the memory budget is the process's RSS.
-    rebuilder::memory::return_freed_memory_at_once();
+    // Before any thread starts: freed memory goes back to the system at once, since the memory
+    // budget is the process's RSS.
+    rebuilder::memory::configure_allocator();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
