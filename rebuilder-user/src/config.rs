@@ -1339,6 +1339,25 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_fits_its_budget_on_any_instance() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/rebuilder.toml");
+        let mut s = Settings::from_file(&path).unwrap();
+        s.upstream.url = Some("http://waf.internal:80".into());
+        for cores in [1, 2, 4, 8, 16] {
+            s.reassembly.workers = cores.max(2) - 1;
+            s.udp.sockets = cores;
+            for capture in [s.run_capture(), CaptureKind::Xdp, CaptureKind::Pcap] {
+                let split = s.memory_split(capture).unwrap();
+                assert_eq!(
+                    split.total(),
+                    s.memory_budget.bytes(),
+                    "{cores} cores {capture:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn explicit_capture_buffers_that_do_not_fit_the_budget_are_refused_by_name() {
         const MIB: u64 = 1 << 20;
         let settings = |text: &str| {
