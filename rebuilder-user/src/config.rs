@@ -597,6 +597,9 @@ pub const PROCESS_PER_THREAD: u64 = 256 << 10;
 /// Threads besides the workers and the capture's: main, the outputs' and status runtime (two),
 /// and one for the progress line or the signal handling.
 pub const OTHER_THREADS: u64 = 4;
+/// What each upstream connection may hold: its response buffer, a 64 KiB head and a 16 KiB
+/// read (`output::upstream`), up to twice that as it grows.
+pub const UPSTREAM_CONNECTION_BYTES: u64 = 160 << 10;
 
 /// Which input a run reads: each holds different buffers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -612,7 +615,8 @@ pub enum CaptureKind {
 /// How `memory_budget` is divided, in bytes. Deterministic: the same settings always give the
 /// same split.
 ///
-/// - The process: [`PROCESS_BASE`] and [`PROCESS_PER_THREAD`] for each thread.
+/// - The process: [`PROCESS_BASE`], [`PROCESS_PER_THREAD`] for each thread and
+///   [`UPSTREAM_CONNECTION_BYTES`] for each upstream connection.
 /// - The capture: the XDP ring (`xdp.ring_size`, mapped into the process, resident once the
 ///   kernel has written all of it), or the UDP sockets' receive buffers (kernel memory, up to
 ///   twice `udp.recv_buffer` each, charged to the service's cgroup) and the readers' batch
@@ -921,7 +925,13 @@ impl Settings {
             CaptureKind::Pcap | CaptureKind::Xdp => 1,
         };
         let threads = workers + capture_threads + OTHER_THREADS;
-        let process = PROCESS_BASE + PROCESS_PER_THREAD * threads;
+        let connections = if upstream {
+            self.upstream.pool_size as u64
+        } else {
+            0
+        };
+        let process =
+            PROCESS_BASE + PROCESS_PER_THREAD * threads + UPSTREAM_CONNECTION_BYTES * connections;
         // A kernel buffer not set takes a quarter of the budget, halved while that would leave
         // less than a quarter to work in (small budgets).
         let fit = |start: u64, min: u64, bytes: &dyn Fn(u64) -> u64| {
@@ -974,7 +984,7 @@ impl Settings {
         if working < budget / WORKING_MIN_DIVISOR {
             let mut keys = capture_keys.to_string();
             if upstream {
-                keys.push_str("upstream.queue_requests, ");
+                keys.push_str("upstream.queue_requests, upstream.pool_size, ");
             }
             if jsonl {
                 keys.push_str("jsonl.queue_requests, ");
@@ -984,7 +994,8 @@ impl Settings {
                 key: keys,
                 message: format!(
                     "memory_budget ({}) is too small for this run: the process takes {} ({threads} \
-                     threads), the capture's buffers {}, the output queues' request headers {}, \
+                     threads, {connections} upstream connections), the capture's buffers {}, the \
+                     output queues' request headers {}, \
                      which leaves {} where at least a quarter of the budget ({}) is needed for \
                      queues, segments and flows: raise memory_budget, or lower what takes it",
                     self.memory_budget,
@@ -1263,7 +1274,7 @@ mod tests {
         let capture = 2 * (2 * 16 * MIB + crate::capture::udp::pool_bytes(64) as u64);
         assert_eq!(split.capture, capture);
         let headers = 10_000 * crate::request::QUEUED_REQUEST_BYTES as u64;
-        let working = 256 * MIB - process(2) - capture - headers;
+        let working = 256 * MIB - process(2) - 16 * UPSTREAM_CONNECTION_BYTES - capture - headers;
         assert_eq!(split.upstream_queue, working / 4);
         assert_eq!(split.queue_overhead, headers + working / 4 / 4);
         assert_eq!(split.in_flight, working / 8);
