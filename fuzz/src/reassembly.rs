@@ -41,9 +41,10 @@ pub const SERVER_PORT: u16 = 8080;
 /// Flow index (low two bits) whose segments may carry bytes that contradict the known stream:
 /// overlaps that differ. Only memory and panics are checked for it.
 pub const HOSTILE: u8 = 3;
-/// What one flow may hold beyond its stream buffer and framer buffer (table entry, boxed
-/// state): a generous figure, since the worker's own is private.
-const FLOW_ALLOWANCE: usize = 1024;
+/// What one flow may hold beyond its stream buffer and framer buffer (its boxed state, and the
+/// table's smallest allocation: a chunk of 8 KiB of slots and an index, charged even when the
+/// budget is smaller): a generous figure, since the worker's own is private.
+const FLOW_ALLOWANCE: usize = 16 << 10;
 /// Longest segment payload drawn.
 const MAX_SEGMENT: usize = 1600;
 

@@ -387,7 +387,9 @@ impl Cli {
                     s.xdp.iface = a.iface.clone();
                 }
                 set(&mut s.xdp.mode, a.xdp_mode);
-                set(&mut s.xdp.ring_size, a.xdp_ring_size);
+                if a.xdp_ring_size.is_some() {
+                    s.xdp.ring_size = a.xdp_ring_size;
+                }
                 if a.xdp_pass {
                     s.xdp.pass_consumed = true;
                 }
@@ -395,7 +397,9 @@ impl Cli {
                     s.xdp.ports = a.xdp_ports.clone();
                 }
                 set(&mut s.udp.sockets, a.udp_sockets);
-                set(&mut s.udp.recv_buffer, a.recv_buffer);
+                if a.recv_buffer.is_some() {
+                    s.udp.recv_buffer = a.recv_buffer;
+                }
                 if a.status.is_some() {
                     s.status.listen = a.status;
                 }
@@ -420,6 +424,11 @@ impl Cli {
             }
         }
         s.validate()?;
+        // `run`'s capture buffers (the XDP ring, the UDP sockets' receive buffers) must fit the
+        // budget too: refused here, naming the keys, before anything is opened.
+        if let Command::Run(_) = &self.command {
+            s.memory_split(s.run_capture())?;
+        }
         Ok(s)
     }
 }
@@ -637,7 +646,7 @@ mod tests {
         assert_eq!(s.xdp.iface.as_deref(), Some("eth1"));
         assert_eq!(s.xdp.mode, XdpModeSetting::Generic);
         assert!(s.xdp.pass_consumed);
-        assert_eq!(s.xdp.ring_size, ByteSize(8 << 20));
+        assert_eq!(s.xdp.ring_size, Some(ByteSize(8 << 20)));
         assert_eq!(s.xdp.ports, vec![80, 8080]);
     }
 
@@ -712,7 +721,15 @@ mod tests {
         .settings()
         .unwrap();
         assert_eq!(s.memory_budget, ByteSize(64 << 20));
-        assert_eq!(s.memory_split().unwrap().upstream_queue, 16 << 20);
+        let split = s.memory_split(crate::config::CaptureKind::Pcap).unwrap();
+        assert_eq!(split.total(), 64 << 20);
+        // A quarter of what the process, the file's chunks and the queue's request headers
+        // leave.
+        let headers = 10_000 * crate::request::QUEUED_REQUEST_BYTES as u64;
+        assert_eq!(
+            split.upstream_queue,
+            ((64 << 20) - split.process - split.capture - headers) / 4
+        );
         let s = Cli::try_parse_from([
             "rebuilder",
             "replay",
@@ -735,9 +752,9 @@ mod tests {
             "--upstream",
             "http://127.0.0.1:1",
             "--memory-budget",
-            "16MiB",
+            "48MiB",
             "--queue-bytes",
-            "9MiB",
+            "24MiB",
         ])
         .unwrap()
         .settings()

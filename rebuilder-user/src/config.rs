@@ -208,8 +208,8 @@ pub enum LogFormat {
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
-    /// Every byte the process buffers on the way (output queues and flows), split by
-    /// [`Settings::memory_split`].
+    /// The whole process's memory: its own fixed part, the capture's buffers, output queues,
+    /// segments in flight and flows, split by [`Settings::memory_split`].
     pub memory_budget: ByteSize,
     pub log: LogSettings,
     pub capture: CaptureSettings,
@@ -298,7 +298,9 @@ pub struct UdpSettings {
     pub listen: SocketAddr,
     /// Sockets bound with SO_REUSEPORT, one receiving thread each; 0 = one per core.
     pub sockets: usize,
-    pub recv_buffer: ByteSize,
+    /// SO_RCVBUF asked for each socket (the kernel holds up to twice it); absent: derived from
+    /// `memory_budget` (see [`Settings::memory_split`]).
+    pub recv_buffer: Option<ByteSize>,
     /// Datagrams per recvmmsg call.
     pub batch: usize,
 }
@@ -308,7 +310,7 @@ impl Default for UdpSettings {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 4789)),
             sockets: 0,
-            recv_buffer: ByteSize(64 << 20),
+            recv_buffer: None,
             batch: 64,
         }
     }
@@ -458,8 +460,9 @@ pub struct XdpSettings {
     /// Interface receiving the mirrored traffic; set: `run` captures through XDP, not UDP.
     pub iface: Option<String>,
     pub mode: XdpModeSetting,
-    /// Ring buffer between the XDP program and userspace: a power of two, at least a page.
-    pub ring_size: ByteSize,
+    /// Ring buffer between the XDP program and userspace: a power of two, at least a page;
+    /// absent: derived from `memory_budget` (see [`Settings::memory_split`]).
+    pub ring_size: Option<ByteSize>,
     /// Consumed packets still go to the stack (debugging; the kernel then also sees the
     /// VXLAN datagrams).
     pub pass_consumed: bool,
@@ -478,7 +481,7 @@ impl Default for XdpSettings {
         Self {
             iface: None,
             mode: XdpModeSetting::Auto,
-            ring_size: ByteSize(64 << 20),
+            ring_size: None,
             pass_consumed: false,
             ports: Vec::new(),
         }
@@ -565,40 +568,140 @@ impl Default for FilterSettings {
 /// Default status address for `run` when none is configured.
 pub const DEFAULT_STATUS_ADDR: &str = "0.0.0.0:9479";
 
-/// Default `memory_budget`: 256 MiB, so that the whole process stays under 512 MiB (the budget
-/// plus the binary, thread stacks, allocator slack and segments in flight).
+/// Default `memory_budget`: 256 MiB for the whole process.
 pub const DEFAULT_MEMORY_BUDGET: u64 = 256 << 20;
-/// Smallest `memory_budget` accepted.
-pub const MIN_MEMORY_BUDGET: u64 = 1 << 20;
-/// The output queues' share of the budget when none is set explicitly: a quarter, split evenly
-/// among the configured outputs.
+/// Smallest `memory_budget` accepted: the process's own part, a capture's buffers and room to
+/// work in.
+pub const MIN_MEMORY_BUDGET: u64 = 32 << 20;
+/// The capture's kernel buffers (the XDP ring, the UDP sockets' receive buffers) get a quarter of
+/// the budget when their sizes are not set.
+pub const CAPTURE_SHARE_DIVISOR: u64 = 4;
+/// The largest ring or receive buffer derived from the budget: 64 MiB absorbs a burst of
+/// 0.5 s at 1 Gbit/s.
+pub const MAX_DERIVED_CAPTURE_BUFFER: u64 = 64 << 20;
+/// Smallest derived receive buffer per socket.
+pub const MIN_DERIVED_RECV_BUFFER: u64 = 256 << 10;
+/// What is left after the process and the capture (the working memory) must be at least this
+/// fraction of the budget (a quarter), or the settings are refused.
+pub const WORKING_MIN_DIVISOR: u64 = 4;
+/// The output queues' share of the working memory when none is set explicitly: a quarter,
+/// split evenly among the configured outputs.
 pub const QUEUE_SHARE_DIVISOR: u64 = 4;
 /// Explicit queue sizes must leave flows and segments in flight at least this fraction of the
-/// budget (a half).
+/// working memory (a half).
 pub const FLOW_SHARE_MIN_DIVISOR: u64 = 2;
 /// Segments on their way from capture to the workers (queued, holding the buffers their
-/// payloads are slices of) get an eighth, split evenly among the workers.
+/// payloads are slices of) get an eighth of the working memory, split evenly among the workers.
 pub const IN_FLIGHT_SHARE_DIVISOR: u64 = 8;
+
+/// What the process holds before it buffers anything: its code and libraries paged in, the
+/// runtimes', the allocator's and the metrics' own structures, the outputs' connections. Measured
+/// at 8 to 10 MiB for a release build under load, 14 to 17 MiB for a debug build, whose code is
+/// four times larger (`cargo xtask hostile`, README *Memory*).
+pub const PROCESS_BASE: u64 = if cfg!(debug_assertions) {
+    20 << 20
+} else {
+    12 << 20
+};
+/// What each thread adds: its stack as far as it is touched, and the allocator's pages it keeps
+/// for its own size classes.
+pub const PROCESS_PER_THREAD: u64 = 256 << 10;
+/// Threads besides the workers and the capture's: main, the outputs' and status runtime (two),
+/// and one for the progress line or the signal handling.
+pub const OTHER_THREADS: u64 = 4;
+/// What each upstream connection may hold: its response buffer, a 64 KiB head and a 16 KiB
+/// read (`output::upstream`), up to twice that as it grows.
+pub const UPSTREAM_CONNECTION_BYTES: u64 = 160 << 10;
+
+/// Which input a run reads: each holds different buffers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CaptureKind {
+    /// `replay`: a capture file, read through a pool of chunks.
+    Pcap,
+    /// `run --udp`: VXLAN datagrams from this many sockets.
+    Udp { sockets: usize },
+    /// `run --iface`: the XDP program's ring buffer.
+    Xdp,
+}
 
 /// How `memory_budget` is divided, in bytes. Deterministic: the same settings always give the
 /// same split.
 ///
-/// - Each configured output's queue gets its `queue_bytes` when set, else
-///   `memory_budget / 4 / (number of configured outputs)`.
-/// - The queues together may take at most half of the budget (an error names the keys).
-/// - Segments in flight to the workers get an eighth, divided evenly among the workers.
-/// - Flows get the rest, divided evenly among the reassembly workers by the pipeline.
+/// - The process: [`PROCESS_BASE`], [`PROCESS_PER_THREAD`] for each thread and
+///   [`UPSTREAM_CONNECTION_BYTES`] for each upstream connection.
+/// - The capture: the XDP ring (`xdp.ring_size`, mapped into the process, resident once the
+///   kernel has written all of it), or the UDP sockets' receive buffers (kernel memory, up to
+///   twice `udp.recv_buffer` each, charged to the service's cgroup) and the readers' batch
+///   buffers, or the chunks a capture file is read in. Sizes not set take a quarter of the
+///   budget between them.
+/// - The output queues' overhead: each request a queue may hold has a header beside its bytes,
+///   and the allocator rounds its bytes up (by up to a quarter).
+/// - The rest is the working memory, which must be at least a quarter of the budget (an error
+///   names the keys that take the rest). Each configured output's queue gets its
+///   `queue_bytes` when set, else `working / 4 / (number of configured outputs)`; together at
+///   most half of it (an error names the keys). Segments in flight get an eighth, divided
+///   evenly among the workers; flows get the rest, divided evenly among the workers.
 /// - An output that is not configured holds nothing and gets nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemorySplit {
+    /// The process's own part.
+    pub process: u64,
+    /// The capture's buffers, all of them.
+    pub capture: u64,
+    /// `SO_RCVBUF` to ask for on each UDP socket (0 for other inputs).
+    pub recv_buffer: u64,
+    /// The XDP ring buffer's size (0 for other inputs).
+    pub xdp_ring: u64,
+    /// What requests in the queues hold beyond the bytes the queues count: each request's
+    /// header (for as many requests as the queues may hold) and the allocator's rounding of its
+    /// bytes (up to a quarter of them).
+    pub queue_overhead: u64,
     /// Bytes of the upstream queue (0 without an upstream).
     pub upstream_queue: u64,
     /// Bytes of the JSON lines queue (0 without JSON lines).
     pub jsonl_queue: u64,
     /// Bytes of segments queued for all workers together.
     pub in_flight: u64,
-    /// Bytes all flows of all workers may hold together.
+    /// Bytes all flows of all workers may hold together, their tables included.
     pub flows: u64,
+}
+
+impl MemorySplit {
+    /// What the whole split adds up to: the budget.
+    pub fn total(&self) -> u64 {
+        self.process
+            + self.capture
+            + self.queue_overhead
+            + self.upstream_queue
+            + self.jsonl_queue
+            + self.in_flight
+            + self.flows
+    }
+}
+
+/// A size for messages: `12MiB`, `1.5MiB`, `300KiB`.
+fn human(b: u64) -> String {
+    if b >= 1 << 20 {
+        let m = b as f64 / f64::from(1u32 << 20);
+        if b.is_multiple_of(1 << 20) {
+            format!("{m:.0}MiB")
+        } else {
+            format!("{m:.1}MiB")
+        }
+    } else if b >= 1 << 10 {
+        format!("{}KiB", b.div_ceil(1 << 10))
+    } else {
+        format!("{b}B")
+    }
+}
+
+/// The largest power of two at most `n` (at least 1).
+fn pow2_floor(n: u64) -> u64 {
+    if n == 0 {
+        1
+    } else {
+        1 << (63 - n.leading_zeros())
+    }
 }
 
 impl Settings {
@@ -672,7 +775,10 @@ impl Settings {
                 format!("must be at least {}", ByteSize(MIN_MEMORY_BUDGET)),
             ));
         }
-        self.memory_split()?;
+        // The queues' keys and the budget's minimum, whatever the input; `run` checks its own
+        // capture's buffers too (`Cli::settings`), and the pipeline splits for the input it
+        // opens.
+        self.memory_split(CaptureKind::Pcap)?;
         if self.reassembly.idle_timeout.0.is_zero() {
             return Err(bad("reassembly.idle_timeout", "must be above 0"));
         }
@@ -763,28 +869,167 @@ impl Settings {
             &prometheus_client::metrics::family::Family::default(),
         )
         .map_err(|e| bad(&e.key, e.message))?;
-        let ring = self.xdp.ring_size.bytes();
-        if !ring.is_power_of_two() || !(XDP_RING_MIN..=XDP_RING_MAX).contains(&ring) {
+        if let Some(size) = self.xdp.ring_size {
+            let ring = size.bytes();
+            if !ring.is_power_of_two() || !(XDP_RING_MIN..=XDP_RING_MAX).contains(&ring) {
+                return Err(bad(
+                    "xdp.ring_size",
+                    format!(
+                        "{} is not a power of two from {} to {}",
+                        size,
+                        ByteSize(XDP_RING_MIN),
+                        ByteSize(XDP_RING_MAX)
+                    ),
+                ));
+            }
+        }
+        if self.udp.recv_buffer.is_some_and(|b| b.bytes() == 0) {
             return Err(bad(
-                "xdp.ring_size",
-                format!(
-                    "{} is not a power of two from {} to {}",
-                    self.xdp.ring_size,
-                    ByteSize(XDP_RING_MIN),
-                    ByteSize(XDP_RING_MAX)
-                ),
+                "udp.recv_buffer",
+                "must be above 0 (leave it out to derive it from memory_budget)",
             ));
         }
         Ok(())
     }
 
-    /// Splits `memory_budget` between the output queues and the flows (see [`MemorySplit`]).
-    pub fn memory_split(&self) -> Result<MemorySplit, ConfigError> {
+    /// Reassembly workers: `reassembly.workers`, or one per core but one.
+    pub fn workers(&self) -> usize {
+        if self.reassembly.workers == 0 {
+            default_workers()
+        } else {
+            self.reassembly.workers
+        }
+    }
+
+    /// UDP sockets (and reading threads): `udp.sockets`, or one per core.
+    pub fn udp_sockets(&self) -> usize {
+        if self.udp.sockets == 0 {
+            cores()
+        } else {
+            self.udp.sockets
+        }
+    }
+
+    /// What `run` reads: XDP when an interface is set, else UDP.
+    pub fn run_capture(&self) -> CaptureKind {
+        if self.xdp.iface.is_some() {
+            CaptureKind::Xdp
+        } else {
+            CaptureKind::Udp {
+                sockets: self.udp_sockets(),
+            }
+        }
+    }
+
+    /// The XDP ring's size: `xdp.ring_size`, else derived from the budget (see
+    /// [`MemorySplit`]).
+    pub fn xdp_ring_bytes(&self) -> u64 {
+        match self.memory_split(CaptureKind::Xdp) {
+            Ok(split) => split.xdp_ring,
+            Err(_) => self.xdp.ring_size.map_or(XDP_RING_MIN, ByteSize::bytes),
+        }
+    }
+
+    /// Splits `memory_budget` for a run reading `capture` (see [`MemorySplit`]). Settings whose
+    /// explicit sizes do not fit are refused with an error naming the keys.
+    pub fn memory_split(&self, capture: CaptureKind) -> Result<MemorySplit, ConfigError> {
         let budget = self.memory_budget.bytes();
+        let workers = self.workers() as u64;
         let upstream = self.upstream.url.is_some();
         let jsonl = self.jsonl.path.is_some();
+        let header = crate::request::QUEUED_REQUEST_BYTES as u64;
+        let queue_overhead = u64::from(upstream) * self.upstream.queue_requests as u64 * header
+            + u64::from(jsonl) * self.jsonl.queue_requests as u64 * header;
+        let capture_threads = match capture {
+            CaptureKind::Udp { sockets } => sockets.max(1) as u64,
+            CaptureKind::Pcap | CaptureKind::Xdp => 1,
+        };
+        let threads = workers + capture_threads + OTHER_THREADS;
+        let connections = if upstream {
+            self.upstream.pool_size as u64
+        } else {
+            0
+        };
+        let process =
+            PROCESS_BASE + PROCESS_PER_THREAD * threads + UPSTREAM_CONNECTION_BYTES * connections;
+        // A kernel buffer not set takes a quarter of the budget, halved while that would leave
+        // less than a quarter to work in (small budgets).
+        let fit = |start: u64, min: u64, bytes: &dyn Fn(u64) -> u64| {
+            let mut v = start.max(min);
+            while v / 2 >= min
+                && process + queue_overhead + bytes(v) + budget / WORKING_MIN_DIVISOR > budget
+            {
+                v /= 2;
+            }
+            v
+        };
+        let share = budget / CAPTURE_SHARE_DIVISOR;
+        let (capture_bytes, recv_buffer, xdp_ring, capture_keys) = match capture {
+            CaptureKind::Pcap => (crate::capture::pcap::POOL_BYTES as u64, 0, 0, ""),
+            CaptureKind::Udp { sockets } => {
+                let sockets = sockets.max(1) as u64;
+                let pool = sockets * crate::capture::udp::pool_bytes(self.udp.batch) as u64;
+                // The kernel holds up to twice what is asked for (SO_RCVBUF's doubling).
+                let bytes = |recv: u64| sockets * 2 * recv + pool;
+                let recv = match self.udp.recv_buffer {
+                    Some(b) => b.bytes(),
+                    None => fit(
+                        (share / sockets / 2).min(MAX_DERIVED_CAPTURE_BUFFER),
+                        MIN_DERIVED_RECV_BUFFER,
+                        &bytes,
+                    ),
+                };
+                (
+                    bytes(recv),
+                    recv,
+                    0,
+                    "udp.recv_buffer, udp.sockets, udp.batch, ",
+                )
+            }
+            CaptureKind::Xdp => {
+                let bytes = |ring: u64| ring + crate::capture::xdp::POOL_BYTES as u64;
+                let ring = match self.xdp.ring_size {
+                    Some(b) => b.bytes(),
+                    None => fit(
+                        pow2_floor(share.min(MAX_DERIVED_CAPTURE_BUFFER)),
+                        XDP_RING_MIN,
+                        &bytes,
+                    ),
+                };
+                (bytes(ring), 0, ring, "xdp.ring_size, ")
+            }
+        };
+        let fixed = process + capture_bytes + queue_overhead;
+        let working = budget.saturating_sub(fixed);
+        if working < budget / WORKING_MIN_DIVISOR {
+            let mut keys = capture_keys.to_string();
+            if upstream {
+                keys.push_str("upstream.queue_requests, upstream.pool_size, ");
+            }
+            if jsonl {
+                keys.push_str("jsonl.queue_requests, ");
+            }
+            keys.push_str("reassembly.workers, memory_budget");
+            return Err(ConfigError::Value {
+                key: keys,
+                message: format!(
+                    "memory_budget ({}) is too small for this run: the process takes {} ({threads} \
+                     threads, {connections} upstream connections), the capture's buffers {}, the \
+                     output queues' request headers {}, \
+                     which leaves {} where at least a quarter of the budget ({}) is needed for \
+                     queues, segments and flows: raise memory_budget, or lower what takes it",
+                    self.memory_budget,
+                    human(process),
+                    human(capture_bytes),
+                    human(queue_overhead),
+                    human(working),
+                    human(budget / WORKING_MIN_DIVISOR),
+                ),
+            });
+        }
+
         let configured = u64::from(upstream) + u64::from(jsonl);
-        let share = budget / QUEUE_SHARE_DIVISOR / configured.max(1);
+        let share = working / QUEUE_SHARE_DIVISOR / configured.max(1);
         let queue = |on: bool, explicit: Option<ByteSize>, key: &str| match (on, explicit) {
             (false, _) => Ok(0),
             (true, None) => Ok(share),
@@ -797,25 +1042,34 @@ impl Settings {
         let upstream_queue = queue(upstream, self.upstream.queue_bytes, "upstream.queue_bytes")?;
         let jsonl_queue = queue(jsonl, self.jsonl.queue_bytes, "jsonl.queue_bytes")?;
         let queues = upstream_queue.saturating_add(jsonl_queue);
-        let max_queues = budget - budget / FLOW_SHARE_MIN_DIVISOR;
-        if queues > max_queues {
+        let max_queues = working - working / FLOW_SHARE_MIN_DIVISOR;
+        if queues + queues / 4 > max_queues {
             return Err(ConfigError::Value {
                 key: "upstream.queue_bytes + jsonl.queue_bytes".into(),
                 message: format!(
-                    "the output queues ({} + {}) may take at most half of memory_budget ({}), \
-                     the rest is for flows: lower them or raise memory_budget",
-                    ByteSize(upstream_queue),
-                    ByteSize(jsonl_queue),
-                    self.memory_budget
+                    "the output queues ({} + {}, and a quarter more for the allocator's \
+                     rounding) may take at most half of what memory_budget ({}) leaves after the \
+                     process and the capture ({}), the rest is for flows: lower them or raise \
+                     memory_budget",
+                    human(upstream_queue),
+                    human(jsonl_queue),
+                    self.memory_budget,
+                    human(working),
                 ),
             });
         }
-        let in_flight = budget / IN_FLIGHT_SHARE_DIVISOR;
+        let rounding = queues / 4;
+        let in_flight = working / IN_FLIGHT_SHARE_DIVISOR;
         Ok(MemorySplit {
+            process,
+            capture: capture_bytes,
+            recv_buffer,
+            xdp_ring,
+            queue_overhead: queue_overhead + rounding,
             upstream_queue,
             jsonl_queue,
             in_flight,
-            flows: budget - queues - in_flight,
+            flows: working - queues - rounding - in_flight,
         })
     }
 
@@ -986,7 +1240,7 @@ mod tests {
         .unwrap();
         assert_eq!(s.capture.vxlan_ports, vec![4789, 8472]);
         assert_eq!(s.capture.flow_key, FlowKeyMode::Vni);
-        assert_eq!(s.udp.recv_buffer, ByteSize(16 << 20));
+        assert_eq!(s.udp.recv_buffer, Some(ByteSize(16 << 20)));
         assert_eq!(
             s.reassembly.reorder_timeout,
             Span(Duration::from_millis(250))
@@ -999,55 +1253,96 @@ mod tests {
     }
 
     #[test]
-    fn the_memory_budget_is_split_between_queues_and_flows() {
+    fn the_memory_budget_is_split_between_the_process_capture_queues_and_flows() {
         const MIB: u64 = 1 << 20;
-        let split = |text: &str| parse(text).map(|s| s.memory_split().unwrap());
-        // Defaults: 256 MiB; no output configured holds nothing, flows get everything.
+        let settings = |text: &str| {
+            let mut s = parse(text).unwrap();
+            // Fixed, so that the figures do not depend on the machine's cores.
+            s.reassembly.workers = 2;
+            s.udp.sockets = 2;
+            s
+        };
+        let threads = |capture: u64| 2 + capture + OTHER_THREADS;
+        let process = |capture: u64| PROCESS_BASE + PROCESS_PER_THREAD * threads(capture);
         assert_eq!(Settings::default().memory_budget, ByteSize(256 * MIB));
+
+        // Replay, no output: the process, the file's chunks, then the working memory: an eighth
+        // in flight, the rest to flows.
+        let s = settings("");
+        let split = s.memory_split(CaptureKind::Pcap).unwrap();
+        let working = 256 * MIB - process(1) - crate::capture::pcap::POOL_BYTES as u64;
         assert_eq!(
-            split("").unwrap(),
+            split,
             MemorySplit {
+                process: process(1),
+                capture: crate::capture::pcap::POOL_BYTES as u64,
+                recv_buffer: 0,
+                xdp_ring: 0,
+                queue_overhead: 0,
                 upstream_queue: 0,
                 jsonl_queue: 0,
-                in_flight: 32 * MIB,
-                flows: 224 * MIB
+                in_flight: working / 8,
+                flows: working - working / 8,
             }
         );
-        // One output: a quarter of the budget.
+        assert_eq!(split.total(), 256 * MIB);
+
+        // UDP with an upstream: the sockets' kernel buffers (a quarter of the budget, doubled
+        // by the kernel) and batch buffers; the queue gets a quarter of the working memory,
+        // beside the headers of its 10000 requests and the rounding of its bytes.
+        let s = settings("[upstream]\nurl = \"http://127.0.0.1:1\"\n");
+        let split = s.memory_split(s.run_capture()).unwrap();
+        assert_eq!(split.recv_buffer, 16 * MIB, "64 MiB over 2 sockets, halved");
+        let capture = 2 * (2 * 16 * MIB + crate::capture::udp::pool_bytes(64) as u64);
+        assert_eq!(split.capture, capture);
+        let headers = 10_000 * crate::request::QUEUED_REQUEST_BYTES as u64;
+        let working = 256 * MIB - process(2) - 16 * UPSTREAM_CONNECTION_BYTES - capture - headers;
+        assert_eq!(split.upstream_queue, working / 4);
+        assert_eq!(split.queue_overhead, headers + working / 4 / 4);
+        assert_eq!(split.in_flight, working / 8);
         assert_eq!(
-            split("[upstream]\nurl = \"http://127.0.0.1:1\"\n").unwrap(),
-            MemorySplit {
-                upstream_queue: 64 * MIB,
-                jsonl_queue: 0,
-                in_flight: 32 * MIB,
-                flows: 160 * MIB
-            }
+            split.flows,
+            working - working / 4 - working / 4 / 4 - working / 8
         );
+        assert_eq!(split.total(), 256 * MIB);
+        assert!(split.flows > 256 * MIB / 3, "{split:?}");
+
+        // XDP: the 64 MiB ring by default, and the reader's batch buffers.
+        let s = settings("[xdp]\niface = \"eth1\"\n");
+        let split = s.memory_split(s.run_capture()).unwrap();
+        assert_eq!(split.xdp_ring, 64 * MIB);
+        assert_eq!(
+            split.capture,
+            64 * MIB + crate::capture::xdp::POOL_BYTES as u64
+        );
+        assert_eq!(split.total(), 256 * MIB);
+        // A smaller budget derives a smaller ring, a power of two.
+        let s = settings("memory_budget = \"100MiB\"\n[xdp]\niface = \"eth1\"\n");
+        assert_eq!(s.memory_split(s.run_capture()).unwrap().xdp_ring, 16 * MIB);
+
         // Two outputs share the quarter; the budget key scales everything.
-        assert_eq!(
-            split("memory_budget = \"1GiB\"\n[upstream]\nurl = \"http://127.0.0.1:1\"\n[jsonl]\npath = \"-\"\n")
-                .unwrap(),
-            MemorySplit {
-                upstream_queue: 128 * MIB,
-                jsonl_queue: 128 * MIB,
-                in_flight: 128 * MIB,
-                flows: 640 * MIB
-            }
+        let s = settings(
+            "memory_budget = \"1GiB\"\n[upstream]\nurl = \"http://127.0.0.1:1\"\n[jsonl]\npath = \"-\"\n",
         );
+        let split = s.memory_split(CaptureKind::Pcap).unwrap();
+        assert_eq!(split.upstream_queue, split.jsonl_queue);
+        let headers = 2 * 10_000 * crate::request::QUEUED_REQUEST_BYTES as u64;
+        let working = 1024 * MIB - split.process - split.capture - headers;
+        assert_eq!(split.upstream_queue, working / 8);
+        assert_eq!(split.total(), 1024 * MIB);
+
         // An explicit value is used as given; the others keep their derived share.
-        assert_eq!(
-            split("[upstream]\nurl = \"http://127.0.0.1:1\"\nqueue_bytes = \"90MiB\"\n[jsonl]\npath = \"-\"\n")
-                .unwrap(),
-            MemorySplit {
-                upstream_queue: 90 * MIB,
-                jsonl_queue: 32 * MIB,
-                in_flight: 32 * MIB,
-                flows: 102 * MIB
-            }
+        let s = settings(
+            "[upstream]\nurl = \"http://127.0.0.1:1\"\nqueue_bytes = \"60MiB\"\n[jsonl]\npath = \"-\"\n",
         );
-        // Explicit values that do not leave half to flows are refused, naming the keys.
+        let split = s.memory_split(CaptureKind::Pcap).unwrap();
+        assert_eq!(split.upstream_queue, 60 * MIB);
+        assert_eq!(split.total(), 256 * MIB);
+
+        // Explicit queues that do not leave half of the working memory are refused, naming
+        // the keys.
         let e = parse(
-            "memory_budget = \"64MiB\"\n[upstream]\nurl = \"http://127.0.0.1:1\"\nqueue_bytes = \"40MiB\"\n",
+            "memory_budget = \"64MiB\"\n[upstream]\nurl = \"http://127.0.0.1:1\"\nqueue_bytes = \"30MiB\"\n",
         )
         .unwrap_err()
         .to_string();
@@ -1055,26 +1350,101 @@ mod tests {
             e.contains("upstream.queue_bytes") && e.contains("memory_budget"),
             "{e}"
         );
-        // An unconfigured output's explicit size takes nothing from flows.
-        assert_eq!(
-            split("memory_budget = \"64MiB\"\n[jsonl]\nqueue_bytes = \"40MiB\"\n")
-                .unwrap()
-                .flows,
-            56 * MIB
-        );
+        // An unconfigured output's explicit size takes nothing.
+        let s = settings("memory_budget = \"64MiB\"\n[jsonl]\nqueue_bytes = \"40MiB\"\n");
+        assert_eq!(s.memory_split(CaptureKind::Pcap).unwrap().jsonl_queue, 0);
         let e = parse("[jsonl]\npath = \"-\"\nqueue_bytes = 0\n")
             .unwrap_err()
             .to_string();
         assert!(e.contains("jsonl.queue_bytes"), "{e}");
-        let e = parse("memory_budget = \"512KiB\"\n")
+        let e = parse("memory_budget = \"16MiB\"\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("memory_budget"), "{e}");
+        assert!(
+            e.contains("memory_budget") && e.contains(&ByteSize(MIN_MEMORY_BUDGET).to_string()),
+            "{e}"
+        );
         // The old place of the key is refused by name (nothing was released with it).
         let e = parse("[reassembly]\nmemory_budget = \"1GiB\"\n")
             .unwrap_err()
             .to_string();
         assert!(e.contains("memory_budget"), "{e}");
+    }
+
+    #[test]
+    fn the_shipped_example_fits_its_budget_on_any_instance() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/rebuilder.toml");
+        let mut s = Settings::from_file(&path).unwrap();
+        s.upstream.url = Some("http://waf.internal:80".into());
+        for cores in [1, 2, 4, 8, 16] {
+            s.reassembly.workers = cores.max(2) - 1;
+            s.udp.sockets = cores;
+            for capture in [s.run_capture(), CaptureKind::Xdp, CaptureKind::Pcap] {
+                let split = s.memory_split(capture).unwrap();
+                assert_eq!(
+                    split.total(),
+                    s.memory_budget.bytes(),
+                    "{cores} cores {capture:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn explicit_capture_buffers_that_do_not_fit_the_budget_are_refused_by_name() {
+        const MIB: u64 = 1 << 20;
+        let settings = |text: &str| {
+            let mut s = parse(text).unwrap();
+            s.reassembly.workers = 2;
+            s.udp.sockets = 2;
+            s
+        };
+        // The shipped example's old 64 MiB per socket: 256 MiB of kernel buffers on two
+        // sockets, more than the whole default budget.
+        let s = settings("[udp]\nrecv_buffer = \"64MiB\"\n");
+        let e = s.memory_split(s.run_capture()).unwrap_err().to_string();
+        for key in ["udp.recv_buffer", "udp.sockets", "memory_budget"] {
+            assert!(e.contains(key), "{key}: {e}");
+        }
+        assert!(e.contains("256MiB"), "{e}");
+        // Replay does not hold the sockets' buffers: the same file replays.
+        assert!(s.memory_split(CaptureKind::Pcap).is_ok());
+        // A ring of half the budget leaves less than a quarter once the rest is counted.
+        let s =
+            settings("memory_budget = \"64MiB\"\n[xdp]\niface = \"eth1\"\nring_size = \"32MiB\"\n");
+        let e = s.memory_split(s.run_capture()).unwrap_err().to_string();
+        assert!(
+            e.contains("xdp.ring_size") && e.contains("memory_budget"),
+            "{e}"
+        );
+        let s = settings(
+            "memory_budget = \"128MiB\"\n[xdp]\niface = \"eth1\"\nring_size = \"32MiB\"\n",
+        );
+        let split = s.memory_split(s.run_capture()).unwrap();
+        assert_eq!(split.xdp_ring, 32 * MIB);
+        assert_eq!(split.total(), 128 * MIB);
+        // Derived sizes always fit the smallest budget with a worker and a socket (a debug
+        // build's code takes 8 MiB more), and with two outputs (and their 20000 requests'
+        // headers) a budget half as large again.
+        for (budget, text) in [
+            (MIN_MEMORY_BUDGET, ""),
+            (MIN_MEMORY_BUDGET, "[xdp]\niface = \"eth1\"\n"),
+            (
+                MIN_MEMORY_BUDGET / 2 * 3,
+                "[upstream]\nurl = \"http://127.0.0.1:1\"\n[jsonl]\npath = \"-\"\n",
+            ),
+        ] {
+            let mut s = settings(&format!("memory_budget = \"{}\"\n{text}", ByteSize(budget)));
+            s.reassembly.workers = 1;
+            s.udp.sockets = 1;
+            for capture in [CaptureKind::Pcap, s.run_capture()] {
+                let split = s.memory_split(capture).unwrap();
+                assert_eq!(split.total(), budget, "{text}: {split:?}");
+                assert!(split.flows >= 4 * MIB, "{text}: {split:?}");
+            }
+        }
+        let e = parse("[udp]\nrecv_buffer = 0\n").unwrap_err().to_string();
+        assert!(e.contains("udp.recv_buffer"), "{e}");
     }
 
     #[test]
@@ -1089,12 +1459,13 @@ mod tests {
             XdpSettings {
                 iface: Some("eth1".into()),
                 mode: XdpModeSetting::Generic,
-                ring_size: ByteSize(16 << 20),
+                ring_size: Some(ByteSize(16 << 20)),
                 pass_consumed: true,
                 ports: vec![80, 443],
             }
         );
-        assert_eq!(Settings::default().xdp.ring_size, ByteSize(64 << 20));
+        assert_eq!(Settings::default().xdp.ring_size, None);
+        assert_eq!(Settings::default().xdp_ring_bytes(), 64 << 20);
         assert_eq!(Settings::default().xdp.mode, XdpModeSetting::Auto);
         for (text, key) in [
             ("[xdp]\nring_size = 5000\n", "xdp.ring_size"),

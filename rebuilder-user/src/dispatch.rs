@@ -38,12 +38,16 @@ pub enum WorkItem {
 #[error("all reassembly workers have stopped")]
 pub struct WorkersGone;
 
-/// What a batch of segments is charged against its worker's in-flight bytes.
-pub fn batch_cost(batch: &[Segment]) -> usize {
+/// What a batch of segments is charged against its worker's in-flight bytes: each segment and
+/// its payload, and the batch's room for more (a batch sent early, when capture goes idle, has
+/// room for [`BATCH`] segments). A `Vec`, not a slice: its capacity is allocated too.
+#[allow(clippy::ptr_arg)]
+pub fn batch_cost(batch: &Vec<Segment>) -> usize {
     batch
         .iter()
         .map(|s| s.payload.len() + SEGMENT_OVERHEAD)
-        .sum()
+        .sum::<usize>()
+        + (batch.capacity() - batch.len()) * size_of::<Segment>()
 }
 
 /// A worker's end of its queue. Dropping it (the worker ending, however it ends) closes the
@@ -113,6 +117,11 @@ impl Dispatcher {
             dispatched: 0,
             dropped_queue_full: 0,
         }
+    }
+
+    /// Workers this dispatcher sends to.
+    pub fn workers(&self) -> usize {
+        self.senders.len()
     }
 
     pub fn worker_of(&self, seg: &Segment) -> usize {

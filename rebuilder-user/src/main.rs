@@ -17,6 +17,9 @@ use rebuilder::pipeline::{self, Input};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // Before any thread starts: freed memory goes back to the system at once, since the memory
+    // budget is the process's RSS.
+    rebuilder::memory::configure_allocator();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

@@ -186,7 +186,8 @@ impl PipelineMetrics {
         );
         r.register(
             "rebuilder_buffered_bytes",
-            "Bytes held by all flows (out-of-order data, partial requests, flow state)",
+            "Bytes held by all flows (out-of-order data, partial requests, flow state) and their \
+             tables, as the allocator serves them",
             m.buffered_bytes.clone(),
         );
         r.register(

@@ -20,7 +20,7 @@ use crate::capture::pcap::{PcapSource, PcapStats};
 use crate::capture::udp::{self, UdpConfig};
 use crate::capture::xdp::{Attached, ReaderStats, XdpCapture, XdpConfig, XdpError, XdpMetrics};
 use crate::capture::CaptureError;
-use crate::config::{cores, default_workers, ConfigError, MemorySplit, Settings};
+use crate::config::{CaptureKind, ConfigError, MemorySplit, Settings};
 use crate::dispatch::{self, Dispatcher, WorkItem, WorkerQueue};
 use crate::metrics::{OutcomeLabel, PipelineMetrics, ReasonLabel};
 use crate::output::jsonl::JsonlConfig;
@@ -377,31 +377,34 @@ pub fn run(
         .build()
         .map_err(PipelineError::Runtime)?;
 
-    // Open the input first: a missing file or a busy port fails before anything starts.
+    // The budget first: settings that do not fit are refused before anything is opened. Then
+    // the input: a missing file or a busy port fails before anything starts.
     let source = input.source();
+    let capture = match &input {
+        Input::Pcap { .. } => CaptureKind::Pcap,
+        Input::Udp | Input::Xdp => settings.run_capture(),
+    };
+    let split = settings.memory_split(capture)?;
     let opened = match input {
         Input::Pcap {
             path,
             pace,
             progress,
-        } => Opened::Pcap {
-            src: Box::new(PcapSource::open(&path)?),
-            pace,
-            progress,
-        },
-        Input::Udp => {
-            let sockets = if settings.udp.sockets == 0 {
-                cores()
-            } else {
-                settings.udp.sockets
-            };
-            Opened::Udp(udp::bind(&UdpConfig {
-                addr: settings.udp.listen,
-                sockets,
-                recv_buffer_bytes: settings.udp.recv_buffer.as_usize(),
-                batch: settings.udp.batch,
-            })?)
+        } => {
+            let mut src = PcapSource::open(&path)?;
+            src.bound_chunks(crate::capture::pcap::POOL_CHUNKS);
+            Opened::Pcap {
+                src: Box::new(src),
+                pace,
+                progress,
+            }
         }
+        Input::Udp => Opened::Udp(udp::bind(&UdpConfig {
+            addr: settings.udp.listen,
+            sockets: settings.udp_sockets(),
+            recv_buffer_bytes: usize::try_from(split.recv_buffer).unwrap_or(usize::MAX),
+            batch: settings.udp.batch,
+        })?),
         Input::Xdp => {
             let iface = settings.xdp.iface.as_deref().unwrap_or_default();
             let cfg = XdpConfig::from_settings(settings, iface);
@@ -424,7 +427,6 @@ pub fn run(
         Health::with_max_idle(settings.status.max_idle.filter(|_| live).map(|span| span.0));
     health.register(&mut registry);
     let mode = if live { Mode::Live } else { Mode::Offline };
-    let split = settings.memory_split()?;
     let outputs = Outputs::start(
         &outputs_config(settings, &split),
         mode,
@@ -480,16 +482,15 @@ pub fn run(
     });
 
     // Reassembly workers.
-    let n_workers = if settings.reassembly.workers == 0 {
-        default_workers()
-    } else {
-        settings.reassembly.workers
-    };
+    let n_workers = settings.workers();
     let per_worker = |bytes: u64| usize::try_from(bytes / n_workers as u64).unwrap_or(usize::MAX);
     let budget = per_worker(split.flows);
     let (senders, queues) = dispatch::queues(n_workers, per_worker(split.in_flight));
     tracing::debug!(
         budget = %settings.memory_budget,
+        process = split.process,
+        capture = split.capture,
+        queue_overhead = split.queue_overhead,
         upstream_queue = split.upstream_queue,
         jsonl_queue = split.jsonl_queue,
         in_flight_per_worker = per_worker(split.in_flight),
@@ -656,7 +657,7 @@ fn worker_loop(
     let mut table = FlowTable::new(cfg);
     let mut emit = |req| {
         if filter.admit(&req) {
-            outputs.submit(Arc::new(req));
+            outputs.submit(Arc::new(fit_raw(req)));
         }
     };
     let mut published = WorkerStats::default();
@@ -695,6 +696,19 @@ fn worker_loop(
     now
 }
 
+/// A request whose bytes sit in a larger allocation (the framer's buffer grows by doubling) gets
+/// them copied into one of their size: a queue charges a request for its bytes, so the room to
+/// spare would be memory no budget counts, up to as much again.
+fn fit_raw(mut req: crate::request::RebuiltRequest) -> crate::request::RebuiltRequest {
+    let raw = std::mem::take(&mut req.raw);
+    req.raw = match raw.try_into_mut() {
+        Ok(m) if m.capacity() > m.len() => bytes::Bytes::copy_from_slice(&m),
+        Ok(m) => m.freeze(),
+        Err(shared) => shared,
+    };
+    req
+}
+
 struct PcapCtx {
     decode_cfg: DecodeConfig,
     pace: Option<f64>,
@@ -725,8 +739,19 @@ fn pcap_loop(
     let mut pace_origin: Option<(Instant, u64)> = None;
     let mut workers_gone = false;
     let mut n: u64 = 0;
+    let mut chunk = src.chunk_generation();
     while let Some(frame) = src.next_frame() {
         n += 1;
+        // A frame of another chunk: what waits for a batch to fill goes to the workers now, so
+        // that only the current chunk is held by segments the workers have not got, and reading
+        // (which waits for a free chunk: `bound_chunks`) never waits for its own segments.
+        if src.chunk_generation() != chunk {
+            chunk = src.chunk_generation();
+            if disp.flush().is_err() {
+                workers_gone = true;
+                break;
+            }
+        }
         if let Some(speed) = ctx.pace {
             let (t0, ts0) = *pace_origin.get_or_insert((Instant::now(), frame.ts));
             let due = Duration::from_nanos((frame.ts.saturating_sub(ts0) as f64 / speed) as u64);
@@ -838,22 +863,45 @@ struct UdpResult {
     dropped: u64,
 }
 
-/// A receive batch whose segments' payloads fill less than half of its buffer is copied out:
-/// a queued segment then keeps only its own bytes alive, not a whole batch buffer (64 slots of
-/// 9 KiB) each, so what waits for the workers is what the in-flight budget charges; and the
-/// receiver reuses its buffer. Dense batches stay zero-copy (at most twice what is charged).
-fn compact_sparse(segments: &mut [crate::segment::Segment], buffer_bytes: usize) {
+/// Copies a capture batch's payloads out of the reader's buffer, into one allocation per worker,
+/// when the batch is sparse (its payloads fill less than half of the buffer: a queued segment
+/// would keep a whole buffer alive for a few bytes) or when `force`d (no other buffer of the
+/// reader's pool is free, and the reader needs this one back). Dense batches stay zero-copy:
+/// their buffer is one of the reader's pool, counted in the budget as the capture's. One
+/// allocation per worker, because each worker releases its segments' in-flight charge when it
+/// is done with them: an allocation shared between workers would stay alive, no longer charged,
+/// while another worker still held a segment of it.
+fn compact(
+    segments: &mut [crate::segment::Segment],
+    buffer_bytes: usize,
+    force: bool,
+    disp: &Dispatcher,
+) {
     let total: usize = segments.iter().map(|s| s.payload.len()).sum();
-    if total == 0 || total.saturating_mul(2) >= buffer_bytes {
+    if total == 0 || (!force && total.saturating_mul(2) >= buffer_bytes) {
         return;
     }
-    let mut arena = bytes::BytesMut::with_capacity(total);
-    for s in segments.iter() {
-        arena.extend_from_slice(&s.payload);
+    let owners: Vec<usize> = segments.iter().map(|s| disp.worker_of(s)).collect();
+    let mut sizes = vec![0usize; disp.workers()];
+    for (s, &w) in segments.iter().zip(&owners) {
+        if let Some(n) = sizes.get_mut(w) {
+            *n += s.payload.len();
+        }
     }
-    let mut all = arena.freeze();
-    for s in segments.iter_mut() {
-        s.payload = all.split_to(s.payload.len());
+    let mut arenas: Vec<bytes::BytesMut> = sizes
+        .iter()
+        .map(|&n| bytes::BytesMut::with_capacity(n))
+        .collect();
+    for (s, &w) in segments.iter().zip(&owners) {
+        if let Some(a) = arenas.get_mut(w) {
+            a.extend_from_slice(&s.payload);
+        }
+    }
+    let mut frozen: Vec<bytes::Bytes> = arenas.into_iter().map(bytes::BytesMut::freeze).collect();
+    for (s, &w) in segments.iter_mut().zip(&owners) {
+        if let Some(b) = frozen.get_mut(w) {
+            s.payload = b.split_to(s.payload.len());
+        }
     }
 }
 
@@ -882,7 +930,7 @@ fn udp_loop(
                 segments.push(seg);
             }
         });
-        compact_sparse(&mut segments, buffer_bytes);
+        compact(&mut segments, buffer_bytes, !rx.has_spare(), &disp);
         for seg in segments.drain(..) {
             gone |= disp.push(seg).is_err();
         }
@@ -1089,6 +1137,7 @@ async fn xdp_capture(
     let mut kernel_error_logged = false;
     let mut more = false;
     let mut gone = false;
+    let mut segments = Vec::new();
     let publish = |decode: &DecodeStats,
                    published: &DecodeStats,
                    reader: &ReaderStats,
@@ -1142,9 +1191,18 @@ async fn xdp_capture(
         let drained = reader.drain(XDP_DRAIN_MAX, |r| {
             decode.record(&r);
             if let Ok(seg) = r {
-                gone |= disp.push(seg).is_err();
+                segments.push(seg);
             }
         });
+        compact(
+            &mut segments,
+            crate::capture::xdp::BATCH_BYTES,
+            !reader.has_spare(),
+            &disp,
+        );
+        for seg in segments.drain(..) {
+            gone |= disp.push(seg).is_err();
+        }
         more = drained.more;
         if drained.records > 0 {
             shared.health.packets_captured();
@@ -1255,39 +1313,70 @@ mod tests {
     }
 
     #[test]
-    fn sparse_receive_batches_are_copied_out_and_dense_ones_are_not() {
-        // A 64-slot batch buffer holding three small datagrams.
+    fn sparse_or_forced_batches_are_copied_out_per_worker_and_dense_ones_are_not() {
+        let (senders, _queues) = dispatch::queues(2, 1 << 20);
+        let disp = Dispatcher::new(senders, true, crate::config::FlowKeyMode::Inner, 7);
+        // Ports whose flows the dispatcher sends to worker 0 and to worker 1.
+        let port_of = |w: usize| {
+            (1..1000u16)
+                .find(|&p| {
+                    let mut s = seg(Bytes::new());
+                    s.flow.src_port = p;
+                    disp.worker_of(&s) == w
+                })
+                .unwrap()
+        };
+        let (p0, p1) = (port_of(0), port_of(1));
+        let on = |port: u16, payload: Bytes| {
+            let mut s = seg(payload);
+            s.flow.src_port = port;
+            s
+        };
+        // A 64-slot batch buffer holding four small datagrams, of both workers.
         let buffer = Bytes::from(vec![7u8; 64 * udp::SLOT_BYTES]);
         let mut segs = vec![
-            seg(buffer.slice(100..150)),
-            seg(Bytes::new()),
-            seg(buffer.slice(udp::SLOT_BYTES..udp::SLOT_BYTES + 1400)),
+            on(p0, buffer.slice(100..150)),
+            on(p1, buffer.slice(200..260)),
+            on(p0, Bytes::new()),
+            on(p0, buffer.slice(udp::SLOT_BYTES..udp::SLOT_BYTES + 1400)),
         ];
         let before: Vec<Vec<u8>> = segs.iter().map(|s| s.payload.to_vec()).collect();
-        compact_sparse(&mut segs, buffer.len());
+        compact(&mut segs, buffer.len(), false, &disp);
         let after: Vec<Vec<u8>> = segs.iter().map(|s| s.payload.to_vec()).collect();
         assert_eq!(before, after, "the same bytes");
         assert!(
-            segs.iter().all(|s| {
-                let p = s.payload.as_ptr() as usize;
-                s.payload.is_empty()
-                    || !(buffer.as_ptr() as usize..buffer.as_ptr() as usize + buffer.len())
-                        .contains(&p)
-            }),
-            "no segment refers to the batch buffer any more"
-        );
-        assert!(
             buffer.is_unique(),
-            "while the segments wait, the receiver may reuse its buffer"
+            "no segment refers to the batch buffer any more: the receiver may reuse it"
+        );
+        // Worker 0's payloads sit one after the other in one allocation, worker 1's apart.
+        assert_eq!(
+            segs[0].payload.as_ptr().wrapping_add(50),
+            segs[3].payload.as_ptr()
+        );
+        let w0 = segs[0].payload.as_ptr() as usize;
+        let w1 = segs[1].payload.as_ptr() as usize;
+        assert!(
+            w1 < w0 || w1 >= w0 + 1450,
+            "worker 1's bytes are not in worker 0's allocation"
         );
         drop(segs);
 
-        // More than half full: left as slices of the buffer.
+        // More than half full: left as slices of the buffer, unless the reader needs it back.
         let dense = Bytes::from(vec![1u8; 4 * 1000]);
-        let mut segs: Vec<Segment> = (0..4)
-            .map(|i| seg(dense.slice(i * 1000..i * 1000 + 900)))
-            .collect();
-        compact_sparse(&mut segs, dense.len());
+        let make = || -> Vec<Segment> {
+            (0..4)
+                .map(|i| on(p0 + i as u16 % 2, dense.slice(i * 1000..i * 1000 + 900)))
+                .collect()
+        };
+        let mut segs = make();
+        compact(&mut segs, dense.len(), false, &disp);
         assert_eq!(segs[1].payload.as_ptr(), dense.slice(1000..1001).as_ptr());
+        drop(segs);
+        let mut segs = make();
+        compact(&mut segs, dense.len(), true, &disp);
+        assert!(dense.is_unique());
+        assert!(segs
+            .iter()
+            .all(|s| s.payload.len() == 900 && s.payload[0] == 1));
     }
 }

@@ -10,6 +10,13 @@ use crate::h2::H2Origin;
 use crate::proxy::ProxyInfo;
 use crate::segment::Timestamp;
 
+/// What a request waiting in an output queue costs beside its bytes (which the queue charges):
+/// the shared allocation holding it and the queue's slot for its pointer. The budget sets this
+/// aside for every request the queues may hold (`config::MemorySplit::queue_headers`).
+pub const QUEUED_REQUEST_BYTES: usize = crate::memory::alloc_size(
+    2 * std::mem::size_of::<usize>() + std::mem::size_of::<RebuiltRequest>(),
+) + 2 * std::mem::size_of::<usize>();
+
 /// One HTTP/1.x request exactly as the client sent it, or one HTTP/2 stream's request rendered
 /// as HTTP/1.1 (then `h2` says so).
 #[derive(Clone, PartialEq, Eq)]

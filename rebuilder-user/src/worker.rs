@@ -5,16 +5,21 @@
 //! the client, when it is ignored, closed or evicted) depends on both the TCP stream and what
 //! the framer found in it.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
 use std::mem::size_of;
 use std::sync::Arc;
 
 use crate::config::FlowKeyMode;
 use crate::http::{FlowContext, HttpLimits, HttpStats, RequestFramer};
+use crate::memory::alloc_size;
 use crate::proxy::{ProxyInfo, ProxyPolicy, ProxyStats, StreamStart};
 use crate::reassembly::{EndReason, Stream, StreamConfig, StreamEvent, StreamStats};
 use crate::request::RebuiltRequest;
 use crate::segment::{FlowKey, Segment, Timestamp};
+
+mod map;
+
+use map::FlowMap;
 
 const NS_PER_SEC: u64 = 1_000_000_000;
 
@@ -38,7 +43,7 @@ pub struct WorkerConfig {
     /// second copy of a doubly mirrored connection) are absorbed instead of starting a new
     /// stream that would replay requests twice.
     pub linger_ns: u64,
-    /// Bytes this worker may hold across all its flows.
+    /// Bytes this worker may hold across all its flows, the table's own memory included.
     pub budget: usize,
     /// PROXY protocol at stream start, by server port.
     pub proxy: ProxyPolicy,
@@ -140,15 +145,17 @@ struct Active {
 }
 
 impl Active {
+    /// What this connection holds from the allocator: its box, its buffers (as allocated, size
+    /// class included) and a second connection's.
     fn cost(&self) -> usize {
-        ACTIVE_OVERHEAD
+        ACTIVE_HEAP
             + self.stream.buffered()
-            + self.framer.buffered_bytes()
-            + self.framer.state_bytes()
+            + alloc_size(self.framer.buffered_bytes())
+            + alloc_size(self.framer.state_bytes())
             + self
                 .start
                 .as_ref()
-                .map_or(0, |s| size_of::<StreamStart>() + s.buffered_bytes())
+                .map_or(0, |s| START_HEAP + alloc_size(s.buffered_bytes()))
             + self.second.as_ref().map_or(0, |b| b.cost())
     }
 
@@ -186,12 +193,11 @@ struct Flow {
     serial: u64,
 }
 
-/// Fixed memory of one flow (table entry with its share of the table's spare capacity), charged
-/// on top of its buffers so that floods of empty flows are bounded by the budget too.
-const FLOW_OVERHEAD: usize = 2 * size_of::<(TableKey, Flow)>();
-/// What a client stream adds: its boxed reassembly and framing state and the allocator's
-/// rounding of it.
-const ACTIVE_OVERHEAD: usize = size_of::<Active>() + 32;
+/// What a client stream's box takes from the allocator (its size class, not its size: 328 bytes
+/// are served from the 384-byte class).
+const ACTIVE_HEAP: usize = alloc_size(size_of::<Active>());
+/// The box of a stream's start (PROXY protocol detection), while it lives.
+const START_HEAP: usize = alloc_size(size_of::<StreamStart>());
 
 /// A flow holding at least this fraction of its worker's budget (an eighth) dominates: when the
 /// budget is exceeded such flows are evicted first, largest first, before the least recently
@@ -201,21 +207,28 @@ const ACTIVE_OVERHEAD: usize = size_of::<Active>() + 32;
 const DOMINANT_SHARE_DIVISOR: usize = 8;
 
 impl Flow {
+    /// What the flow holds beyond its slot in the table (which [`FlowMap::bytes`] charges).
     fn current_cost(&self) -> usize {
-        FLOW_OVERHEAD
-            + match &self.state {
-                FlowState::Active(a) => a.cost(),
-                _ => 0,
-            }
+        match &self.state {
+            FlowState::Active(a) => a.cost(),
+            _ => 0,
+        }
+    }
+
+    /// The eviction order among flows that do not dominate: least recently active first, ties
+    /// by creation.
+    fn rank(&self) -> u128 {
+        (u128::from(self.last_seen) << 64) | u128::from(self.serial)
     }
 }
 
 /// The flows of one worker and everything that happens to them.
 pub struct FlowTable {
     cfg: WorkerConfig,
-    flows: HashMap<TableKey, Flow, foldhash::fast::RandomState>,
+    flows: FlowMap,
     clock: Timestamp,
     last_sweep: Timestamp,
+    /// What the flows hold beyond the table: the sum of their `cost`.
     buffered: usize,
     events: Vec<StreamEvent>,
     stats: WorkerStats,
@@ -226,7 +239,7 @@ impl FlowTable {
     pub fn new(cfg: WorkerConfig) -> Self {
         Self {
             cfg,
-            flows: HashMap::default(),
+            flows: FlowMap::default(),
             clock: 0,
             last_sweep: 0,
             buffered: 0,
@@ -238,7 +251,7 @@ impl FlowTable {
 
     pub fn stats(&mut self) -> &WorkerStats {
         self.stats.flows_open = self.flows.len() as u64;
-        self.stats.buffered_bytes = self.buffered as u64;
+        self.stats.buffered_bytes = self.buffered() as u64;
         &self.stats
     }
 
@@ -246,8 +259,10 @@ impl FlowTable {
         self.flows.len()
     }
 
+    /// Everything the table holds from the allocator, charged against the budget: the flows'
+    /// buffers and state, and the table's own slots and index.
     pub fn buffered(&self) -> usize {
-        self.buffered
+        self.buffered + self.flows.bytes()
     }
 
     fn key_of(&self, seg: &Segment) -> TableKey {
@@ -292,6 +307,16 @@ impl FlowTable {
         if replace {
             let flow = self.new_flow(&key, seg);
             self.stats.flows_created += 1;
+            // No free slot: the table would grow by a chunk. Past the budget, flows are evicted
+            // instead and their slots taken.
+            if !self.flows.contains_key(&key)
+                && self.flows.is_full()
+                && self.buffered() + map::GROWTH_BYTES > self.cfg.budget
+            {
+                let target = (self.cfg.budget / 10 * 9)
+                    .min(self.cfg.budget.saturating_sub(map::GROWTH_BYTES));
+                self.evict(target, map::SLOT_BYTES, emit);
+            }
             let cost = flow.cost;
             if let Some(old) = self.flows.insert(key, flow) {
                 self.buffered -= old.cost;
@@ -382,8 +407,8 @@ impl FlowTable {
             flow.cost = new_cost;
         }
 
-        if self.buffered > self.cfg.budget {
-            self.evict(emit);
+        if self.buffered() > self.cfg.budget {
+            self.evict(self.cfg.budget / 10 * 9, 0, emit);
         }
         if self.clock.saturating_sub(self.last_sweep) >= NS_PER_SEC {
             self.sweep(emit);
@@ -454,45 +479,78 @@ impl FlowTable {
     ) {
         if let Some(mut flow) = self.flows.remove(key) {
             self.buffered -= flow.cost;
-            if let FlowState::Active(a) = &mut flow.state {
-                a.stream
-                    .close(self.clock, reason, &mut self.events, &mut self.stats.stream);
-                feed(a, &mut self.events, &mut self.stats, emit);
-                if let Some(b) = a.second.as_deref_mut() {
-                    b.stream
-                        .close(self.clock, reason, &mut self.events, &mut self.stats.stream);
-                    feed(b, &mut self.events, &mut self.stats, emit);
-                }
-            }
+            close_flow(
+                &mut flow,
+                reason,
+                self.clock,
+                &mut self.events,
+                &mut self.stats,
+                emit,
+            );
         }
     }
 
-    /// Over budget: flows are evicted down to 90% of the budget (so eviction runs in batches
-    /// rather than on every segment). Dominant flows go first, largest first; then the least
-    /// recently active (capture time), older first; ties go by creation order. Each evicted
-    /// flow is counted, and so is a request it was in the middle of.
-    fn evict(&mut self, emit: &mut impl FnMut(RebuiltRequest)) {
-        let target = self.cfg.budget / 10 * 9;
+    /// Evicts flows until the table holds at most `target` bytes. Dominant flows go first,
+    /// largest first; then the least recently active (capture time), older first; ties go by
+    /// creation order. Each evicted flow is counted, and so is a request it was in the middle
+    /// of. Called with a target below the budget (90% of it), so that eviction runs in batches
+    /// rather than on every segment.
+    ///
+    /// A flow's slot stays allocated for the next flow: `slot_value` is what an evicted flow's
+    /// slot counts for towards the target, 0 when the budget was exceeded by what flows hold,
+    /// [`map::SLOT_BYTES`] when a new flow needs a slot and the table may not grow.
+    fn evict(&mut self, target: usize, slot_value: usize, emit: &mut impl FnMut(RebuiltRequest)) {
+        let Some(mut need) = self.buffered().checked_sub(target).filter(|n| *n > 0) else {
+            return;
+        };
         let dominant = self.cfg.budget / DOMINANT_SHARE_DIVISOR;
-        let mut order: Vec<(bool, u64, u64, TableKey)> = self
+        let incomplete = self.stats.http.dropped_incomplete;
+        // At most a handful of flows can each hold an eighth of the budget.
+        let mut big: Vec<(usize, u64, TableKey)> = self
             .flows
             .iter()
-            .map(|(k, f)| {
-                if f.cost >= dominant {
-                    (false, u64::MAX - f.cost as u64, f.serial, *k)
-                } else {
-                    (true, f.last_seen, f.serial, *k)
-                }
-            })
+            .filter(|(_, f)| f.cost >= dominant)
+            .map(|(k, f)| (f.cost, f.serial, *k))
             .collect();
-        order.sort_unstable_by_key(|(class, rank, serial, _)| (*class, *rank, *serial));
-        let incomplete = self.stats.http.dropped_incomplete;
-        for (_, _, _, key) in order {
-            if self.buffered <= target {
+        big.sort_unstable_by_key(|&(cost, serial, _)| (Reverse(cost), serial));
+        for (cost, _, key) in big {
+            if need == 0 {
                 break;
             }
             self.end_flow(&key, EndReason::Evicted, emit);
             self.stats.flows_evicted += 1;
+            need = need.saturating_sub(cost + slot_value);
+        }
+        if need > 0 {
+            let (below, then) = self.least_recent(need, dominant, slot_value);
+            let FlowTable {
+                flows,
+                events,
+                stats,
+                buffered,
+                clock,
+                ..
+            } = self;
+            flows.retain(
+                |_, f| f.cost >= dominant || f.rank() >= below,
+                |_, mut flow| {
+                    *buffered -= flow.cost;
+                    close_flow(&mut flow, EndReason::Evicted, *clock, events, stats, emit);
+                    stats.flows_evicted += 1;
+                },
+            );
+            for key in then {
+                self.end_flow(&key, EndReason::Evicted, emit);
+                self.stats.flows_evicted += 1;
+            }
+        }
+        // Flows gone, their slots kept: a flood's worth of them is given back once it is mostly
+        // free, if building the smaller table beside the big one fits.
+        if slot_value == 0
+            && self.flows.worth_compacting()
+            && self.buffered() + self.flows.compact_cost() <= self.cfg.budget
+        {
+            self.flows.compact();
         }
         // The framer counts a request cut by the end of its stream as incomplete; here the
         // budget cut it, which the operator must be able to tell apart.
@@ -501,35 +559,116 @@ impl FlowTable {
         self.stats.requests_evicted += evicted;
     }
 
+    /// The least recently active flows (not dominant) whose eviction frees `need` bytes, each
+    /// counting its cost and `slot_value`: every flow ranked below the first value returned,
+    /// then the keys returned, in order. Found by narrowing a histogram of ranks pass after pass
+    /// rather than by sorting every flow: a sort wanted a vector of every flow, 64 bytes each,
+    /// at the moment memory is short (9 MiB per worker under a SYN flood).
+    fn least_recent(
+        &self,
+        need: usize,
+        dominant: usize,
+        slot_value: usize,
+    ) -> (u128, Vec<TableKey>) {
+        const BUCKETS: usize = 64;
+        /// Few enough candidates left to sort.
+        const FEW: usize = 256;
+        let candidates = || self.flows.iter().filter(|(_, f)| f.cost < dominant);
+        let value = |f: &Flow| f.cost + slot_value;
+        let (mut lo, mut hi) = (u128::MAX, 0u128);
+        for (_, f) in candidates() {
+            lo = lo.min(f.rank());
+            hi = hi.max(f.rank());
+        }
+        if lo > hi {
+            return (0, Vec::new());
+        }
+        // Every flow ranked below `lo` is evicted; together they free `freed`.
+        let mut freed = 0usize;
+        loop {
+            let width = (hi - lo) / BUCKETS as u128 + 1;
+            let mut value_in = [0usize; BUCKETS];
+            let mut count = [0usize; BUCKETS];
+            let mut min = [u128::MAX; BUCKETS];
+            let mut max = [0u128; BUCKETS];
+            for (_, f) in candidates() {
+                let r = f.rank();
+                if r < lo || r > hi {
+                    continue;
+                }
+                let b = ((r - lo) / width) as usize;
+                value_in[b] += value(f);
+                count[b] += 1;
+                min[b] = min[b].min(r);
+                max[b] = max[b].max(r);
+            }
+            let mut b = 0;
+            while b < BUCKETS && freed + value_in[b] < need {
+                freed += value_in[b];
+                b += 1;
+            }
+            if b == BUCKETS {
+                // Not enough even with all of them: all go.
+                return (hi.saturating_add(1), Vec::new());
+            }
+            lo = min[b];
+            hi = max[b];
+            if count[b] <= FEW || lo == hi {
+                let mut few: Vec<(u128, usize, TableKey)> = candidates()
+                    .filter(|(_, f)| (lo..=hi).contains(&f.rank()))
+                    .map(|(k, f)| (f.rank(), value(f), *k))
+                    .collect();
+                few.sort_unstable_by_key(|&(r, _, _)| r);
+                let mut then = Vec::new();
+                for (_, v, k) in few {
+                    if freed >= need {
+                        break;
+                    }
+                    freed += v;
+                    then.push(k);
+                }
+                return (lo, then);
+            }
+        }
+    }
+
     /// Once a second of capture time: expires idle flows and holes that waited too long.
     fn sweep(&mut self, emit: &mut impl FnMut(RebuiltRequest)) {
         self.last_sweep = self.clock;
         let now = self.clock;
         let idle = self.cfg.idle_timeout_ns;
         let linger = self.cfg.linger_ns.min(idle);
-        let mut idle_keys = Vec::new();
         let mut holes = Vec::new();
-        for (key, flow) in self.flows.iter() {
-            let silent = now.saturating_sub(flow.last_seen);
-            match &flow.state {
-                FlowState::Active(_) if silent >= idle => idle_keys.push(*key),
-                FlowState::Active(a) if a.stream.has_hole() || a.second.is_some() => {
-                    holes.push(*key)
+        // Idle flows go in the same pass that finds the flows with holes: no list of them is
+        // made, which after a flood would be most of the table.
+        let FlowTable {
+            flows,
+            events,
+            stats,
+            buffered,
+            ..
+        } = self;
+        flows.retain(
+            |key, flow| {
+                let silent = now.saturating_sub(flow.last_seen);
+                match &flow.state {
+                    FlowState::Active(_) | FlowState::Ignored { .. } if silent >= idle => false,
+                    FlowState::Closed { .. } if silent >= linger => false,
+                    FlowState::Active(a) if a.stream.has_hole() || a.second.is_some() => {
+                        holes.push(*key);
+                        true
+                    }
+                    _ => true,
                 }
-                FlowState::Ignored { .. } if silent >= idle => idle_keys.push(*key),
-                FlowState::Closed { .. } if silent >= linger => idle_keys.push(*key),
-                _ => {}
-            }
-        }
-        for key in idle_keys {
-            if matches!(
-                self.flows.get(&key).map(|f| &f.state),
-                Some(FlowState::Active(_))
-            ) {
-                self.stats.flows_expired += 1;
-            }
-            self.end_flow(&key, EndReason::Idle, emit);
-        }
+            },
+            |_, mut flow| {
+                if matches!(flow.state, FlowState::Active(_)) {
+                    stats.flows_expired += 1;
+                }
+                *buffered -= flow.cost;
+                close_flow(&mut flow, EndReason::Idle, now, events, stats, emit);
+            },
+        );
         // Skipping a hole hands buffered bytes to the framer, which may then take on a body
         // (up to 64 KiB reserved at once): the budget is checked after each flow, as after each
         // segment, or one sweep over many flows with holes could overshoot it many times over.
@@ -588,9 +727,15 @@ impl FlowTable {
             let cost = flow.current_cost();
             self.buffered = self.buffered + cost - flow.cost;
             flow.cost = cost;
-            if self.buffered > self.cfg.budget {
-                self.evict(emit);
+            if self.buffered() > self.cfg.budget {
+                self.evict(self.cfg.budget / 10 * 9, 0, emit);
             }
+        }
+        // A flood over, its flows expired: the slots they kept are given back.
+        if self.flows.worth_compacting()
+            && self.buffered() + self.flows.compact_cost() <= self.cfg.budget
+        {
+            self.flows.compact();
         }
     }
 
@@ -606,9 +751,18 @@ impl FlowTable {
 
     /// The input is over: every stream is closed and what can be delivered is.
     pub fn finish(&mut self, emit: &mut impl FnMut(RebuiltRequest)) {
-        let keys: Vec<TableKey> = self.flows.keys().copied().collect();
-        for key in keys {
-            self.end_flow(&key, EndReason::Shutdown, emit);
+        // Taken out whole rather than key by key: a list of every key would be the last
+        // allocation of a full table, at the peak.
+        for (_, mut flow) in self.flows.take_all() {
+            self.buffered -= flow.cost;
+            close_flow(
+                &mut flow,
+                EndReason::Shutdown,
+                self.clock,
+                &mut self.events,
+                &mut self.stats,
+                emit,
+            );
         }
     }
 }
@@ -639,6 +793,26 @@ fn new_active(
         proxy: None,
         last_seen: now,
         second: None,
+    }
+}
+
+/// Closes a flow that is leaving the table: its connections' streams end for `reason`, and what
+/// they held is delivered (or counted).
+fn close_flow(
+    flow: &mut Flow,
+    reason: EndReason,
+    now: Timestamp,
+    events: &mut Vec<StreamEvent>,
+    stats: &mut WorkerStats,
+    emit: &mut impl FnMut(RebuiltRequest),
+) {
+    if let FlowState::Active(a) = &mut flow.state {
+        a.stream.close(now, reason, events, &mut stats.stream);
+        feed(a, events, stats, emit);
+        if let Some(b) = a.second.as_deref_mut() {
+            b.stream.close(now, reason, events, &mut stats.stream);
+            feed(b, events, stats, emit);
+        }
     }
 }
 

@@ -4,10 +4,9 @@
 //! every drop of the summary (reason and count) and the exact bytes the sink received are
 //! checked against what the case says must happen.
 //!
-//! The RSS bound of a budget `B` is `max(2 B, 64 MiB)`: the budget covers what the process
-//! buffers, the rest (binary, thread stacks, allocator slack, segments in flight) stays under
-//! another `B`, or under 64 MiB for small budgets. With the default 256 MiB the bound is the
-//! 512 MiB the issue asks for.
+//! The RSS bound is the budget itself: `memory_budget` is the whole process's memory (its own
+//! part, the capture's buffers, queues, segments in flight and flows; README *Memory*), so peak
+//! RSS never exceeds it, whatever the attack.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -25,8 +24,6 @@ use crate::sink::{Sink, SinkConfig};
 pub const GNU_TIME: &str = "/usr/bin/time";
 /// The default `memory_budget` of rebuilder.
 pub const DEFAULT_BUDGET: u64 = 256 << 20;
-/// The smallest RSS bound, whatever the budget: the process's own fixed cost.
-pub const MIN_RSS_BOUND: u64 = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostileError {
@@ -184,9 +181,10 @@ pub fn budget_of(args: &[String]) -> u64 {
         .unwrap_or(DEFAULT_BUDGET)
 }
 
-/// Peak RSS allowed for a budget, in KiB.
+/// Peak RSS allowed for a budget, in KiB: the budget. (No floor: rebuilder refuses a budget
+/// its own part and its capture's buffers do not fit in.)
 pub fn rss_bound_kib(budget: u64) -> u64 {
-    budget.saturating_mul(2).max(MIN_RSS_BOUND) / 1024
+    budget / 1024
 }
 
 /// The drops listed in rebuilder's summary (`    key    N` lines under `  dropped`).
@@ -469,7 +467,7 @@ mod tests {
             16 << 20
         );
         assert_eq!(budget_of(&[]), DEFAULT_BUDGET);
-        assert_eq!(rss_bound_kib(DEFAULT_BUDGET), 512 << 10);
-        assert_eq!(rss_bound_kib(2 << 20), 64 << 10);
+        assert_eq!(rss_bound_kib(DEFAULT_BUDGET), 256 << 10);
+        assert_eq!(rss_bound_kib(48 << 20), 48 << 10);
     }
 }

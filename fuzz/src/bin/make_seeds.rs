@@ -185,9 +185,11 @@ fn reassembly_seeds() {
     };
     write("reassembly", "truncated-lost", &input.encode());
 
-    // Tiny limits, four connections interleaved (one hostile, one reversed), idle expiry.
+    // Tiny limits, four connections interleaved (one hostile, one reversed), idle expiry. The
+    // budget (11 KiB) holds the table's smallest allocation (8 KiB of slots and an index) and a
+    // flow or two.
     let k = Knobs {
-        budget: 300,
+        budget: 1400,
         max_buffered: 400,
         max_window: 100,
         reorder_ms: 5,

@@ -1,11 +1,13 @@
 //! Offline input: frames from a pcap or pcapng capture file.
 //!
-//! The file is read in large chunks (2 MiB by default) into `Bytes`, and every frame's data is a
+//! The file is read in chunks (512 KiB by default) into `Bytes`, and every frame's data is a
 //! zero-copy slice of its chunk; a record that straddles a chunk boundary is carried into the next
 //! chunk (a copy of less than one record). When no frame of the previous chunk is still alive its
-//! allocation is reused, so steady-state reading neither allocates nor zeroes memory. Peak memory
-//! is one chunk plus whatever frames the caller keeps, whatever the file size: no whole-file read,
-//! no mmap.
+//! allocation is reused, so steady-state reading neither allocates nor zeroes memory. No
+//! whole-file read, no mmap. With [`PcapSource::bound_chunks`] (as the pipeline reads) at most
+//! that many chunks exist: reading waits for the caller's frames of an old chunk to go before
+//! it reads on, so memory is the pool's, [`POOL_BYTES`], whatever the file size and however
+//! far behind the workers are.
 //!
 //! pcap-file's slice parsers do the framing (`PcapParser`, pcapng `RawBlock`) and decode the
 //! section and interface blocks. Packet blocks (EPB, SPB, PB) are read here from their fixed
@@ -42,9 +44,18 @@ use super::decode::LinkType;
 pub use super::CaptureError;
 use crate::segment::Timestamp;
 
-/// Default read size: large enough that syscalls and carries are rare, small enough to be
-/// irrelevant to memory.
-pub const DEFAULT_CHUNK_BYTES: usize = 2 << 20;
+/// Default read size: large enough that syscalls and carries are rare, small enough that a pool
+/// of them is little against the memory budget.
+pub const DEFAULT_CHUNK_BYTES: usize = 512 << 10;
+/// Chunks the pipeline lets exist at once: one being read while the workers still hold frames
+/// of the others.
+pub const POOL_CHUNKS: usize = 4;
+/// What the pipeline's chunks hold, counted in the memory budget. (A pcapng block other than a
+/// packet that is larger than a chunk, up to [`MAX_BLOCK_BYTES`], is read into a chunk of its
+/// size, which leaves the pool with its last frame.)
+pub const POOL_BYTES: usize = POOL_CHUNKS * DEFAULT_CHUNK_BYTES;
+/// How often a reader waiting for a chunk to free looks again.
+const CHUNK_RECHECK: std::time::Duration = std::time::Duration::from_micros(200);
 /// The largest classic pcap record accepted (libpcap's own ceiling for Ethernet captures).
 pub const MAX_RECORD_BYTES: u32 = 256 * 1024;
 /// The largest pcapng packet block accepted: a maximal record plus room for options.
@@ -370,6 +381,20 @@ impl PcapSource {
     /// Bytes read from the file so far, for a progress line.
     pub fn bytes_read(&self) -> u64 {
         self.input.bytes_read
+    }
+
+    /// At most `chunks` chunks exist at once (at least 2): when every other one is still
+    /// referred to by a frame, reading waits until one is not. The caller must let frames of
+    /// old chunks go on their own: before handing a frame of a new chunk
+    /// ([`PcapSource::chunk_generation`] changed) anywhere it may wait, it passes on the frames
+    /// it holds, or a wait for their chunk never ends.
+    pub fn bound_chunks(&mut self, chunks: usize) {
+        self.input.limit = Some(chunks.max(2));
+    }
+
+    /// Changes each time reading moves to another chunk.
+    pub fn chunk_generation(&self) -> u64 {
+        self.input.generation
     }
 
     /// The file's size, when it is a regular file.
@@ -829,6 +854,11 @@ struct Chunked {
     retired: VecDeque<Bytes>,
     /// Chunks allocated rather than reused (the tests watch the pool work).
     fresh_chunks: u64,
+    /// At most this many chunks (current and retired) exist; `None`: older retired ones are let
+    /// go, freed with their last frame.
+    limit: Option<usize>,
+    /// Incremented at each move to another chunk.
+    generation: u64,
 }
 
 /// Retired chunks kept for reuse; older ones are let go (freed with their last frame).
@@ -845,6 +875,8 @@ impl Chunked {
             bytes_read: 0,
             retired: VecDeque::with_capacity(RETIRED_CHUNKS),
             fresh_chunks: 0,
+            limit: None,
+            generation: 0,
         }
     }
 
@@ -897,6 +929,7 @@ impl Chunked {
         let old = std::mem::take(&mut self.buf);
         let pos = self.pos;
         self.pos = 0;
+        self.generation += 1;
         // Reuse the previous chunk's memory when no frame refers to it any more: it is already
         // initialised, so nothing is zeroed; only the unread tail moves to the front.
         let mut next = match old.try_into_mut() {
@@ -906,7 +939,17 @@ impl Chunked {
             }
             Err(old) => {
                 let tail = old.get(pos..).unwrap_or_default();
-                let m = match self.reusable(cap.max(tail.len())) {
+                let need_cap = cap.max(tail.len());
+                let mut reused = self.reusable(need_cap);
+                if let Some(limit) = self.limit {
+                    // Bounded: a new chunk only while the pool is not full (the old one and
+                    // the retired count), else wait for the caller's frames to go.
+                    while reused.is_none() && self.retired.len() + 1 >= limit {
+                        std::thread::sleep(CHUNK_RECHECK);
+                        reused = self.reusable(need_cap);
+                    }
+                }
+                let m = match reused {
                     // Its bytes are initialised already: the tail is copied over the front and
                     // the rest is read over, so nothing is zeroed.
                     Some(mut m) => {
@@ -925,10 +968,13 @@ impl Chunked {
                         m
                     }
                 };
-                if self.retired.len() == RETIRED_CHUNKS {
+                if self.limit.is_none() && self.retired.len() == RETIRED_CHUNKS {
                     self.retired.pop_front();
                 }
-                self.retired.push_back(old);
+                // A chunk grown past the usual size (for one large block) is not kept.
+                if old.len() <= self.chunk_bytes {
+                    self.retired.push_back(old);
+                }
                 m
             }
         };
@@ -1158,6 +1204,52 @@ mod tests {
         // About 2000 * 780 / 8000 = 195 refills: most must have reused a retired chunk.
         let fresh = src.input.fresh_chunks;
         assert!(fresh < 60, "{fresh} chunks allocated");
+    }
+
+    #[test]
+    fn bounded_chunks_wait_for_frames_to_go_rather_than_allocate() {
+        let want = frames(3000, 1500);
+        let bytes = pcap_bytes(
+            &want,
+            TsResolution::NanoSecond,
+            Endianness::Little,
+            DataLink::ETHERNET,
+        );
+        let mut src = PcapSource::from_reader(Cursor::new(bytes), "memory", 8000).unwrap();
+        src.bound_chunks(3);
+        // Like the pipeline: frames of the current chunk wait (a batch filling); at each new
+        // chunk they go to a "worker" thread that holds them a while before dropping them.
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<Frame>>();
+        let worker = std::thread::spawn(move || {
+            let mut held = 0usize;
+            for batch in rx {
+                std::thread::sleep(Duration::from_millis(1));
+                held += batch.len();
+            }
+            held
+        });
+        let mut pending = Vec::new();
+        let mut chunk = src.chunk_generation();
+        let mut bases = std::collections::HashSet::new();
+        for (ts, data) in &want {
+            let f = src.next_frame().unwrap();
+            assert_eq!((f.ts, &f.data[..]), (*ts, &data[..]));
+            if src.chunk_generation() != chunk {
+                chunk = src.chunk_generation();
+                tx.send(std::mem::take(&mut pending)).unwrap();
+            }
+            // The chunk's start: frames are slices of it.
+            bases.insert(src.input.buf.as_ptr() as usize);
+            pending.push(f);
+        }
+        assert!(src.next_frame().is_none());
+        tx.send(pending).unwrap();
+        drop(tx);
+        assert_eq!(worker.join().unwrap(), want.len());
+        // Three chunks at most were ever allocated, however many refills there were.
+        assert!(src.input.fresh_chunks <= 3, "{}", src.input.fresh_chunks);
+        assert!(bases.len() <= 3, "{bases:?}");
+        assert!(src.chunk_generation() > 100);
     }
 
     #[test]

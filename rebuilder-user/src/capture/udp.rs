@@ -11,8 +11,11 @@
 //! and the kernel's own drop counter comes back with the datagrams (SO_RXQ_OVFL).
 //!
 //! Zero copy: a batch is received into one buffer, and each datagram handed out is a `Bytes`
-//! slice of it. When nobody holds a slice of the previous batch any more, its buffer is reused,
-//! so a steady state allocates nothing.
+//! slice of it. Each socket keeps a pool of [`POOL_BATCHES`] such buffers, counted in the memory
+//! budget ([`pool_bytes`]): a buffer nobody holds a slice of any more is received into again, so
+//! a steady state allocates nothing. The caller keeps the pool from running dry: when
+//! [`UdpReceiver::has_spare`] says no other buffer is free, it copies the batch's payloads out
+//! (the pipeline does, per worker), which frees the buffer at once.
 
 use std::io;
 use std::mem::size_of;
@@ -30,6 +33,22 @@ use crate::segment::Timestamp;
 pub const SLOT_BYTES: usize = 9216;
 /// The most datagrams one `recv_batch` asks for (its headers live on the stack).
 pub const MAX_BATCH: usize = 256;
+/// Receive buffers per socket: one being received into while the previous batch's segments are
+/// still on their way to the workers.
+pub const POOL_BATCHES: usize = 2;
+
+/// What one socket's pool of receive buffers holds with `batch` datagrams per receive.
+pub const fn pool_bytes(batch: usize) -> usize {
+    let batch = if batch == 0 {
+        1
+    } else if batch > MAX_BATCH {
+        MAX_BATCH
+    } else {
+        batch
+    };
+    POOL_BATCHES * crate::memory::alloc_size(batch * SLOT_BYTES)
+}
+
 /// Control-message room per datagram, in 8-byte words (so the buffer is aligned for
 /// `cmsghdr`): SO_RXQ_OVFL (a u32) and SCM_TIMESTAMPNS (a timespec) need 24 + 32 bytes.
 const CMSG_WORDS: usize = 8;
@@ -76,8 +95,9 @@ pub struct UdpReceiver {
     local_addr: SocketAddr,
     batch: usize,
     effective_recv_buffer: usize,
-    /// The previous batch's buffer, reclaimed when no datagram of it is alive any more.
-    last: Option<Bytes>,
+    /// The buffers of the last batches received, most recent last, each reclaimed once no
+    /// datagram of it is alive any more.
+    pool: Vec<Bytes>,
     cmsg: Vec<u64>,
     timeout: Option<Duration>,
     /// The last SO_RXQ_OVFL value seen: the kernel's cumulative count, as a wrapping u32.
@@ -165,7 +185,7 @@ impl UdpReceiver {
             local_addr,
             batch,
             effective_recv_buffer: effective,
-            last: None,
+            pool: Vec::with_capacity(POOL_BATCHES),
             cmsg: vec![0; batch * CMSG_WORDS],
             timeout: None,
             ovfl_seen: 0,
@@ -232,7 +252,7 @@ impl UdpReceiver {
         };
         if got < 0 {
             let e = io::Error::last_os_error();
-            self.last = Some(buf.freeze());
+            self.keep(buf.freeze());
             return match e.kind() {
                 io::ErrorKind::WouldBlock
                 | io::ErrorKind::TimedOut
@@ -264,15 +284,15 @@ impl UdpReceiver {
             f(batch.slice(start..start + len), ts);
             delivered += 1;
         }
-        self.last = Some(batch);
+        self.keep(batch);
         Ok(delivered)
     }
 
-    /// A buffer of exactly `len` initialised bytes: the previous batch's if nobody holds a slice
-    /// of it, else a new one.
+    /// A buffer of exactly `len` initialised bytes: one of the pool's that nobody holds a slice
+    /// of, else a new one.
     fn take_buffer(&mut self, len: usize) -> BytesMut {
-        if let Some(last) = self.last.take() {
-            if let Ok(mut m) = last.try_into_mut() {
+        if let Some(i) = self.pool.iter().position(Bytes::is_unique) {
+            if let Ok(mut m) = self.pool.remove(i).try_into_mut() {
                 if m.len() != len {
                     m.resize(len, 0);
                 }
@@ -280,6 +300,27 @@ impl UdpReceiver {
             }
         }
         BytesMut::zeroed(len)
+    }
+
+    /// Puts the buffer just received into back in the pool. A caller that did not keep the
+    /// pool from running dry made it grow: the oldest buffer leaves it (and is freed with the
+    /// last slice of it).
+    fn keep(&mut self, buf: Bytes) {
+        if self.pool.len() == POOL_BATCHES {
+            self.pool.remove(0);
+        }
+        self.pool.push(buf);
+    }
+
+    /// Whether the next receive has a free buffer besides the one the last batch is in: when
+    /// not, the caller copies the last batch's payloads out so that its buffer frees.
+    pub fn has_spare(&self) -> bool {
+        self.pool.len() < POOL_BATCHES
+            || self
+                .pool
+                .iter()
+                .take(self.pool.len() - 1)
+                .any(Bytes::is_unique)
     }
 
     /// Datagrams the kernel dropped on this socket for lack of buffer room (SO_RXQ_OVFL),
@@ -443,6 +484,44 @@ mod tests {
         // Slots of one recvmmsg call sit SLOT_BYTES apart in one buffer.
         let (a, b) = (got[0].0.as_ptr() as usize, got[1].0.as_ptr() as usize);
         assert_eq!((b - a) % SLOT_BYTES, 0);
+    }
+
+    #[test]
+    fn receive_buffers_come_from_a_pool_and_a_held_one_is_not_received_into() {
+        let mut rx = loopback(1, 1 << 20, 4);
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let recv_one = |rx: &mut UdpReceiver, tag: u8| {
+            tx.send_to(&[tag; 64], rx.local_addr()).unwrap();
+            let mut got = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while got.is_empty() && Instant::now() < deadline {
+                rx.recv_batch(Duration::from_millis(50), |b, _| got.push(b))
+                    .unwrap();
+            }
+            got.pop().unwrap()
+        };
+        // Held slices keep their buffers: the next receives go elsewhere, and once the pool's
+        // other buffer is held too, there is no spare.
+        let a = recv_one(&mut rx[0], 1);
+        assert!(rx[0].has_spare(), "the pool is not full yet");
+        let b = recv_one(&mut rx[0], 2);
+        assert!(!rx[0].has_spare(), "the other buffer is held");
+        assert_eq!((&a[..], &b[..]), (&[1u8; 64][..], &[2u8; 64][..]));
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        assert_ne!(pa, pb);
+        // Dropping the older one frees its buffer, which the next receive reuses.
+        drop(a);
+        assert!(rx[0].has_spare());
+        let c = recv_one(&mut rx[0], 3);
+        assert_eq!(c.as_ptr(), pa);
+        assert_eq!(&b[..], &[2u8; 64][..], "a held batch is never written over");
+        drop((b, c));
+        let d = recv_one(&mut rx[0], 4);
+        assert!(
+            [pa, pb].contains(&d.as_ptr()),
+            "no new buffer while the pool has free ones"
+        );
+        assert_eq!(pool_bytes(4), 2 * crate::memory::alloc_size(4 * SLOT_BYTES));
     }
 
     #[test]

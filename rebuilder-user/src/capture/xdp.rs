@@ -10,8 +10,8 @@
 //! - Reading: [`XdpCapture::open`] loads and attaches on the caller's thread, so errors come
 //!   before anything starts; [`XdpCapture::into_reader`] registers the ring buffer with the
 //!   tokio runtime of the capture thread. [`XdpReader::drain`] copies a batch of records into
-//!   one buffer and hands out slices of it, because ring memory is released as soon as a
-//!   record is consumed.
+//!   one buffer (of a pool of two, counted in the memory budget) and hands out slices of it,
+//!   because ring memory is released as soon as a record is consumed.
 //! - The attachment is a bpf_link ([`rebuilder_ebpf::attach`]) held by the reader: it ends when
 //!   the reader is dropped or the process dies, however it dies.
 
@@ -296,8 +296,8 @@ impl XdpConfig {
         Self {
             iface: iface.to_string(),
             mode: s.xdp.mode,
-            // Validated to at most 1 GiB.
-            ring_size: u32::try_from(s.xdp.ring_size.bytes()).unwrap_or(u32::MAX),
+            // Validated (or derived) to a power of two of at most 1 GiB.
+            ring_size: u32::try_from(s.xdp_ring_bytes()).unwrap_or(u32::MAX),
             pass_consumed: s.xdp.pass_consumed,
             inner_ports: s.xdp.ports.clone(),
             vxlan_ports: s.capture.vxlan_ports.clone(),
@@ -477,13 +477,26 @@ pub const BAD_RECORD: Drop = Drop::Malformed("unreadable XDP ring record");
 /// How often the monotonic-to-epoch offset is sampled again (the wall clock may be stepped).
 const CLOCK_REFRESH: Duration = Duration::from_secs(10);
 /// Payload bytes one batch copies at most before handing its segments out.
-const BATCH_BYTES: usize = 1 << 20;
+pub const BATCH_BYTES: usize = 1 << 20;
+/// What one batch buffer allocates: the batch and one more record's payload, taken before the
+/// batch is known to be full.
+const BATCH_BUFFER: usize = BATCH_BYTES + rebuilder_ebpf::PAYLOAD_MAX as usize;
+/// Batch buffers the reader keeps: one being filled while the previous batch's segments are
+/// still on their way to the workers.
+pub const POOL_BATCHES: usize = 2;
+/// What the reader's pool of batch buffers holds, counted in the memory budget.
+pub const POOL_BYTES: usize = POOL_BATCHES * crate::memory::alloc_size(BATCH_BUFFER);
 
 /// Records taken from the ring, their payloads copied into one buffer: the ring space is
 /// released record by record as they are taken, and one allocation serves the whole batch.
+/// Buffers come from a pool of [`POOL_BATCHES`]: one whose segments are all gone is filled
+/// again. The caller keeps the pool from running dry: when [`RecordBatch::has_spare`] says no
+/// other buffer is free, it copies the batch's payloads out, which frees the buffer at once.
 #[derive(Debug)]
 pub struct RecordBatch {
     arena: BytesMut,
+    /// The buffers of the last batches handed out, whole, most recent last.
+    pool: Vec<Bytes>,
     /// Header and payload range in `arena`, or `None` for a record that did not parse.
     pending: Vec<Option<(RecordHeader, usize, usize)>>,
     stats: ReaderStats,
@@ -499,6 +512,7 @@ impl RecordBatch {
     pub fn new() -> Self {
         Self {
             arena: BytesMut::new(),
+            pool: Vec::with_capacity(POOL_BATCHES),
             pending: Vec::new(),
             stats: ReaderStats::default(),
         }
@@ -509,12 +523,35 @@ impl RecordBatch {
         self.arena.len() >= BATCH_BYTES
     }
 
+    /// A buffer to copy payloads into: a free one of the pool, else a new one.
+    fn start_buffer(&mut self) {
+        if let Some(i) = self.pool.iter().position(Bytes::is_unique) {
+            if let Ok(mut m) = self.pool.remove(i).try_into_mut() {
+                m.clear();
+                if m.capacity() >= BATCH_BUFFER {
+                    self.arena = m;
+                    return;
+                }
+            }
+        }
+        self.arena = BytesMut::with_capacity(BATCH_BUFFER);
+    }
+
+    /// Whether the next batch has a free buffer besides the one the last batch is in.
+    pub fn has_spare(&self) -> bool {
+        self.pool.len() < POOL_BATCHES
+            || self
+                .pool
+                .iter()
+                .take(self.pool.len() - 1)
+                .any(Bytes::is_unique)
+    }
+
     /// Parses one ring record and copies its payload; a record that does not parse is counted
     /// and handed out as [`BAD_RECORD`].
     pub fn take(&mut self, record: &[u8]) {
-        if self.pending.is_empty() && self.arena.capacity() < BATCH_BYTES / 4 {
-            // The previous batch's buffer went out with its segments; start a new one.
-            self.arena.reserve(BATCH_BYTES);
+        if self.arena.capacity() == 0 {
+            self.start_buffer();
         }
         self.stats.records += 1;
         match rebuilder_ebpf::parse_record(record) {
@@ -536,13 +573,22 @@ impl RecordBatch {
     /// Hands every record taken since the last call to `f`, in order, as a segment (its payload
     /// a slice of the batch's buffer) or the reason it was dropped.
     pub fn hand_out(&mut self, conv: &RecordConverter, mut f: impl FnMut(Result<Segment, Drop>)) {
-        let buf: Bytes = self.arena.split().freeze();
+        if self.pending.is_empty() {
+            return;
+        }
+        let buf: Bytes = std::mem::take(&mut self.arena).freeze();
         for rec in self.pending.drain(..) {
             match rec {
                 Some((h, start, len)) => f(conv.convert(&h, buf.slice(start..start + len))),
                 None => f(Err(BAD_RECORD)),
             }
         }
+        // A caller that did not keep the pool from running dry made it grow: the oldest buffer
+        // leaves it (and is freed with the last segment of it).
+        if self.pool.len() == POOL_BATCHES {
+            self.pool.remove(0);
+        }
+        self.pool.push(buf);
     }
 
     pub fn stats(&self) -> &ReaderStats {
@@ -691,6 +737,12 @@ impl XdpReader {
 
     pub fn stats(&self) -> &ReaderStats {
         self.batch.stats()
+    }
+
+    /// Whether the next drain has a free batch buffer besides the one the last drain filled
+    /// (see [`RecordBatch::has_spare`]).
+    pub fn has_spare(&self) -> bool {
+        self.batch.has_spare()
     }
 
     pub fn attached(&self) -> &Attached {

@@ -81,5 +81,6 @@ impl EndReason {
 mod stream;
 
 pub use stream::{
-    Stream, StreamConfig, StreamStats, GAP_REASONS, MAX_METADATA_BYTES, OOO_ENTRY_OVERHEAD,
+    ooo_entry_cost, Stream, StreamConfig, StreamStats, GAP_REASONS, MAX_METADATA_BYTES,
+    OOO_ENTRY_OVERHEAD,
 };

@@ -41,25 +41,36 @@
 //!   counted and ignored.
 
 use std::collections::BTreeMap;
+use std::mem::size_of;
 
 use bytes::Bytes;
 
 use super::{EndReason, GapReason, StreamEvent};
 use crate::segment::{Segment, Timestamp};
 
-/// What every entry of the out-of-order buffer costs beyond its bytes (map node, `Bytes`
-/// header, allocation): charged against the buffer cap so that a flood of one-byte segments is
-/// bounded as tightly as a few big ones.
-pub const OOO_ENTRY_OVERHEAD: usize = 96;
+/// What every entry of the out-of-order buffer costs beyond its bytes' allocation: its share of
+/// the map's nodes (11 entries of 48 bytes to a 576-byte leaf, at least half full) and the
+/// `Bytes` header. Charged against the buffer cap so that a flood of one-byte segments is bounded
+/// as tightly as a few big ones.
+pub const OOO_ENTRY_OVERHEAD: usize = 112;
+
+/// What an out-of-order entry of `len` bytes is charged: its copy as the allocator serves it
+/// (up to a quarter more than asked, see `memory::alloc_size`) and the entry's overhead.
+pub const fn ooo_entry_cost(len: usize) -> usize {
+    crate::memory::alloc_size(len) + OOO_ENTRY_OVERHEAD
+}
+
+/// A map's first node, which a single entry takes whole.
+const OOO_FIRST_NODE: usize = crate::memory::alloc_size(16 + 11 * (8 + size_of::<Pending>()));
 
 /// At most this many truncation-made holes are remembered per stream; beyond it the reordering
 /// timeout skips them instead (slower, never wrong).
 const MAX_KNOWN_LOST: usize = 64;
 
-/// What a stream may hold beyond `max_buffered`: the ranges it remembers as truncated.
-/// `buffered()` stays within `max_buffered + MAX_METADATA_BYTES` (plus one segment that has
-/// not yet been checked against the cap).
-pub const MAX_METADATA_BYTES: usize = MAX_KNOWN_LOST * std::mem::size_of::<(u64, u64)>();
+/// What a stream may hold beyond `max_buffered`: the ranges it remembers as truncated, and the
+/// first node of its out-of-order map. `buffered()` stays within `max_buffered +
+/// MAX_METADATA_BYTES` (plus one segment that has not yet been checked against the cap).
+pub const MAX_METADATA_BYTES: usize = MAX_KNOWN_LOST * size_of::<(u64, u64)>() + OOO_FIRST_NODE;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamConfig {
@@ -218,9 +229,17 @@ impl Stream {
     }
 
     /// Memory this stream holds, as charged against the memory budget: the out-of-order
-    /// buffer (the per-stream cap applies to that alone) and the holes known to be truncation.
+    /// buffer (the per-stream cap applies to its entries alone, the first node of its map
+    /// aside) and the holes known to be truncation.
     pub fn buffered(&self) -> usize {
-        self.ooo_cost + self.known_lost.capacity() * std::mem::size_of::<(u64, u64)>()
+        let first_node = if self.ooo.is_empty() {
+            0
+        } else {
+            OOO_FIRST_NODE
+        };
+        self.ooo_cost
+            + first_node
+            + crate::memory::alloc_size(self.known_lost.capacity() * size_of::<(u64, u64)>())
     }
 
     /// Whether bytes are missing before buffered data or before the FIN.
@@ -350,7 +369,7 @@ impl Stream {
     /// Drops the out-of-order entry farthest ahead.
     fn prune_farthest(&mut self, stats: &mut StreamStats) {
         if let Some((_, p)) = self.ooo.pop_last() {
-            self.ooo_cost -= p.data.len() + OOO_ENTRY_OVERHEAD;
+            self.ooo_cost -= ooo_entry_cost(p.data.len());
             stats.pruned_segments += 1;
             stats.pruned_bytes += p.data.len() as u64;
         }
@@ -420,7 +439,7 @@ impl Stream {
                 break;
             }
             let p = entry.remove();
-            self.ooo_cost -= p.data.len() + OOO_ENTRY_OVERHEAD;
+            self.ooo_cost -= ooo_entry_cost(p.data.len());
             let p_end = at + p.data.len() as u64;
             let o_from = at.max(start);
             let o_to = p_end.min(end);
@@ -434,8 +453,10 @@ impl Stream {
                 }
             }
             if p_end > end {
-                let tail = p.data.slice((end - at) as usize..);
-                self.ooo_cost += tail.len() + OOO_ENTRY_OVERHEAD;
+                // A copy: a slice would keep the whole entry's allocation, charged for the
+                // tail alone.
+                let tail = Bytes::copy_from_slice(&p.data[(end - at) as usize..]);
+                self.ooo_cost += ooo_entry_cost(tail.len());
                 self.ooo.insert(
                     end,
                     Pending {
@@ -506,7 +527,7 @@ impl Stream {
         }
         // A copy: the input may be a slice of a large capture buffer that must not stay pinned
         // while this waits for a hole to fill.
-        self.ooo_cost += bytes.len() + OOO_ENTRY_OVERHEAD;
+        self.ooo_cost += ooo_entry_cost(bytes.len());
         self.ooo.insert(
             at,
             Pending {
@@ -525,7 +546,7 @@ impl Stream {
                     break;
                 }
                 let p = entry.remove();
-                self.ooo_cost -= p.data.len() + OOO_ENTRY_OVERHEAD;
+                self.ooo_cost -= ooo_entry_cost(p.data.len());
                 let end = at + p.data.len() as u64;
                 if end <= self.next {
                     stats.duplicate_bytes += p.data.len() as u64;

@@ -314,10 +314,14 @@ fn idle_flows_expire_and_their_partial_requests_are_counted() {
     ];
     assert!(run(&mut t, &segs).is_empty());
     assert_eq!(t.flows(), 1);
-    assert!(t.buffered() > FLOW_OVERHEAD);
+    assert!(t.buffered() > ACTIVE_HEAP);
     t.tick(61 * SEC, &mut |_| panic!("no request"));
     assert_eq!(t.flows(), 0);
-    assert_eq!(t.buffered(), 0);
+    assert_eq!(
+        t.buffered(),
+        t.flows.bytes(),
+        "only the table's slots are left"
+    );
     let st = t.stats().clone();
     assert_eq!(st.flows_expired, 1);
     assert_eq!(st.http.dropped_incomplete, 1);
@@ -332,7 +336,13 @@ fn closed_flows_linger_then_go() {
     assert_eq!(t.flows(), 2);
     t.tick(31 * SEC, &mut |_| {});
     assert_eq!(t.flows(), 0);
-    assert_eq!(t.buffered(), 0);
+    assert_eq!(
+        t.buffered(),
+        t.flows.bytes(),
+        "only the table's slots are left"
+    );
+    t.finish(&mut |_| {});
+    assert_eq!(t.buffered(), 0, "finish gives the table back");
 }
 
 #[test]
@@ -369,7 +379,7 @@ fn budget_evicts_least_recently_active_flows() {
     assert!(t.flows() > 0);
     assert_eq!(
         t.buffered(),
-        t.flows.values().map(|f| f.current_cost()).sum::<usize>(),
+        t.flows.values().map(|f| f.current_cost()).sum::<usize>() + t.flows.bytes(),
         "incremental accounting matches the flows"
     );
 }
@@ -426,7 +436,7 @@ fn a_sweep_that_fills_framers_stays_within_the_budget() {
     );
     assert_eq!(
         t.buffered(),
-        t.flows.values().map(|f| f.current_cost()).sum::<usize>()
+        t.flows.values().map(|f| f.current_cost()).sum::<usize>() + t.flows.bytes()
     );
     assert!(t.stats().flows_evicted > 0);
 }
@@ -651,4 +661,124 @@ fn a_malformed_header_is_counted_and_the_stream_resynchronises() {
     let st = t.stats().clone();
     assert_eq!(st.proxy.malformed, 1);
     assert_eq!(st.http.resync_skipped_bytes, bad.len() as u64);
+}
+
+fn syn(port: u16, third: u8, ts: u64) -> Segment {
+    let mut c = client(port);
+    c.src = IpAddr::V4(Ipv4Addr::new(10, 1, third, 1));
+    seg(c, 7, TcpFlags::SYN, b"", ts, 1)
+}
+
+#[test]
+fn a_syn_flood_is_held_to_the_budget_table_included() {
+    let mut conf = cfg();
+    conf.budget = 2 << 20;
+    let mut t = FlowTable::new(conf);
+    let mut n = 0u64;
+    for third in 0..2u8 {
+        for port in 1..40_000u16 {
+            n += 1;
+            t.push(&syn(port, third, n), &mut |_| panic!("no request"));
+            assert!(
+                t.buffered() <= 2 << 20,
+                "after SYN {n}: {} with {} flows",
+                t.buffered(),
+                t.flows()
+            );
+        }
+    }
+    let st = t.stats().clone();
+    assert!(st.flows_evicted > 0);
+    assert_eq!(st.requests_evicted, 0, "SYN-only flows hold no request");
+    // What a flow costs, table included, is what the budget divides: it holds about as many
+    // flows as that allows (eviction goes down to 90%, and the table's index is charged thrice
+    // its size).
+    let per_flow = ACTIVE_HEAP + START_HEAP + map::SLOT_BYTES;
+    let fits = (2 << 20) / per_flow;
+    assert!(
+        t.flows() >= fits * 8 / 10 && t.flows() <= fits * 11 / 10,
+        "{} flows, {fits} fit",
+        t.flows()
+    );
+    // The most recent ones are the ones kept.
+    assert!(t.flows.get(&t.key_of(&syn(39_999, 1, 0))).is_some());
+    assert!(t.flows.get(&t.key_of(&syn(1, 0, 0))).is_none());
+}
+
+#[test]
+fn a_flood_s_slots_are_given_back_once_its_flows_expire() {
+    let mut t = FlowTable::new(cfg());
+    for port in 1..30_000u16 {
+        t.push(&syn(port, 0, u64::from(port)), &mut |_| {});
+    }
+    let flooded = t.buffered();
+    assert!(t.flows.bytes() > 30_000 * 88, "{}", t.flows.bytes());
+    // A legitimate connection goes on after the flood; the flood's flows expire.
+    let keep = client(60_000);
+    t.push(&seg(keep, 1, TcpFlags::SYN, b"", 59 * SEC, 1), &mut |_| {});
+    t.tick(61 * SEC, &mut |_| {});
+    assert_eq!(t.flows(), 1);
+    assert!(
+        t.buffered() < flooded / 50,
+        "{} of {flooded} still held",
+        t.buffered()
+    );
+    assert_eq!(
+        t.buffered(),
+        t.flows.values().map(|f| f.current_cost()).sum::<usize>() + t.flows.bytes()
+    );
+}
+
+/// `least_recent` narrows histograms instead of sorting: it must pick exactly the flows a sort by
+/// (last activity, creation) would, up to the bytes asked for.
+#[test]
+fn least_recent_picks_what_a_full_sort_would() {
+    let mut t = FlowTable::new(cfg());
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for port in 1..6000u16 {
+        // Few distinct times, so that ties (broken by creation order) are common.
+        let flow = Flow {
+            state: FlowState::Closed { isn: None },
+            last_seen: next() % 40,
+            cost: (next() % 5000) as usize,
+            serial: u64::from(port),
+        };
+        t.buffered += flow.cost;
+        t.flows.insert(t.key_of(&syn(port, 0, 0)), flow);
+    }
+    let dominant = 4000;
+    let mut sorted: Vec<(u128, usize, TableKey)> = t
+        .flows
+        .iter()
+        .filter(|(_, f)| f.cost < dominant)
+        .map(|(k, f)| (f.rank(), f.cost, *k))
+        .collect();
+    sorted.sort_unstable_by_key(|&(r, _, _)| r);
+    for slot in [0, 100] {
+        for need in [1, 999, 50_000, 1_000_000, 5_000_000, usize::MAX / 2] {
+            let mut want = Vec::new();
+            let mut freed = 0;
+            for (_, c, k) in &sorted {
+                if freed >= need {
+                    break;
+                }
+                freed += c + slot;
+                want.push(*k);
+            }
+            let (below, then) = t.least_recent(need, dominant, slot);
+            let mut got: Vec<TableKey> = sorted
+                .iter()
+                .filter(|(r, _, _)| *r < below)
+                .map(|(_, _, k)| *k)
+                .collect();
+            got.extend(then);
+            assert_eq!(got, want, "need {need}, slot value {slot}");
+        }
+    }
 }

@@ -140,7 +140,7 @@ pub struct HostileScale {
     /// SYNs of the flood.
     pub syn_flood: usize,
     /// `--memory-budget` for the SYN flood (None: the default), small enough in CI that the
-    /// flood is evicted.
+    /// flood is evicted (and the process's peak RSS is held to it).
     pub syn_flood_budget: Option<&'static str>,
     /// Concurrent half-open flows.
     pub half_open: usize,
@@ -176,8 +176,11 @@ pub struct HostileScale {
 impl HostileScale {
     pub fn ci() -> Self {
         Self {
-            syn_flood: 5_000,
-            syn_flood_budget: Some("2MiB"),
+            // 48 MiB is the smallest budget that fits a debug build (what `cargo test` runs)
+            // with its two outputs' queues: the flows get 8 MiB of it (15 MiB in a release
+            // build), about 13,000 (24,000) SYN-only flows; 40,000 SYNs are evicted in both.
+            syn_flood: 40_000,
+            syn_flood_budget: Some("48MiB"),
             half_open: 5_000,
             legit_connections: 12,
             attackers: 3,
@@ -188,9 +191,12 @@ impl HostileScale {
             pipeline: 2_000,
             garbage: 50,
             probes: 12,
+            // 24 MiB of out-of-order data against the same budget's flows (8 MiB, 15 in a
+            // release build); each hole's 1.2 MiB (as charged) is more than an eighth of a
+            // worker's share either way, so the holes go first, largest first.
             holes: 24,
-            hole_bytes: 200 << 10,
-            holes_budget: Some("4MiB"),
+            hole_bytes: 1 << 20,
+            holes_budget: Some("48MiB"),
             spoof_victims: 4,
             span: Duration::from_secs(3),
         }

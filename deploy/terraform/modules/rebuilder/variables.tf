@@ -285,7 +285,7 @@ variable "vni_header" {
 }
 
 variable "memory_budget" {
-  description = "Bytes the node may buffer, output queue and flows together (memory_budget), e.g. 1GiB; over it flows are evicted and counted. The process stays under twice this."
+  description = "The rebuilder process's whole memory (memory_budget), e.g. 1GiB: its own part, the capture's buffers, output queue and flows; over it flows are evicted and counted. Its peak RSS stays under this."
   type        = string
   default     = "1GiB"
 

@@ -201,6 +201,40 @@ fn a_batch_fills_at_its_byte_limit() {
 }
 
 #[test]
+fn batch_buffers_come_from_a_pool_of_two() {
+    let payload = vec![5u8; 1000];
+    let rec = record(&v4_header(&payload), &payload, 0);
+    let conv = converter(&[], &[]);
+    let mut batch = RecordBatch::new();
+    let fill = |batch: &mut RecordBatch| {
+        batch.take(&rec);
+        let mut out = Vec::new();
+        batch.hand_out(&conv, |r| out.push(r.unwrap()));
+        out.pop().unwrap()
+    };
+    let a = fill(&mut batch);
+    assert!(batch.has_spare(), "one buffer made, room for another");
+    let b = fill(&mut batch);
+    assert!(!batch.has_spare(), "both held by segments");
+    assert_ne!(a.payload.as_ptr(), b.payload.as_ptr());
+    let pa = a.payload.as_ptr();
+    drop(a);
+    assert!(batch.has_spare());
+    // The freed buffer is filled again, not a new one.
+    let c = fill(&mut batch);
+    assert_eq!(c.payload.as_ptr(), pa);
+    assert_eq!(
+        &b.payload[..],
+        &payload[..],
+        "a held batch is never written over"
+    );
+    assert_eq!(
+        POOL_BYTES,
+        2 * crate::memory::alloc_size((1 << 20) + rebuilder_ebpf::PAYLOAD_MAX as usize)
+    );
+}
+
+#[test]
 fn epoch_clock_adds_the_offset_and_clamps() {
     let c = EpochClock::from_offset(1_000);
     assert_eq!(c.to_epoch(5), 1_005);
@@ -390,7 +424,7 @@ fn config_maps_settings_to_the_program() {
     s.capture.vni_deny = vec![4];
     s.xdp.ports = vec![80, 443];
     s.xdp.pass_consumed = true;
-    s.xdp.ring_size = crate::config::ByteSize(1 << 20);
+    s.xdp.ring_size = Some(crate::config::ByteSize(1 << 20));
     let c = XdpConfig::from_settings(&s, "eth1");
     assert_eq!(c.iface, "eth1");
     assert_eq!(c.vni_deny, vec![4]);
