@@ -39,8 +39,12 @@ cargo +"$toolchain" test --locked --quiet
 
 failed=()
 for t in "${targets[@]}"; do
-    # Found inputs accumulate in the (ignored) corpus directory; the seeds are only read.
+    # Found inputs accumulate in the (ignored) corpus directory; the seeds are only read. A
+    # corpus kept from a long run (corpora/, minimized) starts it where that run got to.
     mkdir -p "corpus/$t"
+    if [ -f "corpora/$t.tar.gz" ] && [ -z "$(ls -A "corpus/$t")" ]; then
+        tar -C corpus -xzf "corpora/$t.tar.gz"
+    fi
     echo "== fuzz $t for ${seconds}s"
     if ! cargo +"$toolchain" fuzz run "$t" "corpus/$t" "seeds/$t" -- \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1; then
