@@ -135,7 +135,9 @@ fn run(limits: &HttpLimits, at_start: bool, events: &[Event]) -> Outcome {
     let mut framer = RequestFramer::new(ctx, Arc::new(limits.clone()), at_start);
     let mut stats = HttpStats::default();
     let mut records = Vec::new();
-    let per_stream = limits.max_head_bytes * 3 + limits.max_body_bytes as usize + 512;
+    // Fields and trailers: at most `max_head_bytes` each by RFC size, charged at what their
+    // allocations take (about four times that for tiny fields); the body; the entry.
+    let per_stream = limits.max_head_bytes * 8 + limits.max_body_bytes as usize + 512;
     let bound = 3 * limits.h2_max_table_size
         + 3 * limits.max_head_bytes
         + limits.h2_max_streams * per_stream;

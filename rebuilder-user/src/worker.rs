@@ -142,6 +142,8 @@ struct Active {
     /// falls in; the second takes over when this one ends (FIN, RST, idle). Never more than
     /// one: a further new SYN replaces it.
     second: Option<Box<Active>>,
+    /// This connection became the first when the one before it went quiet (see `second`).
+    took_over: bool,
 }
 
 impl Active {
@@ -341,9 +343,15 @@ impl FlowTable {
                         !first || b.distance(seg) < a.distance(seg)
                     } else if first {
                         false
-                    } else if syn && !replace {
+                    } else if (syn && !replace)
+                        || (a.took_over && a.second.is_none() && !seg.payload.is_empty())
+                    {
                         // A SYN of neither connection: a second one starts (replacing an
-                        // earlier second, whose end delivers what it held).
+                        // earlier second, whose end delivers what it held). Data of neither,
+                        // on a connection that took over from one that went quiet: that one
+                        // may only have been idle (a keep-alive past the idle timeout) while a
+                        // spoofed SYN, kept warm, took its place; its data is picked up as a
+                        // second connection rather than lost.
                         if let Some(mut old) = a.second.take() {
                             old.stream.close(
                                 self.clock,
@@ -703,6 +711,7 @@ impl FlowTable {
                     stats.flows_expired += 1;
                     if let Some(b) = a.second.take() {
                         *a = b;
+                        a.took_over = true;
                     }
                 }
                 a.stream
@@ -793,6 +802,7 @@ fn new_active(
         proxy: None,
         last_seen: now,
         second: None,
+        took_over: false,
     }
 }
 

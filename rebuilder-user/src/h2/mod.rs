@@ -27,8 +27,9 @@
 //!   count streams) but no header block is decoded (`undecodable`).
 //! - Memory, charged to the connection's flow: the HPACK table (counted at three times its
 //!   RFC size, what its entries really take), a header block being assembled (at most
-//!   `max_head_bytes`), each open stream's fields and body (at most `max_head_bytes +
-//!   max_body_bytes` each, at most `h2_max_streams` streams).
+//!   `max_head_bytes`), each open stream's fields and trailers (at most `max_head_bytes` each
+//!   by RFC size, charged at what their allocations take: up to about four times that for
+//!   tiny fields) and body (at most `max_body_bytes`), at most `h2_max_streams` streams.
 
 mod frame;
 mod render;
@@ -184,8 +185,10 @@ impl H2Stats {
 
 /// One stream's request as it arrives.
 struct H2Stream {
-    /// Decoded fields in order, pseudo-headers included; `None` once they were too large.
-    fields: Option<Vec<(Vec<u8>, Vec<u8>)>>,
+    /// Decoded fields in order, pseudo-headers included.
+    fields: Vec<(Vec<u8>, Vec<u8>)>,
+    /// What `fields` and `trailers` really take (their vectors and each name's and value's
+    /// allocation at the allocator's size class), as charged to the budget.
     fields_size: usize,
     body: Vec<u8>,
     body_len: u64,
@@ -199,8 +202,19 @@ struct H2Stream {
 
 impl H2Stream {
     fn bytes(&self) -> usize {
-        self.fields_size + self.body.capacity() + self.trailers.len() * 64
+        self.fields_size + crate::memory::alloc_size(self.body.capacity())
     }
+}
+
+/// What decoded fields take in memory: the vector of pairs (at its capacity) and each name's
+/// and value's own allocation.
+fn fields_cost(fields: &Vec<(Vec<u8>, Vec<u8>)>) -> usize {
+    use crate::memory::alloc_size;
+    alloc_size(fields.capacity() * std::mem::size_of::<(Vec<u8>, Vec<u8>)>())
+        + fields
+            .iter()
+            .map(|(n, v)| alloc_size(n.capacity()) + alloc_size(v.capacity()))
+            .sum::<usize>()
 }
 
 /// A header block being assembled from HEADERS and CONTINUATION frames.
@@ -545,7 +559,8 @@ impl H2Conn {
             s.body = Vec::new();
             return;
         }
-        s.body.extend_from_slice(bytes);
+        let limit = usize::try_from(self.limits.max_body_bytes).unwrap_or(usize::MAX);
+        crate::http::extend_bounded(&mut s.body, bytes, limit);
     }
 
     /// A frame's payload is complete.
@@ -644,12 +659,15 @@ impl H2Conn {
                 });
                 return;
             }
+            s.fields_size += fields_cost(&fields);
             s.trailers = fields;
             s.last_ts = block.ts;
             self.streams.insert(id, s);
             return self.end_stream(id, out, stats);
         }
-        if id % 2 == 0 {
+        // A client opens streams on odd ids, each higher than the last (RFC 9113 §5.1.1): a
+        // HEADERS frame on an even id, or on an id already used and closed, opens none.
+        if id % 2 == 0 || !new_id {
             stats.stream(StreamOutcome::Malformed);
             return;
         }
@@ -664,8 +682,8 @@ impl H2Conn {
         self.streams.insert(
             id,
             H2Stream {
-                fields: Some(fields),
-                fields_size: size,
+                fields_size: fields_cost(&fields),
+                fields,
                 body: Vec::new(),
                 body_len: 0,
                 over_limit: false,
@@ -689,13 +707,9 @@ impl H2Conn {
             stats.stream(StreamOutcome::Gap);
             return;
         }
-        let Some(fields) = s.fields else {
-            stats.stream(StreamOutcome::HeadTooLarge);
-            return;
-        };
         let parts = render::Parts {
             stream_id: id,
-            fields,
+            fields: s.fields,
             body: s.body,
             body_len: s.body_len,
             over_limit: s.over_limit,
@@ -755,7 +769,13 @@ impl H2Conn {
         for _ in self.streams.drain() {
             stats.stream(StreamOutcome::Incomplete);
         }
-        self.block = None;
+        // A header block cut by the end: a new stream's, unless its stream was open (counted
+        // just above).
+        if let Some(b) = self.block.take() {
+            if b.stream > self.max_id {
+                stats.stream(StreamOutcome::Incomplete);
+            }
+        }
     }
 
     /// Decoding ends for the rest of the connection; the open streams cannot finish.

@@ -15,9 +15,10 @@
 //!   in `HttpLimits::original_length_header`.
 //!
 //! What cannot be rendered without changing how the request is framed is malformed and never
-//! replayed (a server must reject it too, RFC 9113 §8.1.1, §8.2.1, §8.2.2): a control
+//! replayed (a server must reject it too, RFC 9113 §8.1.1, §8.2.1, §8.2.2, §8.3.1): a control
 //! character (but HTAB) in a field value, a field name or method that is not a token, a space
-//! or control character in the target or authority, connection-specific fields
+//! or control character in the target, an authority that is not a host and port (or differs
+//! from a `host` field), connection-specific fields
 //! (`connection`, `keep-alive`, `proxy-connection`, `transfer-encoding`, `upgrade`, `te` other
 //! than `trailers`), a `content-length` that is not the body's length, missing or repeated
 //! pseudo-header fields, or a pseudo-header after a regular field.
@@ -94,6 +95,16 @@ fn bad_name(n: &[u8]) -> bool {
     !is_token(n)
 }
 
+/// An `:authority` that names a host and port and nothing else (RFC 9113 §8.3.1: no userinfo;
+/// RFC 3986 host characters): a `/`, `?`, `#` or `@` in it would move what the WAF reads as the
+/// path or host.
+fn bad_authority(v: &[u8]) -> bool {
+    v.is_empty()
+        || !v
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:[]".contains(&c))
+}
+
 /// A request target with no whitespace or control character, which would split the request
 /// line or be refused.
 fn bad_target(v: &[u8]) -> bool {
@@ -162,7 +173,7 @@ pub fn render(
         }
         pseudo.path.ok_or(Malformed)?
     };
-    if bad_target(&target) || pseudo.authority.as_deref().is_some_and(bad_target) {
+    if bad_target(&target) || pseudo.authority.as_deref().is_some_and(bad_authority) {
         return Err(Malformed);
     }
 
@@ -182,7 +193,18 @@ pub fn render(
             declared = Some(n);
         }
     }
-    let has_host = regular.iter().any(|(n, _)| n.eq_ignore_ascii_case(b"host"));
+    let host = regular
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(b"host"))
+        .map(|(_, v)| v.as_slice());
+    let has_host = host.is_some();
+    // Both, naming different hosts: servers route by `:authority`, the WAF would read `host`
+    // (RFC 9113 §8.3.1 makes such a request malformed).
+    if let (Some(h), Some(a)) = (host, pseudo.authority.as_deref()) {
+        if !h.eq_ignore_ascii_case(a) {
+            return Err(Malformed);
+        }
+    }
 
     let mut raw = Vec::with_capacity(256 + parts.body.len());
     raw.extend_from_slice(&method);

@@ -194,6 +194,16 @@ fn an_h2c_upgrade_hands_the_stream_to_http2_and_a_declined_one_stays_http1() {
     r.data(next);
     assert_eq!(r.raws(), vec![upgrade.to_vec(), next.to_vec()]);
     assert_eq!(r.stats.h2.connections, [0; 6]);
+
+    // h2c offered beside websocket: the server may choose websocket, whose frames are not
+    // requests; framing ends as for any upgrade.
+    let both =
+        b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket, h2c\r\n\r\n";
+    let mut r = Run::new();
+    r.data(both);
+    r.data(b"\x81\x85 masked websocket frame");
+    assert_eq!(r.raws(), vec![both.to_vec()]);
+    assert!(r.framer.is_done());
 }
 
 #[test]
@@ -243,6 +253,21 @@ fn malformed_requests_are_counted_never_rendered() {
         (b":path".to_vec(), b"/x".to_vec()),
         (b"x(y)".to_vec(), b"v".to_vec()),
     ]);
+    // Found in review: an authority that would move the path (`#`), and one that differs from
+    // the client's host field.
+    bad.push(vec![
+        (b":method".to_vec(), b"GET".to_vec()),
+        (b":scheme".to_vec(), b"http".to_vec()),
+        (b":authority".to_vec(), b"good.example#".to_vec()),
+        (b":path".to_vec(), b"/evil".to_vec()),
+    ]);
+    bad.push(vec![
+        (b":method".to_vec(), b"GET".to_vec()),
+        (b":scheme".to_vec(), b"http".to_vec()),
+        (b":authority".to_vec(), b"a.example".to_vec()),
+        (b":path".to_vec(), b"/x".to_vec()),
+        (b"host".to_vec(), b"b.example".to_vec()),
+    ]);
     let mut id = 1;
     for fields in &bad {
         bytes.extend(enc.headers(id, fields, true));
@@ -256,7 +281,7 @@ fn malformed_requests_are_counted_never_rendered() {
     bytes.extend(enc.request(id, &base, 100));
     let mut r = Run::new();
     r.data(&bytes);
-    assert_eq!(r.outcome(StreamOutcome::Malformed), 7);
+    assert_eq!(r.outcome(StreamOutcome::Malformed), 9);
     assert_eq!(r.raws(), vec![base.http1()], "the table stayed in step");
 }
 

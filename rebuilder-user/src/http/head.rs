@@ -29,7 +29,7 @@ pub(crate) struct HeadInfo {
     pub transfer_encoding_lines: Vec<Range<usize>>,
     pub expect_continue: bool,
     pub upgrade: bool,
-    /// The upgrade asked for includes `h2c` (RFC 7540 §3.2): the preface may follow.
+    /// The upgrade asked for is `h2c` alone (RFC 7540 §3.2): the preface may follow.
     pub upgrade_h2c: bool,
     pub connect: bool,
     /// httparse refused the head; a line scan read it.
@@ -375,7 +375,12 @@ impl<'a> HeadBuilder<'a> {
             self.info.expect_continue |= v.eq_ignore_ascii_case(b"100-continue");
         } else if n.eq_ignore_ascii_case(b"upgrade") {
             self.upgrade_header = true;
-            self.info.upgrade_h2c |= list_items(v).any(|t| t.eq_ignore_ascii_case(b"h2c"));
+            // Only an upgrade to h2c alone: offered beside another protocol (websocket), the
+            // server may pick that one, whose frames must not be framed as requests.
+            let mut tokens = list_items(v).filter(|t| !t.is_empty()).peekable();
+            let h2c_only =
+                tokens.peek().is_some() && tokens.all(|t| t.eq_ignore_ascii_case(b"h2c"));
+            self.info.upgrade_h2c |= h2c_only;
         } else if n.eq_ignore_ascii_case(b"connection") {
             self.connection_upgrade |= list_items(v).any(|t| t.eq_ignore_ascii_case(b"upgrade"));
         }

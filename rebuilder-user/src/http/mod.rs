@@ -776,7 +776,7 @@ impl RequestFramer {
         } else if info.upgrade {
             stats.upgrades += 1;
         }
-        if info.upgrade_h2c {
+        if info.upgrade_h2c && !info.connect {
             // The server may switch to HTTP/2 (the client's preface then follows) or decline
             // (HTTP/1.1 goes on): the next head tells.
             self.first_head = true;
@@ -806,7 +806,7 @@ fn after_gap_in_length(remaining: u64, len: u64) -> Phase {
 
 /// Appends without letting the allocation outgrow `limit` (doubling would overshoot it by up to
 /// twice): the per-stream memory bound is on the allocation, not just the bytes.
-fn extend_bounded(buf: &mut Vec<u8>, data: &[u8], limit: usize) {
+pub(crate) fn extend_bounded(buf: &mut Vec<u8>, data: &[u8], limit: usize) {
     let need = buf.len() + data.len();
     if need > buf.capacity() {
         let target = buf.capacity().saturating_mul(2).min(limit).max(need);
@@ -1627,9 +1627,10 @@ mod tests {
 
     /// What a stream that turned HTTP/2 (the preface is among the pieces) may hold beyond an
     /// HTTP/1.x one under `tight_limits`: the HPACK table's charge, a header block and the frame
-    /// being read (each at most `max_head_bytes`), one open stream (fields and body, and its
-    /// table entry).
-    const H2_TIGHT_EXTRA: usize = 3 * 16 + 160 + 160 + 160 + 64 + 256;
+    /// being read (each at most `max_head_bytes`), one open stream (fields and trailers, each at
+    /// most `max_head_bytes` by RFC size and about four times that in allocations, its body, and
+    /// its table entry).
+    const H2_TIGHT_EXTRA: usize = 3 * 16 + 160 + 160 + 8 * 160 + 64 + 256;
 
     type Range = std::ops::Range<usize>;
     type Shape = (Bytes, usize, Range, Range, Option<Range>, u64, RequestFlags);

@@ -11,8 +11,8 @@
 //!   is delivered whole, and the buffered bytes it covers are dropped (differences counted as
 //!   conflicts): that is what Linux's receive path does (the in-order segment is queued, the
 //!   out-of-order queue is trimmed behind it), so the WAF sees what the server's application
-//!   most likely read, and bytes an attacker planted ahead of the stream cannot replace the
-//!   real ones when they arrive. Retransmissions and the second copy of a doubly mirrored
+//!   most likely read. Bytes planted ahead give way to the real segment they fall inside; bytes
+//!   that reach past it are the stream's continuation for Linux and here alike. Retransmissions and the second copy of a doubly mirrored
 //!   connection are identical, so this only matters for hostile traffic. Tested end to end by
 //!   the hostile-traffic cases `conflicting-overlap` and `spoofed-ahead`.
 //! - Holes: waited for until the reordering timeout (capture time), then skipped with a `Gap`
@@ -33,10 +33,10 @@
 //!   order was not the sender's and is ignored; one whose missing bytes never come is forgotten
 //!   after the reordering timeout rather than skipped to (a real end then shows as idleness),
 //!   so a FIN planted ahead during a pause cannot close a live connection.
-//! - RST: acts only when its sequence number is exactly where the stream is (the next byte, or
-//!   just past the highest byte seen); any other RST within the window is counted and ignored
-//!   (RFC 5961 §3: a receiver would answer it with a challenge ACK, and a passive observer
-//!   simply keeps the stream).
+//! - RST: acts only when its sequence number is exactly the stream's next byte; any other RST
+//!   within the window is counted and ignored (RFC 5961 §3: a receiver would answer it with a
+//!   challenge ACK, and a passive observer simply keeps the stream).
+//! - FIN reached only by skipping a hole (no in-order byte since) is forgotten, not acted on.
 //! - Pickup mid-stream: the first segment seen fixes the stream's start; bytes before it are
 //!   counted and ignored.
 
@@ -183,8 +183,11 @@ pub struct Stream {
     advanced_past_hole: bool,
     /// Offset just past the highest byte any accepted segment covered (wire length).
     high: u64,
-    /// The range the last skip jumped over, until data turns up in it or another skip happens.
+    /// The range the last skip jumped over (the skips since in-order data last arrived,
+    /// together), until data turns up in it or another skip happens.
     skipped: Option<(u64, u64)>,
+    /// The stream stands where a skip put it: no in-order data has arrived since.
+    jumped: bool,
     /// Offset just past the last data byte, once the FIN is known.
     fin_at: Option<u64>,
     ended: Option<EndReason>,
@@ -210,6 +213,7 @@ impl Stream {
             advanced_past_hole: false,
             high: 0,
             skipped: None,
+            jumped: false,
             fin_at: None,
             ended: None,
         }
@@ -293,10 +297,12 @@ impl Stream {
             return;
         }
         if seg.flags.rst() {
-            // RFC 5961 §3.2: only a RST exactly at the receiver's next byte resets; the one just
-            // past the highest byte seen is where the sender's RST lands when we missed data.
+            // RFC 5961 §3.2: only a RST exactly at the receiver's next byte resets. Not one just
+            // past the highest byte seen either, though the sender's own RST lands there when
+            // the mirror missed data: that position is an attacker's to choose, by planting a
+            // byte ahead first. A real reset then shows as the stream going idle.
             let at = start.max(0) as u64;
-            if start >= 0 && (at == self.next || at == self.high) {
+            if start >= 0 && at == self.next {
                 self.close(seg.ts, EndReason::Rst, events, stats);
             } else {
                 stats.rst_ignored += 1;
@@ -333,7 +339,7 @@ impl Stream {
             }
         }
         self.expire_hole(seg.ts, cfg, events, stats);
-        self.check_fin(seg.ts, events);
+        self.check_fin(seg.ts, events, stats);
     }
 
     /// Data inside the range the last skip jumped over means the skip was wrong: the stream
@@ -359,6 +365,7 @@ impl Stream {
             ts: seg.ts,
         });
         self.next = at;
+        self.jumped = false;
         // Whatever lies buffered beyond is still at its true offset; the hole up to it (if
         // any) waits from now.
         self.hole_since = None;
@@ -402,6 +409,9 @@ impl Stream {
         if cap > behind {
             let data = seg.payload.slice(behind as usize..);
             if data_start == next {
+                // The stream's own bytes again where it stands: whatever skip brought it here
+                // is confirmed.
+                self.jumped = false;
                 // In order: delivered whole, without copying; buffered bytes it covers were a
                 // guess about the future and give way (counted where they differ).
                 self.trim_buffered(self.next, &data, stats);
@@ -621,8 +631,15 @@ impl Stream {
         };
         if target > self.next {
             self.emit_gap(target - self.next, ts, reason, events, stats);
-            self.skipped = Some((self.next, target));
+            // Skips with no in-order data between them are one jump as far as a rewind goes:
+            // the real stream may resume anywhere from where the first one left.
+            let from = match self.skipped {
+                Some((from, _)) if self.jumped => from,
+                _ => self.next,
+            };
+            self.skipped = Some((from, target));
             self.next = target;
+            self.jumped = true;
         }
         self.hole_since = None;
         self.advanced_past_hole = false;
@@ -660,8 +677,16 @@ impl Stream {
         }
     }
 
-    fn check_fin(&mut self, ts: Timestamp, events: &mut Vec<StreamEvent>) {
+    fn check_fin(&mut self, ts: Timestamp, events: &mut Vec<StreamEvent>, stats: &mut StreamStats) {
         if self.ended.is_none() && self.fin_at.is_some_and(|f| f <= self.next) {
+            if self.jumped {
+                // Reached by skipping a hole, not by the stream's own bytes: a FIN planted ahead
+                // (with a byte or two) during a pause would otherwise end a live connection. It
+                // is forgotten; a real end shows as the stream going idle.
+                self.fin_at = None;
+                stats.fin_ignored += 1;
+                return;
+            }
             self.end(ts, EndReason::Fin, events);
         }
     }
@@ -685,7 +710,7 @@ impl Stream {
     ) {
         if self.ended.is_none() {
             self.expire_hole(now, cfg, events, stats);
-            self.check_fin(now, events);
+            self.check_fin(now, events, stats);
         }
     }
 

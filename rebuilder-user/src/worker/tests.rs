@@ -782,3 +782,40 @@ fn least_recent_picks_what_a_full_sort_would() {
         }
     }
 }
+
+#[test]
+fn a_spoofed_syn_kept_warm_cannot_take_over_an_idle_keep_alive_connection() {
+    // The real client's connection goes quiet past the idle timeout; a spoofed SYN with a new
+    // ISN, kept alive by a byte every 10 s, takes its place; the real client then sends again.
+    let mut t = FlowTable::new(cfg());
+    let c = client(40012);
+    let r1: &[u8] = b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n";
+    let r2: &[u8] = b"GET /2 HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut segs = client_segments(c, 100, 0, &[r1]);
+    segs.push(seg(c, 9_000_000, TcpFlags::SYN, b"", 2 * SEC, 1));
+    for i in 0..8u32 {
+        segs.push(seg(
+            c,
+            9_000_001 + i,
+            A,
+            b"x",
+            (10 + 10 * u64::from(i)) * SEC,
+            1,
+        ));
+    }
+    segs.push(seg(
+        c,
+        101 + r1.len() as u32,
+        A | TcpFlags::PSH,
+        r2,
+        95 * SEC,
+        1,
+    ));
+    let out = run(&mut t, &segs);
+    let raws: Vec<&[u8]> = out.iter().map(|r| &r.raw[..]).collect();
+    assert_eq!(
+        raws,
+        vec![r1, r2],
+        "the real client's next request is picked up"
+    );
+}

@@ -275,7 +275,7 @@ fn rst_flushes_buffered_data_with_a_gap_then_ends() {
     let mut h = Harness::new(&syn(0), big_cfg());
     h.push(&seg(1, TcpFlags::ACK, b"ab", 1));
     h.push(&seg(5, TcpFlags::ACK, b"ef", 2));
-    h.push(&seg(7, TcpFlags::RST, b"", 3));
+    h.push(&seg(3, TcpFlags::RST, b"", 3)); // at the next byte
     let o = h.outcome();
     assert_eq!(o.gaps, vec![(2, 2, GapReason::Closed)]);
     assert_eq!(o.end, Some(EndReason::Rst));
@@ -302,17 +302,62 @@ fn rst_acts_only_at_the_streams_position() {
 }
 
 #[test]
-fn rst_just_past_the_highest_byte_seen_ends_a_stream_with_a_hole() {
+fn a_rst_past_the_highest_byte_seen_is_ignored_too() {
+    // Where the sender's own RST lands when the mirror missed data, but also where an attacker
+    // who planted a byte ahead would put one: only the stream's next byte counts.
     let mut h = Harness::new(&syn(0), big_cfg());
     h.push(&seg(1, TcpFlags::ACK, b"ab", 1));
     h.push(&seg(5, TcpFlags::ACK, b"ef", 2)); // bytes 2..4 missing
-    h.push(&seg(5, TcpFlags::RST, b"", 3)); // neither next (2) nor high (6)
-    assert_eq!(h.outcome().end, None);
+    h.push(&seg(5, TcpFlags::RST, b"", 3));
     h.push(&seg(7, TcpFlags::RST, b"", 4));
-    let o = h.outcome();
-    assert_eq!(o.gaps, vec![(2, 2, GapReason::Closed)]);
-    assert_eq!(o.end, Some(EndReason::Rst));
-    assert_eq!(h.stats.rst_ignored, 1);
+    assert_eq!(h.outcome().end, None);
+    assert_eq!(h.stats.rst_ignored, 2);
+}
+
+#[test]
+fn a_fin_reached_by_skipping_a_hole_is_forgotten() {
+    // A byte and a FIN planted ahead during a pause: after the reordering timeout the hole is
+    // skipped, but the FIN reached that way does not end the stream.
+    let cfg = StreamConfig {
+        reorder_timeout_ns: 100 * MS,
+        ..big_cfg()
+    };
+    let mut h = Harness::new(&syn(0), cfg);
+    h.push(&seg(1, TcpFlags::ACK, b"GET / HTTP/1.1\r\n\r\n", MS));
+    h.push(&seg(10_001, TcpFlags::ACK | TcpFlags::FIN, b"x", 2 * MS));
+    let (mut ev, mut st) = (Vec::new(), StreamStats::default());
+    h.stream.tick(500 * MS, &h.cfg, &mut ev, &mut st);
+    h.events.extend(ev);
+    assert_eq!(h.outcome().end, None);
+    assert_eq!(st.fin_ignored, 1);
+    // The real stream resumes where it was: rewound, and it goes on.
+    h.push(&seg(
+        19,
+        TcpFlags::ACK,
+        b"GET /2 HTTP/1.1\r\n\r\n",
+        600 * MS,
+    ));
+    assert_eq!(h.outcome().rewinds, vec![18]);
+    assert_eq!(h.outcome().end, None);
+}
+
+#[test]
+fn skips_with_nothing_in_order_between_them_are_rewound_as_one() {
+    let cfg = StreamConfig {
+        reorder_timeout_ns: 100 * MS,
+        ..big_cfg()
+    };
+    let mut h = Harness::new(&syn(0), cfg);
+    h.push(&seg(1, TcpFlags::ACK, b"abc", MS));
+    // Two plants, each waited out and skipped, during one pause.
+    h.push(&seg(1_001, TcpFlags::ACK, b"junk", 2 * MS));
+    h.push(&seg(1_005, TcpFlags::ACK, b"more", 200 * MS));
+    h.push(&seg(5_001, TcpFlags::ACK, b"junk", 300 * MS));
+    h.push(&seg(5_005, TcpFlags::ACK, b"more", 500 * MS));
+    assert_eq!(h.outcome().gaps.len(), 2);
+    // The real stream resumes where it was, before both.
+    h.push(&seg(4, TcpFlags::ACK, b"def", 600 * MS));
+    assert_eq!(h.outcome().rewinds, vec![3]);
 }
 
 #[test]
