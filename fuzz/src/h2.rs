@@ -20,7 +20,7 @@ use rebuilder::http::{FlowContext, HttpLimits, HttpStats, RequestFramer};
 use rebuilder::reassembly::{EndReason, GapReason, StreamEvent};
 use rebuilder::request::RebuiltRequest;
 
-use crate::http::Event;
+use crate::http::{read_events, write_events, Event};
 use crate::Take;
 
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -39,8 +39,6 @@ pub struct Input {
     pub events: Vec<Event>,
 }
 
-const EV_GAP: u8 = 2;
-const EV_END: u8 = 3;
 
 impl<'a> Arbitrary<'a> for Input {
     fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
@@ -48,17 +46,7 @@ impl<'a> Arbitrary<'a> for Input {
         let max_body = u.u16()?;
         let table = u.u16()?;
         let mode = u.u8()?;
-        let mut events = Vec::new();
-        while !u.is_empty() {
-            events.push(match u.u8()? % 4 {
-                EV_GAP => Event::Gap(u.u32()?),
-                EV_END => Event::End,
-                _ => {
-                    let len = usize::from(u.u16()?).min(u.len());
-                    Event::Data(u.bytes(len)?.to_vec())
-                }
-            });
-        }
+        let events = read_events(u)?;
         Ok(Input {
             limits,
             max_body,
@@ -76,20 +64,7 @@ impl Input {
         v.extend_from_slice(&self.max_body.to_le_bytes());
         v.extend_from_slice(&self.table.to_le_bytes());
         v.push(self.mode);
-        for ev in &self.events {
-            match ev {
-                Event::Data(d) => {
-                    v.push(0);
-                    v.extend_from_slice(&(d.len() as u16).to_le_bytes());
-                    v.extend_from_slice(d);
-                }
-                Event::Gap(n) => {
-                    v.push(EV_GAP);
-                    v.extend_from_slice(&n.to_le_bytes());
-                }
-                Event::End => v.push(EV_END),
-            }
-        }
+        write_events(&self.events, &mut v);
         v
     }
 

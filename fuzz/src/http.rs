@@ -44,23 +44,49 @@ pub struct Input {
 const EV_GAP: u8 = 2;
 const EV_END: u8 = 3;
 
+/// The rest of the input as stream events: a tag byte (data for 0 and 1, 2 a gap, 3 the end),
+/// then a little-endian u16 length and the bytes, or a u32 gap length. Shared by every target
+/// that feeds a stream's events (`http`, `proxy`, `h2`).
+pub(crate) fn read_events(u: &mut Unstructured<'_>) -> Result<Vec<Event>> {
+    let mut events = Vec::new();
+    while !u.is_empty() {
+        events.push(match u.u8()? % 4 {
+            EV_GAP => Event::Gap(u.u32()?),
+            EV_END => Event::End,
+            // Data is two tags of four.
+            _ => {
+                let len = usize::from(u.u16()?).min(u.len());
+                Event::Data(u.bytes(len)?.to_vec())
+            }
+        });
+    }
+    Ok(events)
+}
+
+/// The bytes [`read_events`] reads back as `events`.
+pub(crate) fn write_events(events: &[Event], v: &mut Vec<u8>) {
+    for ev in events {
+        match ev {
+            Event::Data(d) => {
+                v.push(0);
+                v.extend_from_slice(&(d.len() as u16).to_le_bytes());
+                v.extend_from_slice(d);
+            }
+            Event::Gap(n) => {
+                v.push(EV_GAP);
+                v.extend_from_slice(&n.to_le_bytes());
+            }
+            Event::End => v.push(EV_END),
+        }
+    }
+}
+
 impl<'a> Arbitrary<'a> for Input {
     fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
         let limits = u.u8()?;
         let max_body = u.u16()?;
         let mode = u.u8()?;
-        let mut events = Vec::new();
-        while !u.is_empty() {
-            events.push(match u.u8()? % 4 {
-                EV_GAP => Event::Gap(u.u32()?),
-                EV_END => Event::End,
-                // Data is two tags of four.
-                _ => {
-                    let len = usize::from(u.u16()?).min(u.len());
-                    Event::Data(u.bytes(len)?.to_vec())
-                }
-            });
-        }
+        let events = read_events(u)?;
         Ok(Input {
             limits,
             max_body,
@@ -76,20 +102,7 @@ impl Input {
         let mut v = vec![self.limits];
         v.extend_from_slice(&self.max_body.to_le_bytes());
         v.push(self.mode);
-        for ev in &self.events {
-            match ev {
-                Event::Data(d) => {
-                    v.push(0);
-                    v.extend_from_slice(&(d.len() as u16).to_le_bytes());
-                    v.extend_from_slice(d);
-                }
-                Event::Gap(n) => {
-                    v.push(EV_GAP);
-                    v.extend_from_slice(&n.to_le_bytes());
-                }
-                Event::End => v.push(EV_END),
-            }
-        }
+        write_events(&self.events, &mut v);
         v
     }
 

@@ -18,7 +18,7 @@ use rebuilder::http::{FlowContext, HttpLimits, HttpStats, RequestFramer};
 use rebuilder::proxy::{ProxyMode, ProxyStats, StreamStart, V1_SIGNATURE, V2_SIGNATURE};
 use rebuilder::reassembly::{EndReason, GapReason, StreamEvent};
 
-use crate::http::Event;
+use crate::http::{read_events, write_events, Event};
 use crate::{find_in_order, Take};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -28,25 +28,13 @@ pub struct Input {
     pub events: Vec<Event>,
 }
 
-const EV_GAP: u8 = 2;
-const EV_END: u8 = 3;
 /// The most a stream start may hold: a whole v2 header.
 const MAX_HELD: usize = 16 + 65535;
 
 impl<'a> Arbitrary<'a> for Input {
     fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
         let mode = u.u8()?;
-        let mut events = Vec::new();
-        while !u.is_empty() {
-            events.push(match u.u8()? % 4 {
-                EV_GAP => Event::Gap(u.u32()?),
-                EV_END => Event::End,
-                _ => {
-                    let len = usize::from(u.u16()?).min(u.len());
-                    Event::Data(u.bytes(len)?.to_vec())
-                }
-            });
-        }
+        let events = read_events(u)?;
         Ok(Input { mode, events })
     }
 }
@@ -55,20 +43,7 @@ impl Input {
     /// The bytes `arbitrary` reads back as this input.
     pub fn encode(&self) -> Vec<u8> {
         let mut v = vec![self.mode];
-        for ev in &self.events {
-            match ev {
-                Event::Data(d) => {
-                    v.push(0);
-                    v.extend_from_slice(&(d.len() as u16).to_le_bytes());
-                    v.extend_from_slice(d);
-                }
-                Event::Gap(n) => {
-                    v.push(EV_GAP);
-                    v.extend_from_slice(&n.to_le_bytes());
-                }
-                Event::End => v.push(EV_END),
-            }
-        }
+        write_events(&self.events, &mut v);
         v
     }
 

@@ -22,6 +22,7 @@ mod render;
 #[path = "deploy/tf.rs"]
 mod tf;
 
+use rebuilder_tests::process::Scratch;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -69,25 +70,6 @@ fn module_dirs() -> Vec<PathBuf> {
 
 fn registry() -> BTreeMap<String, tf::Interface> {
     tf::load_registry(&deploy().join("tests/registry"))
-}
-
-/// A scratch directory, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir =
-            std::env::temp_dir().join(format!("rebuilder-deploy-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// The path of a tool, or a failure naming the package that brings it.
@@ -1208,7 +1190,7 @@ mode = \"driver\"
 #[test]
 fn user_data_is_clean_shell() {
     let shellcheck = tool("shellcheck", "shellcheck");
-    let scratch = Scratch::new("shell");
+    let scratch = Scratch::new("deploy-shell");
     for mode in ["generic", "native", "off"] {
         for release in [Release::S3, Release::Url] {
             let (_, user_data) = render_user_data(mode, &release, ANY_SHA256);
@@ -1366,7 +1348,7 @@ fn run_user_data_with(
     vars: &[(&'static str, Value)],
     env: &[(&str, &str)],
 ) -> Installed {
-    let scratch = Scratch::new(name);
+    let scratch = Scratch::new(&format!("deploy-{name}"));
     let root = scratch.0.join("root");
     std::fs::create_dir_all(&root).unwrap();
     let log = scratch.0.join("commands.log");
@@ -1663,7 +1645,7 @@ fn user_data_sets_up_the_cloudwatch_agent_and_log_shipping() {
         ("name", render::string("mirror-prod")),
     ];
     let (_, user_data) = render_user_data_with("generic", &Release::Url, ANY_SHA256, &vars);
-    let scratch = Scratch::new("cloudwatch-shell");
+    let scratch = Scratch::new("deploy-cloudwatch-shell");
     let path = scratch.0.join("user-data.sh");
     std::fs::write(&path, &user_data).unwrap();
     let out = run(Command::new(tool("shellcheck", "shellcheck")).arg(&path));
@@ -1758,7 +1740,7 @@ fn prometheus_scrape_config_output_is_valid() {
         job["ec2_sd_configs"][0]["filters"][0]["values"][0],
         "rebuilder-20260101"
     );
-    let scratch = Scratch::new("scrape-output");
+    let scratch = Scratch::new("deploy-scrape-output");
     let path = scratch.0.join("prometheus.yml");
     std::fs::write(
         &path,
@@ -1811,7 +1793,7 @@ fn user_data_refuses_a_release_for_another_machine() {
 
 #[test]
 fn user_data_refuses_a_corrupted_release() {
-    let scratch = Scratch::new("corrupt");
+    let scratch = Scratch::new("deploy-corrupt");
     let mut bytes = std::fs::read(&dist().tarball).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x01;
@@ -1869,7 +1851,7 @@ fn systemd_unit_verifies_and_keeps_its_hardening() {
     }
     assert!(s.contains_key("MemoryMax"));
 
-    let scratch = Scratch::new("unit");
+    let scratch = Scratch::new("deploy-unit");
     let root = &scratch.0;
     std::fs::create_dir_all(root.join("usr/local/bin")).unwrap();
     std::fs::create_dir_all(root.join("etc/systemd/system")).unwrap();
@@ -1902,7 +1884,7 @@ fn systemd_unit_verifies_and_keeps_its_hardening() {
 
 #[test]
 fn default_settings_are_accepted_by_the_binary() {
-    let scratch = Scratch::new("default-config");
+    let scratch = Scratch::new("deploy-default-config");
     binary_accepts(
         &rebuilder_bin(),
         &deploy().join("rebuilder.toml"),
@@ -2041,7 +2023,7 @@ fn checkov_finds_nothing_beyond_the_listed_skips() {
 
     // Each skip is still needed: without the config, exactly the skipped checks fail. checkov
     // reads a .checkov.yaml in the directory it scans by itself, so scan a copy without it.
-    let scratch = Scratch::new("checkov");
+    let scratch = Scratch::new("deploy-checkov");
     let copy = scratch.0.join("terraform");
     let out = run(Command::new("cp").arg("-a").arg(terraform()).arg(&copy));
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -17,6 +17,7 @@ use rebuilder_tests::gen::{interleave, write_capture, CaptureFormat, Conversatio
 use rebuilder_tests::h2_peer::H2Server;
 use rebuilder_tests::hostile::summary_drops;
 use rebuilder_tests::process::run_rebuilder;
+use rebuilder_tests::process::Scratch;
 use rebuilder_tests::sink::Sink;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -87,32 +88,15 @@ fn workload() -> Vec<H2Request> {
     vec![get, form, unary, stream]
 }
 
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("rebuilder-h2-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        Self(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 struct Replayed {
     received: Vec<Vec<u8>>,
     lines: Vec<serde_json::Value>,
     stderr: String,
 }
 
-fn replay(name: &str, convs: &[Conversation], extra: &[&str]) -> Replayed {
-    let scratch = Scratch::new(name);
-    let pcap = scratch.0.join("h2.pcap");
+/// The capture of `convs`, in `scratch`.
+fn capture(scratch: &Scratch, convs: &[Conversation]) -> PathBuf {
+    let pcap = scratch.path("h2.pcap");
     let plans: Vec<_> = convs
         .iter()
         .map(|c| c.build().expect("generator"))
@@ -124,8 +108,14 @@ fn replay(name: &str, convs: &[Conversation], extra: &[&str]) -> Replayed {
         interleave(&plans),
     )
     .expect("write capture");
+    pcap
+}
+
+fn replay(name: &str, convs: &[Conversation], extra: &[&str]) -> Replayed {
+    let scratch = Scratch::new(&format!("h2-{name}"));
+    let pcap = capture(&scratch, convs);
     let sink = Sink::start_default().expect("sink");
-    let jsonl = scratch.0.join("out.jsonl");
+    let jsonl = scratch.path("out.jsonl");
     let mut args: Vec<String> = vec![
         "replay".into(),
         "--pcap".into(),
@@ -277,19 +267,8 @@ fn with_upstream_protocol_h2c_streams_are_replayed_over_http2() {
         Conversation::new(client(8), server())
             .exchange(h1, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec()),
     ];
-    let scratch = Scratch::new("h2c-upstream");
-    let pcap = scratch.0.join("h2.pcap");
-    let plans: Vec<_> = convs
-        .iter()
-        .map(|c| c.build().expect("generator"))
-        .collect();
-    write_capture(
-        &pcap,
-        CaptureFormat::Pcap,
-        LinkType::Ethernet,
-        interleave(&plans),
-    )
-    .expect("write capture");
+    let scratch = Scratch::new("h2-h2c-upstream");
+    let pcap = capture(&scratch, &convs);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let waf = H2Server::recording_sink(listener).expect("HTTP/1.1 and HTTP/2 sink");
     let run = run_rebuilder(

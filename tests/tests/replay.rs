@@ -13,6 +13,7 @@ use rebuilder_tests::gen::{
     interleave, write_capture, CaptureFormat, Conversation, ConversationPlan, Isn, LinkType,
     MirrorPath, DEFAULT_EPOCH,
 };
+use rebuilder_tests::process::Scratch;
 use rebuilder_tests::process::{run_rebuilder, Finished};
 use rebuilder_tests::sink::{ReceivedRequest, Sink};
 
@@ -27,27 +28,6 @@ fn v6(last: u16, port: u16) -> SocketAddr {
         IpAddr::V6(Ipv6Addr::new(0xfd00, 0xc1, 0, 0, 0, 0, 0, last)),
         port,
     )
-}
-
-/// A scratch directory removed at the end of the test.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("rebuilder-e2e-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        Self(dir)
-    }
-    fn path(&self, file: &str) -> PathBuf {
-        self.0.join(file)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn build(convs: &[Conversation]) -> Vec<ConversationPlan> {
@@ -227,7 +207,7 @@ fn mixed_workload() -> Vec<Conversation> {
 
 #[test]
 fn mixed_workload_arrives_byte_exact() {
-    let scratch = Scratch::new("mixed");
+    let scratch = Scratch::new("e2e-mixed");
     let plans = build(&mixed_workload());
     assert_eq!(unrebuildable(&plans), 0, "no impairment here loses data");
     let pcap = scratch.path("mixed.pcap");
@@ -280,7 +260,7 @@ fn mixed_workload_arrives_byte_exact() {
 
 #[test]
 fn every_capture_format_and_link_type_gives_the_same_requests() {
-    let scratch = Scratch::new("formats");
+    let scratch = Scratch::new("e2e-formats");
     let resp = http::ok_response(10);
     let convs: Vec<Conversation> = (0..4u8)
         .map(|i| {
@@ -313,7 +293,7 @@ fn every_capture_format_and_link_type_gives_the_same_requests() {
 
 #[test]
 fn a_lost_segment_drops_only_the_request_with_the_hole() {
-    let scratch = Scratch::new("loss");
+    let scratch = Scratch::new("e2e-loss");
     let resp = http::ok_response(10);
     // Ten 4 KB POSTs: about three segments each; segment 7 is in the middle of request 2.
     let conv = Conversation::new(v4(2, 1, 42000), v4(9, 3, 80))
@@ -365,7 +345,7 @@ fn scratch_pcap(scratch: &Scratch, plans: &[ConversationPlan]) -> PathBuf {
 
 #[test]
 fn truncated_frames_are_gaps_never_data() {
-    let scratch = Scratch::new("trunc");
+    let scratch = Scratch::new("e2e-trunc");
     let resp = http::ok_response(10);
     // PacketLength 700: small GETs fit whole, 3 KB POSTs are cut.
     let conv = Conversation::new(v4(3, 1, 43000), v4(9, 4, 80))
@@ -396,7 +376,7 @@ fn truncated_frames_are_gaps_never_data() {
 /// whose body fills full-sized segments is cut, counted as a gap, and never replayed damaged.
 #[test]
 fn jumbo_frames_cut_at_the_nlb_packet_length_are_gaps() {
-    let scratch = Scratch::new("nlb8500");
+    let scratch = Scratch::new("e2e-nlb8500");
     let resp = http::ok_response(10);
     // 9001 - 20 (IP) - 20 (TCP) - 12 (timestamps): a full segment's payload.
     let conv = Conversation::new(v4(3, 2, 43100), v4(9, 4, 80))
@@ -431,7 +411,7 @@ fn jumbo_frames_cut_at_the_nlb_packet_length_are_gaps() {
 
 #[test]
 fn pickup_mid_stream_resumes_at_the_next_request() {
-    let scratch = Scratch::new("pickup");
+    let scratch = Scratch::new("e2e-pickup");
     let resp = http::ok_response(10);
     let conv = Conversation::new(v4(4, 1, 44000), v4(9, 5, 80))
         .requests(
@@ -459,7 +439,7 @@ fn pickup_mid_stream_resumes_at_the_next_request() {
 
 #[test]
 fn a_connection_mirrored_on_both_ends_replays_each_request_once() {
-    let scratch = Scratch::new("twice");
+    let scratch = Scratch::new("e2e-twice");
     let resp = http::ok_response(10);
     let conv = Conversation::new(v4(5, 1, 45000), v4(9, 6, 80))
         .vni(100)
@@ -520,7 +500,7 @@ fn a_connection_mirrored_on_both_ends_replays_each_request_once() {
 
 #[test]
 fn a_slow_upstream_slows_the_replay_and_loses_nothing() {
-    let scratch = Scratch::new("slow");
+    let scratch = Scratch::new("e2e-slow");
     let resp = http::ok_response(10);
     let conv = Conversation::new(v4(6, 1, 46000), v4(9, 7, 80))
         .requests((0..60).map(|i| http::get("slow", &format!("/{i}"))), &resp);
@@ -555,7 +535,7 @@ fn a_slow_upstream_slows_the_replay_and_loses_nothing() {
 
 #[test]
 fn missing_or_invalid_capture_files_are_clear_errors() {
-    let scratch = Scratch::new("bad");
+    let scratch = Scratch::new("e2e-bad");
     let missing = scratch.path("nope.pcap");
     let run = run_rebuilder(
         [
@@ -607,7 +587,7 @@ fn missing_or_invalid_capture_files_are_clear_errors() {
 
 #[test]
 fn added_headers_and_over_limit_bodies_change_only_what_they_must() {
-    let scratch = Scratch::new("rewrite");
+    let scratch = Scratch::new("e2e-rewrite");
     let resp = http::ok_response(10);
     let small = http::get("rw", "/small");
     let big = http::post("rw", "/big", 200_000, 9);
@@ -680,7 +660,7 @@ fn added_headers_and_over_limit_bodies_change_only_what_they_must() {
 
 #[test]
 fn pace_follows_the_capture_timestamps() {
-    let scratch = Scratch::new("pace");
+    let scratch = Scratch::new("e2e-pace");
     let resp = http::ok_response(10);
     // Two connections 1.5 s apart in capture time.
     let plans = build(&[
@@ -709,7 +689,7 @@ fn pace_follows_the_capture_timestamps() {
 #[test]
 fn proxy_headers_health_checks_and_filters_in_a_replayed_capture() {
     use rebuilder_tests::gen::proxy;
-    let scratch = Scratch::new("proxy");
+    let scratch = Scratch::new("e2e-proxy");
     let resp = http::ok_response(16);
     let host = "shop.example";
     let server = v4(9, 1, 80);
@@ -859,7 +839,7 @@ fn proxy_headers_health_checks_and_filters_in_a_replayed_capture() {
 /// capture time, so a replay keeps what a live run would.
 #[test]
 fn sampling_keeps_whole_connections_and_the_rate_limit_counts_in_capture_time() {
-    let scratch = Scratch::new("sample");
+    let scratch = Scratch::new("e2e-sample");
     let resp = http::ok_response(16);
     let convs: Vec<Conversation> = (0..40u8)
         .map(|c| {

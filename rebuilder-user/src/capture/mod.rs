@@ -13,6 +13,7 @@ pub mod decode;
 pub mod iface;
 pub mod nic;
 pub mod pcap;
+pub mod pool;
 pub mod udp;
 pub mod xdp;
 

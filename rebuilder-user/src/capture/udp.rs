@@ -35,7 +35,7 @@ pub const SLOT_BYTES: usize = 9216;
 pub const MAX_BATCH: usize = 256;
 /// Receive buffers per socket: one being received into while the previous batch's segments are
 /// still on their way to the workers.
-pub const POOL_BATCHES: usize = 2;
+pub use super::pool::POOL_BATCHES;
 
 /// What one socket's pool of receive buffers holds with `batch` datagrams per receive.
 pub const fn pool_bytes(batch: usize) -> usize {
@@ -97,7 +97,7 @@ pub struct UdpReceiver {
     effective_recv_buffer: usize,
     /// The buffers of the last batches received, most recent last, each reclaimed once no
     /// datagram of it is alive any more.
-    pool: Vec<Bytes>,
+    pool: super::pool::BufferPool,
     cmsg: Vec<u64>,
     timeout: Option<Duration>,
     /// The last SO_RXQ_OVFL value seen: the kernel's cumulative count, as a wrapping u32.
@@ -185,7 +185,7 @@ impl UdpReceiver {
             local_addr,
             batch,
             effective_recv_buffer: effective,
-            pool: Vec::with_capacity(POOL_BATCHES),
+            pool: super::pool::BufferPool::new(),
             cmsg: vec![0; batch * CMSG_WORDS],
             timeout: None,
             ovfl_seen: 0,
@@ -291,36 +291,23 @@ impl UdpReceiver {
     /// A buffer of exactly `len` initialised bytes: one of the pool's that nobody holds a slice
     /// of, else a new one.
     fn take_buffer(&mut self, len: usize) -> BytesMut {
-        if let Some(i) = self.pool.iter().position(Bytes::is_unique) {
-            if let Ok(mut m) = self.pool.remove(i).try_into_mut() {
-                if m.len() != len {
-                    m.resize(len, 0);
-                }
-                return m;
+        if let Some(mut m) = self.pool.take_free() {
+            if m.len() != len {
+                m.resize(len, 0);
             }
+            return m;
         }
         BytesMut::zeroed(len)
     }
 
-    /// Puts the buffer just received into back in the pool. A caller that did not keep the
-    /// pool from running dry made it grow: the oldest buffer leaves it (and is freed with the
-    /// last slice of it).
     fn keep(&mut self, buf: Bytes) {
-        if self.pool.len() == POOL_BATCHES {
-            self.pool.remove(0);
-        }
-        self.pool.push(buf);
+        self.pool.keep(buf);
     }
 
     /// Whether the next receive has a free buffer besides the one the last batch is in: when
     /// not, the caller copies the last batch's payloads out so that its buffer frees.
     pub fn has_spare(&self) -> bool {
-        self.pool.len() < POOL_BATCHES
-            || self
-                .pool
-                .iter()
-                .take(self.pool.len() - 1)
-                .any(Bytes::is_unique)
+        self.pool.has_spare()
     }
 
     /// Datagrams the kernel dropped on this socket for lack of buffer room (SO_RXQ_OVFL),

@@ -483,7 +483,7 @@ pub const BATCH_BYTES: usize = 1 << 20;
 const BATCH_BUFFER: usize = BATCH_BYTES + rebuilder_ebpf::PAYLOAD_MAX as usize;
 /// Batch buffers the reader keeps: one being filled while the previous batch's segments are
 /// still on their way to the workers.
-pub const POOL_BATCHES: usize = 2;
+pub use super::pool::POOL_BATCHES;
 /// What the reader's pool of batch buffers holds, counted in the memory budget.
 pub const POOL_BYTES: usize = POOL_BATCHES * crate::memory::alloc_size(BATCH_BUFFER);
 
@@ -496,7 +496,7 @@ pub const POOL_BYTES: usize = POOL_BATCHES * crate::memory::alloc_size(BATCH_BUF
 pub struct RecordBatch {
     arena: BytesMut,
     /// The buffers of the last batches handed out, whole, most recent last.
-    pool: Vec<Bytes>,
+    pool: super::pool::BufferPool,
     /// Header and payload range in `arena`, or `None` for a record that did not parse.
     pending: Vec<Option<(RecordHeader, usize, usize)>>,
     stats: ReaderStats,
@@ -512,7 +512,7 @@ impl RecordBatch {
     pub fn new() -> Self {
         Self {
             arena: BytesMut::new(),
-            pool: Vec::with_capacity(POOL_BATCHES),
+            pool: super::pool::BufferPool::new(),
             pending: Vec::new(),
             stats: ReaderStats::default(),
         }
@@ -525,13 +525,11 @@ impl RecordBatch {
 
     /// A buffer to copy payloads into: a free one of the pool, else a new one.
     fn start_buffer(&mut self) {
-        if let Some(i) = self.pool.iter().position(Bytes::is_unique) {
-            if let Ok(mut m) = self.pool.remove(i).try_into_mut() {
-                m.clear();
-                if m.capacity() >= BATCH_BUFFER {
-                    self.arena = m;
-                    return;
-                }
+        if let Some(mut m) = self.pool.take_free() {
+            m.clear();
+            if m.capacity() >= BATCH_BUFFER {
+                self.arena = m;
+                return;
             }
         }
         self.arena = BytesMut::with_capacity(BATCH_BUFFER);
@@ -539,12 +537,7 @@ impl RecordBatch {
 
     /// Whether the next batch has a free buffer besides the one the last batch is in.
     pub fn has_spare(&self) -> bool {
-        self.pool.len() < POOL_BATCHES
-            || self
-                .pool
-                .iter()
-                .take(self.pool.len() - 1)
-                .any(Bytes::is_unique)
+        self.pool.has_spare()
     }
 
     /// Parses one ring record and copies its payload; a record that does not parse is counted
@@ -583,12 +576,7 @@ impl RecordBatch {
                 None => f(Err(BAD_RECORD)),
             }
         }
-        // A caller that did not keep the pool from running dry made it grow: the oldest buffer
-        // leaves it (and is freed with the last segment of it).
-        if self.pool.len() == POOL_BATCHES {
-            self.pool.remove(0);
-        }
-        self.pool.push(buf);
+        self.pool.keep(buf);
     }
 
     pub fn stats(&self) -> &ReaderStats {
