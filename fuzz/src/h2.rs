@@ -158,9 +158,18 @@ pub fn check(input: &Input) -> Outcome {
         "{:?}",
         out.stats.h2
     );
-    // Without holes, how the bytes were cut does not matter (a pickup aside: segment starts are
-    // where it looks for frames, by design).
-    if at_start && !events.iter().any(|e| matches!(e, Event::Gap(_))) {
+    // Without holes, how the bytes were cut does not matter once the stream is HTTP/2 from its
+    // start. (Where HTTP/1.x framing had to resynchronise first, segment starts are where it
+    // looks for a request line or for frames, by design: a head over the limit before the
+    // preface, or a pickup.)
+    let s = &out.stats;
+    let from_start = s.h2.connections[0] + s.h2.connections[1] == 1
+        && s.resync_skipped_bytes
+            + s.dropped_head_too_large
+            + s.dropped_too_many_headers
+            + s.dropped_invalid
+            == 0;
+    if at_start && from_start && !events.iter().any(|e| matches!(e, Event::Gap(_))) {
         let mut whole: Vec<u8> = Vec::new();
         let mut end = false;
         for e in &events {
