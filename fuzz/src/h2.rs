@@ -39,7 +39,6 @@ pub struct Input {
     pub events: Vec<Event>,
 }
 
-
 impl<'a> Arbitrary<'a> for Input {
     fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
         let limits = u.u8()?;
