@@ -68,6 +68,7 @@ pub struct PipelineMetrics {
     pub h2_frames: Family<KindLabel, Counter>,
     pub h2_streams: Family<OutcomeLabel, Counter>,
     pub h2_connections: Family<OutcomeLabel, Counter>,
+    pub h2_unattached_data_bytes: Counter,
 }
 
 impl PipelineMetrics {
@@ -96,6 +97,7 @@ impl PipelineMetrics {
             h2_frames: Family::default(),
             h2_streams: Family::default(),
             h2_connections: Family::default(),
+            h2_unattached_data_bytes: Counter::default(),
         };
         // Loss counters exist from the start, at zero: an alert on their rate sees 0, not an
         // absent series, and a scrape shows every family a dashboard or rule may use.
@@ -227,6 +229,12 @@ impl PipelineMetrics {
             "HTTP/2 client connections by how they started (prior_knowledge, upgrade, pickup) \
              and why decoding stopped (hpack_error, protocol_error, gap)",
             m.h2_connections.clone(),
+        );
+        r.register(
+            "rebuilder_h2_unattached_data_bytes",
+            "HTTP/2 DATA bytes on no open stream (refused, malformed, reset, ended or never \
+             opened), dropped",
+            m.h2_unattached_data_bytes.clone(),
         );
         r.register(
             "rebuilder_requests_lost",
@@ -425,6 +433,8 @@ impl PipelineMetrics {
         for (i, o) in crate::h2::CONNECTION_OUTCOMES.iter().enumerate() {
             inc(&self.h2_connections, o, g.connections[i], f.connections[i]);
         }
+        self.h2_unattached_data_bytes
+            .inc_by(g.unattached_data_bytes - f.unattached_data_bytes);
         use crate::h2::StreamOutcome as O;
         for (reason, o) in [
             ("gap", O::Gap),

@@ -203,6 +203,7 @@ impl Summary {
         push("request:h2_malformed".into(), h2(O::Malformed));
         push("request:h2_refused".into(), h2(O::Refused));
         push("request:h2_head_too_large".into(), h2(O::HeadTooLarge));
+        push("bytes:h2_unattached".into(), h.h2.unattached_data_bytes);
         push("request:evicted".into(), self.workers.requests_evicted);
         let p = &self.workers.proxy;
         push("proxy_header:malformed".into(), p.malformed);

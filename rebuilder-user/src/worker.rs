@@ -332,12 +332,18 @@ impl FlowTable {
                 FlowState::Active(a) => {
                     let (stream_cfg, http) = (&self.cfg.stream, &self.cfg.http);
                     let syn = seg.flags.syn() && !seg.flags.ack();
-                    let first = a.takes(seg, stream_cfg)
-                        && !(syn && a.is_other_connection(seg, stream_cfg));
+                    // The usual case, one connection and no SYN, goes to it without working out
+                    // windows here: its stream does (and counts what falls outside).
+                    let alone = a.second.is_none() && !syn && !a.took_over;
+                    let first = alone
+                        || a.takes(seg, stream_cfg)
+                            && !(syn && a.is_other_connection(seg, stream_cfg));
                     let second = a.second.as_deref().filter(|b| {
                         b.takes(seg, stream_cfg) && !(syn && b.is_other_connection(seg, stream_cfg))
                     });
-                    let to_second = if let Some(b) = second {
+                    let to_second = if alone {
+                        false
+                    } else if let Some(b) = second {
                         // In both windows (ISNs within a window of each other): the one it
                         // continues most closely.
                         !first || b.distance(seg) < a.distance(seg)

@@ -157,6 +157,9 @@ pub struct H2Stats {
     pub body_over_limit: u64,
     /// Requests with trailers.
     pub trailers: u64,
+    /// DATA bytes on a decodable connection that belong to no open stream (one refused,
+    /// malformed, reset, already ended, or never opened): dropped, counted here.
+    pub unattached_data_bytes: u64,
 }
 
 impl H2Stats {
@@ -172,6 +175,7 @@ impl H2Stats {
         }
         self.body_over_limit += o.body_over_limit;
         self.trailers += o.trailers;
+        self.unattached_data_bytes += o.unattached_data_bytes;
     }
 
     fn stream(&mut self, outcome: StreamOutcome) {
@@ -531,7 +535,7 @@ impl H2Conn {
                 }
                 let take = (data as usize).min(chunk.len());
                 if take > 0 {
-                    self.body(head.stream, &chunk[..take], ts);
+                    self.body(head.stream, &chunk[..take], ts, stats);
                     data -= take as u32;
                 }
                 Sink::Data { pad_len_due, data }
@@ -545,8 +549,12 @@ impl H2Conn {
         n
     }
 
-    fn body(&mut self, stream: u32, bytes: &[u8], ts: Timestamp) {
+    fn body(&mut self, stream: u32, bytes: &[u8], ts: Timestamp, stats: &mut H2Stats) {
         let Some(s) = self.streams.get_mut(&stream) else {
+            // Undecodable, every stream was counted as such already.
+            if !self.undecodable {
+                stats.unattached_data_bytes += bytes.len() as u64;
+            }
             return;
         };
         s.body_len += bytes.len() as u64;

@@ -449,12 +449,16 @@ fn resets_protocol_errors_and_the_end_are_counted() {
     let mut bytes = gen::client_start();
     bytes.extend(enc.headers(1, &H2Request::get("a", "/1").header_list(), false));
     bytes.extend(frame(kind::RST_STREAM, 0, 1, &8u32.to_be_bytes()));
+    // DATA on the reset stream, and on one never opened: dropped, counted.
+    bytes.extend(gen::data(1, b"late", false, None));
+    bytes.extend(gen::data(9, b"nowhere", true, None));
     bytes.extend(enc.headers(3, &H2Request::get("a", "/3").header_list(), false));
     let mut r = Run::new();
     r.data(&bytes);
     r.end();
     assert_eq!(r.outcome(StreamOutcome::Reset), 1);
     assert_eq!(r.outcome(StreamOutcome::Incomplete), 1);
+    assert_eq!(r.stats.h2.unattached_data_bytes, 11);
 
     // A CONTINUATION with no header block before it.
     let mut r = Run::new();

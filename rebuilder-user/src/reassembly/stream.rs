@@ -181,8 +181,6 @@ pub struct Stream {
     hole_since: Option<Timestamp>,
     /// The stream advanced in order while the current hole was open.
     advanced_past_hole: bool,
-    /// Offset just past the highest byte any accepted segment covered (wire length).
-    high: u64,
     /// The range the last skip jumped over (the skips since in-order data last arrived,
     /// together), until data turns up in it or another skip happens.
     skipped: Option<(u64, u64)>,
@@ -211,7 +209,6 @@ impl Stream {
             known_lost: Vec::new(),
             hole_since: None,
             advanced_past_hole: false,
-            high: 0,
             skipped: None,
             jumped: false,
             fin_at: None,
@@ -395,9 +392,6 @@ impl Stream {
         let next = self.next as i64;
         if start < 0 {
             stats.before_start_bytes += (-start).min(wire) as u64;
-        }
-        if start + wire > 0 {
-            self.high = self.high.max((start + wire) as u64);
         }
         // Bytes already behind us: retransmission, second mirror copy, or before the start.
         let behind = (next - start).clamp(0, wire);
