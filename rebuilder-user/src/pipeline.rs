@@ -1043,14 +1043,16 @@ impl NicWatch {
         // The program's count first, the driver's after (see UnseenDrops).
         let seen = Self::program_seen(reader);
         if let Ok(stats) = crate::capture::nic::read_stats(&w.iface) {
-            w.before = crate::capture::nic::xdp_counters(&stats);
+            let at_start = crate::capture::nic::xdp_counters(&stats);
             if let (Some(seen), Some(entered)) = (
                 seen,
-                crate::capture::nic::packets_entered(&w.driver, &w.before),
+                crate::capture::nic::packets_entered(&w.driver, &at_start),
             ) {
                 w.unseen.start(seen, entered);
             }
         }
+        // `before` stays empty: the first reading publishes the driver's counters as they are
+        // (what `ethtool -S` shows), packets it took before this process looked included.
         w
     }
 

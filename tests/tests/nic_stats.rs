@@ -79,17 +79,18 @@ fn driver_xdp_counters_are_exported_as_the_driver_counts_them() {
             .expect("a request from the lab's client to its origin");
     }
 
-    // The statistics are read every second; wait until the export caught up with ethtool.
+    // The statistics are read every second; wait until the export caught up with ethtool, on
+    // a snapshot that held still around the scrape (a late ACK or FIN of the traffic moving the
+    // driver's counters between the two readings would compare different moments).
     let deadline = Instant::now() + Duration::from_secs(10);
     let (scrape, now) = loop {
         let now = ethtool_xdp(&lab);
         let scrape = lab.metrics(0).unwrap();
-        let exported = metric(
-            &scrape,
-            "rebuilder_xdp_driver_packets_total",
-            Some("xdp_packets"),
-        );
-        if exported as u64 == now["xdp_packets"] || Instant::now() > deadline {
+        let still = ethtool_xdp(&lab) == now;
+        let caught_up = ["xdp_packets", "xdp_drops"].iter().all(|c| {
+            metric(&scrape, "rebuilder_xdp_driver_packets_total", Some(c)) as u64 == now[*c]
+        });
+        if (still && caught_up) || Instant::now() > deadline {
             break (scrape, now);
         }
         std::thread::sleep(Duration::from_millis(200));
