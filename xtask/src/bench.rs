@@ -209,17 +209,13 @@ fn live(o: &Opts, dir: &Path) -> Result<()> {
             "11",
         ]))?;
     }
-    let requests = std::fs::read_to_string(&truth)?.lines().count();
     println!();
     run(Command::new(release_bin("rebuilder-bench-live"))
         .arg("--pcap")
         .arg(&pcap)
-        .args([
-            "--requests",
-            &requests.to_string(),
-            "--runs",
-            &o.runs.to_string(),
-        ])
+        .arg("--truth")
+        .arg(&truth)
+        .args(["--runs", &o.runs.to_string()])
         .arg("--rebuilder")
         .arg(release_bin("rebuilder"))
         .arg("--xdp-drop")

@@ -103,6 +103,11 @@ pub const BENCH_LIVE: &[Need] = &[
         paths: &["/usr/sbin/ip", "/sbin/ip", "/bin/ip", "/usr/bin/ip"],
         package: "iproute2",
     },
+    Need {
+        what: "bpftool (the XDP program's run time per packet, from the kernel's bpf_stats)",
+        paths: &["/usr/sbin/bpftool", "/sbin/bpftool", "/usr/bin/bpftool"],
+        package: "bpftool",
+    },
 ];
 
 /// What `cargo xtask lab` needs beyond the build: namespaces, links and routes with `ip`, the

@@ -1,30 +1,44 @@
 //! The live half of `cargo xtask bench` (run as root): a burst of VXLAN traffic is replayed at
 //! top speed with tcpreplay into a veth, and received on the other end, side by side, by
 //! (a) a bare counting XDP_DROP program (the ceiling), (b) `rebuilder run --iface` (XDP) and
-//! (c) `rebuilder run --udp`; each replays to a recording sink. Prints a table.
+//! (c) `rebuilder run --udp`; and the same file is replayed offline (`rebuilder replay`), so
+//! the per-packet CPU of each capture path is compared with offline on the same traffic and
+//! the same output. Each rebuilder variant runs twice: writing JSON lines (the capture path's
+//! own cost) and replaying to an HTTP sink (what a node pays with the upstream output). Every
+//! request is checked byte for byte against the generator's truth. Prints a table.
+//!
+//! CPU is the rebuilder process's user + system time from just before the burst to the end of
+//! its replay (loading and verifying the XDP program is not per-packet work); for offline, the
+//! whole `replay` run. The XDP program itself runs in the kernel's receive path, charged to
+//! whoever is sending (here tcpreplay), so it is reported apart from the kernel's own
+//! per-program statistics (`kernel.bpf_stats_enabled`): ns per packet.
 //!
 //! Traffic stays inside two namespaces this program creates and removes.
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
 use clap::Parser;
 use rebuilder_tests::netns::{self, Netns, Veth};
 use rebuilder_tests::process::Running;
+use rebuilder_tests::compare::compare;
 use rebuilder_tests::sink::Sink;
+use rebuilder_tests::truth::read_truth;
 
 #[derive(Parser)]
 struct Args {
     /// The burst (VXLAN frames with outer destination 10.0.0.200, as rebuilder-gen writes them).
     #[arg(long)]
     pcap: PathBuf,
-    /// Requests in the burst (from the generator's truth file).
+    /// The generator's truth file for the burst: what every request must be, byte for byte.
     #[arg(long)]
-    requests: u64,
+    truth: PathBuf,
     #[arg(long)]
     rebuilder: PathBuf,
     #[arg(long)]
@@ -32,7 +46,7 @@ struct Args {
     /// Repetitions of each variant; medians are reported.
     #[arg(long, default_value_t = 1)]
     runs: usize,
-    /// Only the variants whose name contains this (e.g. `XDP`, `udp`).
+    /// Only the variants whose name contains this (e.g. `XDP`, `udp`, `jsonl`).
     #[arg(long)]
     only: Option<String>,
 }
@@ -53,10 +67,30 @@ impl Sent {
 struct Outcome {
     sent: Sent,
     handled: u64,
+    /// Requests that came out, and how many of them matched the truth byte for byte.
     replayed: u64,
+    exact: u64,
     cpu_secs: f64,
     peak_rss_kib: u64,
+    /// The XDP program's mean run time per packet (kernel statistics), when it ran.
+    xdp_ns: Option<f64>,
     notes: String,
+}
+
+/// Where a rebuilder variant's requests go.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Output {
+    Jsonl,
+    Sink,
+}
+
+/// How a variant receives the burst.
+#[derive(Clone, Copy)]
+enum Receiver {
+    BareDrop,
+    Xdp,
+    Udp,
+    Offline,
 }
 
 fn tcpreplay(tx: &Netns, pcap: &PathBuf) -> Result<Sent> {
@@ -116,6 +150,50 @@ fn metric(text: &str, name: &str, labels: &str) -> u64 {
         .sum::<f64>() as u64
 }
 
+/// The requests of a JSON-lines output file, raw bytes.
+fn jsonl_requests(path: &Path) -> Result<Vec<Vec<u8>>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).context("an output line")?;
+            let raw = v["raw"].as_str().context("a line without raw")?;
+            B64.decode(raw).context("raw is not base64")
+        })
+        .collect()
+}
+
+/// Requests that came out exactly as the truth says they were sent (multiset match).
+fn exact(truth: &[Vec<u8>], got: &[Vec<u8>]) -> u64 {
+    let c = compare(truth, got);
+    let missing: usize = c.missing.iter().map(|d| d.count).sum();
+    (c.expected - missing) as u64
+}
+
+/// The kernel's run time and run count of every loaded XDP program (bpf_stats).
+fn xdp_prog_stats() -> (u64, u64) {
+    let Ok(out) = std::process::Command::new("bpftool")
+        .args(["-j", "prog", "show"])
+        .output()
+    else {
+        return (0, 0);
+    };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+        return (0, 0);
+    };
+    v.as_array().map_or((0, 0), |progs| {
+        progs
+            .iter()
+            .filter(|p| p["type"] == "xdp")
+            .fold((0, 0), |(ns, n), p| {
+                (
+                    ns + p["run_time_ns"].as_u64().unwrap_or(0),
+                    n + p["run_cnt"].as_u64().unwrap_or(0),
+                )
+            })
+    })
+}
+
 fn bare_drop(tx: &Netns, rx: &Netns, a: &Args) -> Result<Outcome> {
     let mut child = rx
         .command(&a.xdp_drop)
@@ -126,7 +204,9 @@ fn bare_drop(tx: &Netns, rx: &Netns, a: &Args) -> Result<Outcome> {
         .spawn()
         .context("starting xdp-drop")?;
     std::thread::sleep(Duration::from_millis(500));
+    let before = xdp_prog_stats();
     let sent = tcpreplay(tx, &a.pcap)?;
+    let after = xdp_prog_stats();
     std::thread::sleep(Duration::from_millis(300));
     drop(child.stdin.take());
     let out = child.wait_with_output()?;
@@ -145,24 +225,42 @@ fn bare_drop(tx: &Netns, rx: &Netns, a: &Args) -> Result<Outcome> {
         sent,
         handled,
         replayed: 0,
+        exact: 0,
         cpu_secs: 0.0,
         peak_rss_kib: 0,
+        xdp_ns: per_run(before, after),
         notes: String::new(),
     })
 }
 
-fn rebuilder(tx: &Netns, rx: &Netns, a: &Args, capture: &[&str]) -> Result<Outcome> {
+fn per_run(before: (u64, u64), after: (u64, u64)) -> Option<f64> {
+    let runs = after.1.saturating_sub(before.1);
+    (runs > 0).then(|| after.0.saturating_sub(before.0) as f64 / runs as f64)
+}
+
+fn rebuilder(
+    tx: &Netns,
+    rx: &Netns,
+    a: &Args,
+    truth: &[Vec<u8>],
+    capture: &[&str],
+    output: Output,
+) -> Result<Outcome> {
     let sink = rx.run(Sink::start_default)??;
+    let jsonl = std::env::temp_dir().join(format!("rebuilder-bench-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&jsonl);
     let status: SocketAddr = "127.0.0.1:9479".parse()?;
     let mut cmd = rx.command(&a.rebuilder);
     cmd.arg("run").args(capture).args([
-        "--upstream",
-        &sink.url(),
         "--status",
         &status.to_string(),
         "--queue-requests",
         "100000",
     ]);
+    match output {
+        Output::Jsonl => cmd.arg("--jsonl").arg(&jsonl),
+        Output::Sink => cmd.args(["--upstream", &sink.url()]),
+    };
     let mut rb = Running::spawn_cmd(&mut cmd)?;
     let start = Instant::now();
     while !matches!(
@@ -174,18 +272,27 @@ fn rebuilder(tx: &Netns, rx: &Netns, a: &Args, capture: &[&str]) -> Result<Outco
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    // CPU spent loading and attaching (the verifier runs on this process's time) is not
+    // per-packet work: the burst's cost is what the process spends from here on.
+    let (cpu_before, _) = usage(rb.id());
+    let xdp_before = xdp_prog_stats();
     let sent = tcpreplay(tx, &a.pcap)?;
-    // Done when the sink has been quiet for two seconds.
-    let mut last = (sink.received(), Instant::now());
+    let xdp_after = xdp_prog_stats();
+    // Done when the output has been quiet for two seconds.
+    let progress = || match output {
+        Output::Jsonl => std::fs::metadata(&jsonl).map_or(0, |m| m.len() as usize),
+        Output::Sink => sink.received(),
+    };
+    let mut last = (progress(), Instant::now());
     while last.1.elapsed() < Duration::from_secs(2) && start.elapsed() < Duration::from_secs(300) {
         std::thread::sleep(Duration::from_millis(200));
-        let n = sink.received();
+        let n = progress();
         if n != last.0 {
             last = (n, Instant::now());
         }
     }
     let (_, metrics) = netns::http_get(rx, status, "/metrics", Duration::from_secs(5))?;
-    let (cpu_secs, peak_rss_kib) = usage(rb.id());
+    let (cpu_after, peak_rss_kib) = usage(rb.id());
     rb.signal(libc::SIGTERM);
     let done = rb.wait(Duration::from_secs(30));
     let handled = if capture[0] == "--iface" {
@@ -211,13 +318,88 @@ fn rebuilder(tx: &Netns, rx: &Netns, a: &Args, capture: &[&str]) -> Result<Outco
     if done.status.is_none_or(|s| !s.success()) {
         bail!("rebuilder did not exit cleanly:\n{}", done.stderr);
     }
+    let got = match output {
+        Output::Jsonl => jsonl_requests(&jsonl)?,
+        Output::Sink => sink.take().into_iter().map(|r| r.raw).collect(),
+    };
+    let _ = std::fs::remove_file(&jsonl);
     Ok(Outcome {
         sent,
         handled,
-        replayed: sink.received() as u64,
-        cpu_secs,
+        replayed: got.len() as u64,
+        exact: exact(truth, &got),
+        cpu_secs: cpu_after - cpu_before,
         peak_rss_kib,
+        xdp_ns: if capture[0] == "--iface" {
+            per_run(xdp_before, xdp_after)
+        } else {
+            None
+        },
         notes,
+    })
+}
+
+/// `rebuilder replay` of the same file, under GNU time (CPU and peak RSS of the whole run).
+fn offline(a: &Args, truth: &[Vec<u8>], output: Output) -> Result<Outcome> {
+    let dir = std::env::temp_dir();
+    let jsonl = dir.join(format!("rebuilder-bench-{}.jsonl", std::process::id()));
+    let report = dir.join(format!("rebuilder-bench-time-{}", std::process::id()));
+    let sink = Sink::start_default()?;
+    let mut cmd = std::process::Command::new("/usr/bin/time");
+    cmd.arg("-f")
+        .arg("%U %S %M")
+        .arg("-o")
+        .arg(&report)
+        .arg(&a.rebuilder)
+        .args(["replay", "--no-progress", "--pcap"])
+        .arg(&a.pcap);
+    match output {
+        Output::Jsonl => cmd.arg("--jsonl").arg(&jsonl),
+        Output::Sink => cmd.args(["--upstream", &sink.url()]),
+    };
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .context("running rebuilder replay under /usr/bin/time (Debian package time)")?;
+    if !out.status.success() {
+        bail!(
+            "rebuilder replay failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let t = std::fs::read_to_string(&report)?;
+    let _ = std::fs::remove_file(&report);
+    let f: Vec<f64> = t
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if f.len() < 3 {
+        bail!("cannot read GNU time's report {t:?}");
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let packets = stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("packets"))
+        .and_then(|v| v.trim_start_matches([' ', ':']).split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let got = match output {
+        Output::Jsonl => jsonl_requests(&jsonl)?,
+        Output::Sink => {
+            sink.wait_quiet(Duration::from_millis(500), Duration::from_secs(30));
+            sink.take().into_iter().map(|r| r.raw).collect()
+        }
+    };
+    let _ = std::fs::remove_file(&jsonl);
+    Ok(Outcome {
+        sent: Sent { packets, secs: 0.0 },
+        handled: packets,
+        replayed: got.len() as u64,
+        exact: exact(truth, &got),
+        cpu_secs: f[0] + f[1],
+        peak_rss_kib: f[2] as u64,
+        xdp_ns: None,
+        notes: String::new(),
     })
 }
 
@@ -229,6 +411,16 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() -> Result<()> {
     let a = Args::parse();
     netns::preflight()?;
+    let truth: Vec<Vec<u8>> = read_truth(&a.truth)
+        .with_context(|| format!("reading {}", a.truth.display()))?
+        .into_iter()
+        .filter(|t| t.rebuildable)
+        .map(|t| t.raw)
+        .collect();
+    // The kernel keeps per-program run time only while asked to; restored on the way out.
+    let stats_was = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
+        .unwrap_or_else(|_| "0".into());
+    let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1");
     let tx = Netns::new("benchtx")?;
     let rx = Netns::new("benchrx")?;
     let veth = Veth::new(&tx, "tx0", &rx, "rx0")?;
@@ -243,65 +435,106 @@ fn main() -> Result<()> {
     rx.write_sysctl("net.ipv4.conf.all.rp_filter", "0")?;
     rx.write_sysctl("net.ipv4.conf.rx0.rp_filter", "0")?;
 
-    let variants: [(&str, Option<&[&str]>); 3] = [
-        ("bare XDP_DROP (ceiling)", None),
-        (
-            "rebuilder --iface (XDP, driver)",
-            Some(&["--iface", "rx0", "--xdp-mode", "driver"]),
-        ),
-        ("rebuilder --udp", Some(&["--udp", "10.0.0.200:4789"])),
+    let xdp: &[&str] = &["--iface", "rx0", "--xdp-mode", "driver"];
+    let udp: &[&str] = &["--udp", "10.0.0.200:4789"];
+    let variants: [(&str, Receiver, Output); 7] = [
+        ("bare XDP_DROP (ceiling)", Receiver::BareDrop, Output::Jsonl),
+        ("offline replay → jsonl", Receiver::Offline, Output::Jsonl),
+        ("XDP (driver) → jsonl", Receiver::Xdp, Output::Jsonl),
+        ("UDP socket → jsonl", Receiver::Udp, Output::Jsonl),
+        ("offline replay → HTTP sink", Receiver::Offline, Output::Sink),
+        ("XDP (driver) → HTTP sink", Receiver::Xdp, Output::Sink),
+        ("UDP socket → HTTP sink", Receiver::Udp, Output::Sink),
     ];
     let mut results: Vec<Vec<Outcome>> = variants.iter().map(|_| Vec::new()).collect();
     for run in 0..a.runs {
-        for (i, (name, capture)) in variants.iter().enumerate() {
+        for (i, (name, receiver, output)) in variants.iter().enumerate() {
             if a.only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
                 continue;
             }
             eprintln!("run {}/{}: {name}", run + 1, a.runs);
-            let o = match capture {
-                None => bare_drop(&tx, &rx, &a)?,
-                Some(c) => rebuilder(&tx, &rx, &a, c)?,
+            let o = match receiver {
+                Receiver::BareDrop => bare_drop(&tx, &rx, &a)?,
+                Receiver::Xdp => rebuilder(&tx, &rx, &a, &truth, xdp, *output)?,
+                Receiver::Udp => rebuilder(&tx, &rx, &a, &truth, udp, *output)?,
+                Receiver::Offline => offline(&a, &truth, *output)?,
             };
             results[i].push(o);
         }
     }
+    let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", stats_was.trim());
+    let ceiling_pps = results[0].first().map(|_| {
+        median(results[0].iter().map(|o| o.sent.pps()).collect())
+    });
+    let cpu_per_m = |o: &Outcome| o.cpu_secs / (o.handled.max(1) as f64 / 1e6);
+    let offline_cpu = |output: Output| {
+        variants
+            .iter()
+            .zip(&results)
+            .find(|((_, r, out), rs)| matches!(r, Receiver::Offline) && *out == output && !rs.is_empty())
+            .map(|(_, rs)| median(rs.iter().map(cpu_per_m).collect()))
+    };
     let mut out = std::io::stdout().lock();
-    writeln!(out, "burst: {} ({} requests)", a.pcap.display(), a.requests)?;
-    writeln!(out, "| receiver | packets sent | sent at (pps) | handled | lost | requests replayed | CPU s / M packets | peak RSS | notes |")?;
     writeln!(
         out,
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+        "burst: {} ({} requests); medians of {} run(s)",
+        a.pcap.display(),
+        truth.len(),
+        a.runs
     )?;
-    for ((name, _), rs) in variants.iter().zip(&results) {
+    writeln!(out, "| receiver → output | packets | sent at (pps) | vs XDP_DROP | lost | requests byte-exact | CPU s / M packets | vs offline | XDP prog ns/packet | peak RSS | notes |")?;
+    writeln!(
+        out,
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    )?;
+    for ((name, receiver, output), rs) in variants.iter().zip(&results) {
         if rs.is_empty() {
             continue;
         }
         let pick = |f: &dyn Fn(&Outcome) -> f64| median(rs.iter().map(f).collect());
+        let na = || "n/a".to_string();
+        let live = !matches!(receiver, Receiver::Offline);
+        let bare = matches!(receiver, Receiver::BareDrop);
         let sent = pick(&|o| o.sent.packets as f64);
         let handled = pick(&|o| o.handled as f64);
-        let cpu = pick(&|o| o.cpu_secs / (o.handled.max(1) as f64 / 1e6));
-        let replayed = if name.starts_with("bare") {
-            "n/a".to_string()
-        } else {
-            format!("{:.0} / {}", pick(&|o| o.replayed as f64), a.requests)
-        };
-        let cpu = if name.starts_with("bare") {
-            "n/a".to_string()
-        } else {
-            format!("{cpu:.2}")
-        };
-        let rss = if name.starts_with("bare") {
-            "n/a".to_string()
-        } else {
-            format!("{:.0} MiB", pick(&|o| o.peak_rss_kib as f64) / 1024.0)
-        };
-        writeln!(
-            out,
-            "| {name} | {sent:.0} | {:.0} | {handled:.0} | {:.0} | {replayed} | {cpu} | {rss} | {} |",
-            pick(&|o| o.sent.pps()),
-            (sent - handled).max(0.0),
-            rs.last().map_or("", |o| o.notes.as_str())
-        )?;
+        let pps = pick(&|o| o.sent.pps());
+        let cpu = pick(&cpu_per_m);
+        let row = [
+            name.to_string(),
+            format!("{sent:.0}"),
+            if live { format!("{pps:.0}") } else { na() },
+            match ceiling_pps {
+                Some(c) if live => format!("{:.0}%", 100.0 * pps / c),
+                _ => na(),
+            },
+            if live { format!("{:.0}", (sent - handled).max(0.0)) } else { na() },
+            if bare {
+                na()
+            } else {
+                format!(
+                    "{:.0} / {} ({:.0} out)",
+                    pick(&|o| o.exact as f64),
+                    truth.len(),
+                    pick(&|o| o.replayed as f64)
+                )
+            },
+            if bare { na() } else { format!("{cpu:.2}") },
+            match offline_cpu(*output) {
+                Some(off) if !bare => format!("{:.2}×", cpu / off),
+                _ => na(),
+            },
+            match rs.iter().filter_map(|o| o.xdp_ns).collect::<Vec<_>>() {
+                v if v.is_empty() => na(),
+                v => format!("{:.0}", median(v)),
+            },
+            if bare {
+                na()
+            } else {
+                format!("{:.0} MiB", pick(&|o| o.peak_rss_kib as f64) / 1024.0)
+            },
+            rs.last().map_or(String::new(), |o| o.notes.clone()),
+        ];
+        writeln!(out, "| {} |", row.join(" | "))?;
     }
     drop(veth);
     Ok(())
