@@ -33,7 +33,13 @@ fn run() -> Result<(), String> {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?);
     let out = PathBuf::from(env::var("OUT_DIR").map_err(|e| e.to_string())?);
     let src = manifest.join("src");
-    for file in ["rebuilder.bpf.c", "drop.bpf.c", "rebuilder_abi.h", "abi.rs"] {
+    for file in [
+        "rebuilder.bpf.c",
+        "drop.bpf.c",
+        "xsk.bpf.c",
+        "rebuilder_abi.h",
+        "abi.rs",
+    ] {
         println!("cargo:rerun-if-changed={}", src.join(file).display());
     }
     println!("cargo:rerun-if-changed=build.rs");
@@ -59,8 +65,9 @@ fn run() -> Result<(), String> {
     check_libbpf_headers(&clang, &common, &out)?;
     check_layout(&clang, &common, &out)?;
 
-    // The program, and the bare XDP_DROP ceiling the benchmark compares it with.
-    for name in ["rebuilder", "drop"] {
+    // The program, the bare XDP_DROP ceiling the benchmark compares it with, and the AF_XDP
+    // redirect of the experiment in `src/bin/afxdp-rx.rs`.
+    for name in ["rebuilder", "drop", "xsk"] {
         compile(
             &clang,
             &common,
