@@ -2,7 +2,8 @@
 //! the baseline `afxdp-rx` is compared with (issue 12).
 //!
 //! Loads rebuilder's XDP program as `rebuilder run` configures it by default (VXLAN port 4789,
-//! no filters, the default ring, the reader woken past a sixteenth of the ring), attaches it to
+//! no filters, the 64 MiB ring of the default memory split, the reader woken past a sixteenth
+//! of the ring), attaches it to
 //! IFACE and drains the ring until standard input closes: each record is parsed and its payload
 //! copied into a 1 MiB batch buffer with its header and range noted beside it, as rebuilder's
 //! `RecordBatch` does, and the batch is then dropped rather than handed to reassembly. The
@@ -16,11 +17,11 @@ use std::process::ExitCode;
 
 use aya::maps::RingBuf;
 use aya::programs::XdpMode;
-use rebuilder_ebpf::{
-    Config, Counter, RecordHeader, MAP_RECORDS, PAYLOAD_MAX, RECORDS_DEFAULT_SIZE,
-};
+use rebuilder_ebpf::{Config, Counter, RecordHeader, MAP_RECORDS, PAYLOAD_MAX};
 
 const BATCH_BYTES: usize = 1 << 20;
+/// What `rebuilder run` gets from its default memory budget (`Settings::xdp_ring_bytes`).
+const RING_BYTES: u32 = 64 << 20;
 const RING_POLL_MS: libc::c_int = 2;
 
 fn main() -> ExitCode {
@@ -56,7 +57,8 @@ fn main() -> ExitCode {
 
 fn run(iface: &str, mode: XdpMode) -> Result<(u64, u64), Box<dyn Error>> {
     let config = Config {
-        wakeup_bytes: RECORDS_DEFAULT_SIZE / 16,
+        ring_size: RING_BYTES,
+        wakeup_bytes: RING_BYTES / 16,
         ..Config::default()
     };
     let mut ebpf = rebuilder_ebpf::load(&config)?;
