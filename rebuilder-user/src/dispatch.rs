@@ -143,6 +143,11 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// Whether segments wait in a partial batch (not yet sent to their worker).
+    pub fn has_pending(&self) -> bool {
+        self.pending.iter().any(|p| !p.is_empty())
+    }
+
     /// Sends every partial batch (the capture is idle or done).
     pub fn flush(&mut self) -> Result<(), WorkersGone> {
         for w in 0..self.senders.len() {

@@ -16,6 +16,7 @@ use crossbeam_channel::RecvTimeoutError;
 use prometheus_client::registry::Registry;
 
 use crate::capture::decode::{DecodeConfig, DecodeStats, Decoder};
+use crate::capture::gather::{Gather, Step};
 use crate::capture::pcap::{PcapSource, PcapStats};
 use crate::capture::udp::{self, UdpConfig};
 use crate::capture::xdp::{Attached, ReaderStats, XdpCapture, XdpConfig, XdpError, XdpMetrics};
@@ -35,6 +36,10 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 const POLL: Duration = Duration::from_millis(200);
 /// How often the XDP program's per-CPU counters are read (one map lookup per counter).
 const KERNEL_COUNTERS_EVERY: Duration = Duration::from_secs(1);
+/// The longest a live capture thread holds segments before the workers get them, and its
+/// pause after a thin socket read (see `capture::gather`).
+const GATHER_MAX_DELAY: Duration = Duration::from_millis(1);
+const GATHER_PAUSE: Duration = Duration::from_micros(200);
 /// Ring records one XDP drain takes before the thread flushes, beats and publishes.
 const XDP_DRAIN_MAX: usize = 4096;
 
@@ -922,9 +927,10 @@ fn udp_loop(
     let mut last_publish = Instant::now();
     let mut datagrams = 0u64;
     let mut segments = Vec::new();
+    let mut gather = Gather::new(GATHER_MAX_DELAY, GATHER_PAUSE);
     while !shared.stop.load(Ordering::Relaxed) {
         let mut gone = false;
-        let r = rx.recv_batch(POLL, |payload, ts| {
+        let r = rx.recv_batch(gather.wait(POLL, Instant::now()), |payload, ts| {
             let r = decoder.decode_vxlan_owned(payload, ts);
             decode.record(&r);
             if let Ok(seg) = r {
@@ -935,19 +941,25 @@ fn udp_loop(
         for seg in segments.drain(..) {
             gone |= disp.push(seg).is_err();
         }
-        match r {
+        let got = match r {
             Ok(n) => {
                 datagrams += n as u64;
                 if n > 0 {
                     shared.health.packets_captured();
                 }
+                n
             }
             Err(e) => {
                 tracing::error!(error = %e, "UDP receive failed");
                 std::thread::sleep(POLL);
+                0
             }
+        };
+        match gather.after_receive(got, rx.batch(), disp.has_pending(), Instant::now()) {
+            Step::Flush => gone |= disp.flush().is_err(),
+            Step::Read => {}
+            Step::Pause(d) => std::thread::sleep(d),
         }
-        gone |= disp.flush().is_err();
         if gone {
             tracing::error!("reassembly workers are gone; UDP capture {id} stops");
             break;
@@ -985,6 +997,12 @@ fn udp_loop(
             pub_dropped = disp.dropped_queue_full;
             last_publish = Instant::now();
         }
+    }
+    // Segments held for gathering are not thrown away at the stop.
+    if disp.flush().is_err() {
+        tracing::error!(
+            "reassembly workers are gone; UDP capture {id} could not hand over its last segments"
+        );
     }
     if let Some(b) = &beat {
         b.stopped();
