@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use regex::bytes::Regex;
 
 use crate::metrics::ReasonLabel;
@@ -237,6 +238,19 @@ impl RateLimiter {
             }
         }
     }
+}
+
+/// Registers `rebuilder_requests_filtered_total`, this room's counter, for
+/// [`RequestFilter::new`] to count into.
+pub fn register_metrics(registry: &mut Registry) -> Family<ReasonLabel, Counter> {
+    let family = Family::default();
+    registry.register(
+        "rebuilder_requests_filtered",
+        "Requests kept from every output on purpose, by reason (health_check, host, method, \
+         path, sample, rate_limit)",
+        family.clone(),
+    );
+    family
 }
 
 /// The filter of one run, shared by every worker.

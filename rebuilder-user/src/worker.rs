@@ -18,6 +18,7 @@ use crate::request::RebuiltRequest;
 use crate::segment::{FlowKey, Segment, Timestamp};
 
 mod map;
+pub mod metrics;
 
 use map::FlowMap;
 

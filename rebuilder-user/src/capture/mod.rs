@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub mod decode;
+pub mod decode_metrics;
 pub mod iface;
 pub mod nic;
 pub mod pcap;

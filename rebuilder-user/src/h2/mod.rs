@@ -32,6 +32,7 @@
 //!   tiny fields) and body (at most `max_body_bytes`), at most `h2_max_streams` streams.
 
 mod frame;
+pub mod metrics;
 mod render;
 
 use std::collections::HashMap;
