@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub mod decode;
+pub mod decode_metrics;
 pub mod gather;
 pub mod iface;
 pub mod nic;
