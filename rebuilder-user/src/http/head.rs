@@ -4,6 +4,8 @@
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
+use crate::http1::fields::{list_items, parse_decimal};
+
 /// How the body after a head is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Framing {
@@ -44,69 +46,6 @@ pub(crate) enum HeadError {
     TooManyHeaders,
     /// Neither httparse nor the lenient reading accepts it as a request.
     Invalid,
-}
-
-/// Finds the blank line that ends a head, looking at each byte once however the head is split:
-/// only the new bytes are searched (memchr for LF), and the state carries what the previous
-/// bytes ended with.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct HeadEnd {
-    state: HeadEndState,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-enum HeadEndState {
-    #[default]
-    InLine,
-    /// Just after LF: a CRLF or LF here is the blank line.
-    LineStart,
-    /// LF then CR.
-    LineStartCr,
-}
-
-impl HeadEnd {
-    /// The scan of a head whose bytes so far end with a complete line.
-    pub(crate) fn at_line_start() -> Self {
-        Self {
-            state: HeadEndState::LineStart,
-        }
-    }
-
-    /// Scans the next bytes of a head; `Some(n)`: the head ends after `s[..n]`.
-    pub(crate) fn scan(&mut self, s: &[u8]) -> Option<usize> {
-        let mut i = 0;
-        loop {
-            match self.state {
-                HeadEndState::InLine => {
-                    let p = memchr::memchr(b'\n', s.get(i..)?)?;
-                    i += p + 1;
-                    self.state = HeadEndState::LineStart;
-                }
-                HeadEndState::LineStart => {
-                    let b = *s.get(i)?;
-                    i += 1;
-                    match b {
-                        b'\n' => return Some(i),
-                        b'\r' => self.state = HeadEndState::LineStartCr,
-                        _ => self.state = HeadEndState::InLine,
-                    }
-                }
-                HeadEndState::LineStartCr => {
-                    let b = *s.get(i)?;
-                    i += 1;
-                    match b {
-                        b'\n' => return Some(i),
-                        _ => self.state = HeadEndState::InLine,
-                    }
-                }
-            }
-        }
-    }
-
-    /// The bytes scanned so far end with LF.
-    pub(crate) fn ends_line(&self) -> bool {
-        self.state == HeadEndState::LineStart
-    }
 }
 
 /// Headers parsed on the stack before falling back to the heap: covers almost every request
@@ -405,13 +344,6 @@ impl<'a> HeadBuilder<'a> {
     }
 }
 
-/// Non-empty, trimmed elements of a comma-separated header list.
-pub(crate) fn list_items(v: &[u8]) -> impl Iterator<Item = &[u8]> {
-    v.split(|&b| b == b',')
-        .map(|t| t.trim_ascii())
-        .filter(|t| !t.is_empty())
-}
-
 /// One length from every Content-Length value (lists such as `5, 5` included), or Invalid when
 /// they disagree or one is not a plain decimal number.
 fn content_length(head: &[u8], values: &[Range<usize>]) -> Framing {
@@ -434,18 +366,6 @@ fn content_length(head: &[u8], values: &[Range<usize>]) -> Framing {
         }
     }
     found.map_or(Framing::Invalid, Framing::Length)
-}
-
-pub(crate) fn parse_decimal(s: &[u8]) -> Option<u64> {
-    if s.is_empty() {
-        return None;
-    }
-    s.iter().try_fold(0u64, |acc, &b| {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
-    })
 }
 
 /// The head of a request whose body is not kept, with framing that says so: every byte is kept
@@ -522,31 +442,6 @@ mod tests {
 
     fn text<'a>(head: &'a [u8], r: &Range<usize>) -> &'a [u8] {
         &head[r.clone()]
-    }
-
-    #[test]
-    fn head_end_found_across_any_split() {
-        // (input, bytes after the head)
-        let cases: [(&[u8], usize); 4] = [
-            (b"GET / HTTP/1.1\r\nHost: a\r\n\r\nBODY", 4),
-            (b"GET / HTTP/1.1\nHost: a\n\nBODY", 4),
-            (b"GET / HTTP/1.1\nA: \r\r\n\r\nX", 1),
-            (b"GET / HTTP/1.1\r\nA: b\r\n\rX\r\n\r\n", 0),
-        ];
-        for (input, after) in cases {
-            let end = input.len() - after;
-            assert_eq!(HeadEnd::default().scan(input), Some(end));
-            for cut in 0..input.len() {
-                let mut h = HeadEnd::default();
-                let found = match h.scan(&input[..cut]) {
-                    Some(n) => Some(n),
-                    None => h.scan(&input[cut..]).map(|n| n + cut),
-                };
-                assert_eq!(found, Some(end), "cut at {cut}");
-            }
-        }
-        assert_eq!(HeadEnd::default().scan(b"GET / HTTP/1.1\r\nA: b\r\n"), None);
-        assert_eq!(HeadEnd::at_line_start().scan(b"\r\n"), Some(2));
     }
 
     #[test]

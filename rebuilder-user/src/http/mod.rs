@@ -1,5 +1,5 @@
-//! HTTP/1.x framing of a client's byte stream into requests (and, for the upstream output,
-//! of a server's response stream so that keep-alive connections can be reused).
+//! HTTP/1.x framing of a client's byte stream into requests (the wire rules shared with
+//! response framing are in `http1`).
 //!
 //! [`RequestFramer`] turns the [`StreamEvent`]s of one client-to-server stream into
 //! [`RebuiltRequest`]s whose `raw` bytes are exactly what the client sent:
@@ -29,9 +29,7 @@
 //! - Memory: at most `max_head_bytes` while reading a head or resynchronising, plus at most
 //!   `max_body_bytes` of body.
 
-mod chunked;
 mod head;
-pub mod response;
 mod resync;
 
 use std::net::SocketAddr;
@@ -44,8 +42,9 @@ use crate::reassembly::StreamEvent;
 use crate::request::{RebuiltRequest, RequestFlags};
 use crate::segment::Timestamp;
 
-use chunked::{ChunkedDecoder, InvalidChunk};
-use head::{Framing, HeadEnd, HeadError, HeadInfo};
+use crate::http1::chunked::{ChunkedDecoder, InvalidChunk};
+use crate::http1::head_end::HeadEnd;
+use head::{Framing, HeadError, HeadInfo};
 use resync::{RequestLine, StatusLine, Step};
 
 /// Limits on what one request may hold. Defaults are sized for real traffic.

@@ -41,7 +41,7 @@ use super::headers::HeaderAdds;
 use super::metrics::{ErrorKind, UpstreamMetrics};
 use super::queue::Queue;
 use super::{DropReason, OutputError, DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_REQUESTS};
-use crate::http::response::{ResponseError, ResponseFramer};
+use crate::http1::{ResponseError, ResponseFramer};
 use crate::status::Health;
 
 /// Largest response head the framer accepts.
@@ -789,7 +789,7 @@ pub(crate) fn spawn(
 #[cfg(test)]
 mod tests {
     //! End to end on loopback against a tiny HTTP sink. These exercise the response framer
-    //! (`crate::http::response`) through the real exchange path.
+    //! (`crate::http1::response`) through the real exchange path.
 
     use super::*;
     use crate::output::tests::{request, request_from};
