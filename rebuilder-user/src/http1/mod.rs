@@ -7,9 +7,9 @@
 //! framing reaches both. Framing only: nothing here copies a body, knows about captures,
 //! streams or outputs, or counts anything; it depends on httparse and memchr alone.
 //!
-//! - [`head_end`]: the blank line that ends a head, searched incrementally.
-//! - [`chunked`]: where a chunked body ends (RFC 9112 §7.1), without decoding it.
-//! - [`fields`]: comma-separated lists and Content-Length numbers.
+//! - `head_end`: the blank line that ends a head, searched incrementally.
+//! - `chunked`: where a chunked body ends (RFC 9112 §7.1), without decoding it.
+//! - `fields`: comma-separated lists and Content-Length numbers.
 //! - [`response`]: [`ResponseFramer`], where each response on a keep-alive connection ends.
 
 pub(crate) mod chunked;

@@ -1,5 +1,8 @@
 //! Reading a complete, delimited request head: strictly with httparse, or leniently when
 //! httparse refuses it, and rewriting its framing when the body is not kept.
+//!
+//! Pure: bytes in, ranges into them out. Depends on httparse and the field syntax of
+//! `crate::http1`; the framer (`super::framer`) decides what to do with the result.
 
 use std::mem::MaybeUninit;
 use std::ops::Range;
