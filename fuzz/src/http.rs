@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use arbitrary::{Arbitrary, Result, Unstructured};
 use bytes::Bytes;
-use rebuilder::http::response::ResponseFramer;
+use rebuilder::http1::ResponseFramer;
 use rebuilder::http::{FlowContext, HttpLimits, HttpStats, RequestFramer};
 use rebuilder::reassembly::{EndReason, GapReason, StreamEvent};
 use rebuilder::request::RebuiltRequest;

@@ -9,14 +9,21 @@
 //! segment keeps the buffer its payload is a slice of (a capture file chunk, a receive batch,
 //! an XDP batch) alive until the worker is done with it. The byte bound is the in-flight share
 //! of the memory budget (`Settings::memory_split`).
+//!
+//! Registers its own counters ([`DispatchMetrics`]): segments handed on, and dropped before
+//! reassembly. The capture threads that own a dispatcher publish its counts into them.
 
 use std::hash::BuildHasher;
 use std::mem::size_of;
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 
 use crate::config::FlowKeyMode;
+use crate::metrics::ReasonLabel;
 use crate::room::ByteRoom;
 use crate::segment::{Segment, Timestamp};
 
@@ -143,6 +150,11 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// Whether segments wait in a partial batch (not yet sent to their worker).
+    pub fn has_pending(&self) -> bool {
+        self.pending.iter().any(|p| !p.is_empty())
+    }
+
     /// Sends every partial batch (the capture is idle or done).
     pub fn flush(&mut self) -> Result<(), WorkersGone> {
         for w in 0..self.senders.len() {
@@ -192,6 +204,37 @@ impl Dispatcher {
             }
         }
         Ok(())
+    }
+}
+
+/// The dispatch room's counters, registered by it so the exporter reads them without knowing
+/// this room.
+pub struct DispatchMetrics {
+    pub segments_dispatched: Counter,
+    pub segments_dropped: Family<ReasonLabel, Counter>,
+}
+
+impl DispatchMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            segments_dispatched: Counter::default(),
+            segments_dropped: Family::default(),
+        };
+        // At zero from the start: an alert on its rate sees 0, not an absent series.
+        let _ = m.segments_dropped.get_or_create(&ReasonLabel {
+            reason: "worker_queue_full",
+        });
+        registry.register(
+            "rebuilder_segments_dispatched",
+            "Segments handed to reassembly workers",
+            m.segments_dispatched.clone(),
+        );
+        registry.register(
+            "rebuilder_segments_dropped",
+            "Segments dropped before reassembly, by reason",
+            m.segments_dropped.clone(),
+        );
+        m
     }
 }
 

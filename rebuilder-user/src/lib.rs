@@ -11,6 +11,7 @@ pub mod dispatch;
 pub mod filter;
 pub mod h2;
 pub mod http;
+pub mod http1;
 pub mod memory;
 pub mod metrics;
 pub mod output;

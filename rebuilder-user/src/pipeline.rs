@@ -16,17 +16,21 @@ use crossbeam_channel::RecvTimeoutError;
 use prometheus_client::registry::Registry;
 
 use crate::capture::decode::{DecodeConfig, DecodeStats, Decoder};
+use crate::capture::decode_metrics::CaptureMetrics;
+use crate::capture::gather::{Gather, Step};
 use crate::capture::pcap::{PcapSource, PcapStats};
 use crate::capture::udp::{self, UdpConfig};
 use crate::capture::xdp::{Attached, ReaderStats, XdpCapture, XdpConfig, XdpError, XdpMetrics};
 use crate::capture::CaptureError;
 use crate::config::{CaptureKind, ConfigError, MemorySplit, Settings};
+use crate::dispatch::DispatchMetrics;
 use crate::dispatch::{self, Dispatcher, WorkItem, WorkerQueue};
-use crate::metrics::{OutcomeLabel, PipelineMetrics, ReasonLabel};
+use crate::metrics::{OutcomeLabel, ReasonLabel};
 use crate::output::jsonl::JsonlConfig;
 use crate::output::upstream::UpstreamConfig;
 use crate::output::{Mode, OutputError, OutputTotals, Outputs, OutputsConfig};
 use crate::status::{Health, Heartbeat};
+use crate::worker::metrics::WorkerMetrics;
 use crate::worker::{FlowTable, WorkerConfig, WorkerStats, DEFAULT_LINGER_NS};
 
 /// How often threads publish their counters and live capture tells workers the time.
@@ -35,6 +39,10 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 const POLL: Duration = Duration::from_millis(200);
 /// How often the XDP program's per-CPU counters are read (one map lookup per counter).
 const KERNEL_COUNTERS_EVERY: Duration = Duration::from_secs(1);
+/// The longest a live capture thread holds segments before the workers get them, and its
+/// pause after a thin socket read (see `capture::gather`).
+const GATHER_MAX_DELAY: Duration = Duration::from_millis(1);
+const GATHER_PAUSE: Duration = Duration::from_micros(200);
 /// Ring records one XDP drain takes before the thread flushes, beats and publishes.
 const XDP_DRAIN_MAX: usize = 4096;
 
@@ -344,6 +352,29 @@ fn outputs_config(s: &Settings, split: &MemorySplit) -> OutputsConfig {
         queue_bytes: usize::try_from(split.jsonl_queue).unwrap_or(usize::MAX),
     });
     OutputsConfig { upstream, jsonl }
+}
+
+/// The counters before the outputs, each room's registered by that room; the field order is
+/// the registration order, which is the order of `/metrics`.
+struct PipelineMetrics {
+    capture: CaptureMetrics,
+    dispatch: DispatchMetrics,
+    worker: WorkerMetrics,
+    requests_filtered: prometheus_client::metrics::family::Family<
+        ReasonLabel,
+        prometheus_client::metrics::counter::Counter,
+    >,
+}
+
+impl PipelineMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        Self {
+            capture: CaptureMetrics::register(registry),
+            dispatch: DispatchMetrics::register(registry),
+            worker: WorkerMetrics::register(registry),
+            requests_filtered: crate::filter::register_metrics(registry),
+        }
+    }
 }
 
 /// Shared by every thread of a run.
@@ -683,14 +714,14 @@ fn worker_loop(
         }
         if last_publish.elapsed() >= PUBLISH_EVERY {
             let now = table.stats().clone();
-            shared.metrics.publish_worker(&now, &published);
+            shared.metrics.worker.publish(&now, &published);
             published = now;
             last_publish = Instant::now();
         }
     }
     table.finish(&mut emit);
     let now = table.stats().clone();
-    shared.metrics.publish_worker(&now, &published);
+    shared.metrics.worker.publish(&now, &published);
     if let Some(b) = &beat {
         b.stopped();
     }
@@ -798,6 +829,7 @@ fn pcap_loop(
                 );
                 shared
                     .metrics
+                    .dispatch
                     .segments_dispatched
                     .inc_by(disp.dispatched - published_dispatched);
                 published_dispatched = disp.dispatched;
@@ -821,6 +853,7 @@ fn pcap_loop(
     );
     shared
         .metrics
+        .dispatch
         .segments_dispatched
         .inc_by(disp.dispatched - published_dispatched);
     PcapResult {
@@ -839,10 +872,11 @@ fn publish_pcap(
     stats: &PcapStats,
     stats_before: &PcapStats,
 ) {
-    m.publish_decode("pcap", decode, before);
+    m.capture.publish_decode("pcap", decode, before);
     let rec = |outcome: &'static str, a: u64, b: u64| {
         if a > b {
-            m.capture_records
+            m.capture
+                .capture_records
                 .get_or_create(&OutcomeLabel { outcome })
                 .inc_by(a - b);
         }
@@ -922,9 +956,10 @@ fn udp_loop(
     let mut last_publish = Instant::now();
     let mut datagrams = 0u64;
     let mut segments = Vec::new();
+    let mut gather = Gather::new(GATHER_MAX_DELAY, GATHER_PAUSE);
     while !shared.stop.load(Ordering::Relaxed) {
         let mut gone = false;
-        let r = rx.recv_batch(POLL, |payload, ts| {
+        let r = rx.recv_batch(gather.wait(POLL, Instant::now()), |payload, ts| {
             let r = decoder.decode_vxlan_owned(payload, ts);
             decode.record(&r);
             if let Ok(seg) = r {
@@ -935,19 +970,25 @@ fn udp_loop(
         for seg in segments.drain(..) {
             gone |= disp.push(seg).is_err();
         }
-        match r {
+        let got = match r {
             Ok(n) => {
                 datagrams += n as u64;
                 if n > 0 {
                     shared.health.packets_captured();
                 }
+                n
             }
             Err(e) => {
                 tracing::error!(error = %e, "UDP receive failed");
                 std::thread::sleep(POLL);
+                0
             }
+        };
+        match gather.after_receive(got, rx.batch(), disp.has_pending(), Instant::now()) {
+            Step::Flush => gone |= disp.flush().is_err(),
+            Step::Read => {}
+            Step::Pause(d) => std::thread::sleep(d),
         }
-        gone |= disp.flush().is_err();
         if gone {
             tracing::error!("reassembly workers are gone; UDP capture {id} stops");
             break;
@@ -958,13 +999,16 @@ fn udp_loop(
         if last_publish.elapsed() >= PUBLISH_EVERY {
             let _ = disp.tick(now_ns());
             let m = &shared.metrics;
-            m.publish_decode("udp", &decode, &published);
+            m.capture.publish_decode("udp", &decode, &published);
             published = decode.clone();
-            m.udp_kernel_drops.inc_by(rx.kernel_drops() - pub_kernel);
+            m.capture
+                .udp_kernel_drops
+                .inc_by(rx.kernel_drops() - pub_kernel);
             pub_kernel = rx.kernel_drops();
             let trunc = rx.truncated_datagrams() - pub_trunc;
             if trunc > 0 {
-                m.packets
+                m.capture
+                    .packets
                     .get_or_create(&crate::metrics::PacketLabels {
                         source: "udp",
                         outcome: "datagram_truncated",
@@ -972,11 +1016,13 @@ fn udp_loop(
                     .inc_by(trunc);
             }
             pub_trunc = rx.truncated_datagrams();
-            m.segments_dispatched
+            m.dispatch
+                .segments_dispatched
                 .inc_by(disp.dispatched - pub_dispatched);
             pub_dispatched = disp.dispatched;
             if disp.dropped_queue_full > pub_dropped {
-                m.segments_dropped
+                m.dispatch
+                    .segments_dropped
                     .get_or_create(&ReasonLabel {
                         reason: "worker_queue_full",
                     })
@@ -986,10 +1032,19 @@ fn udp_loop(
             last_publish = Instant::now();
         }
     }
+    // Segments held for gathering are not thrown away at the stop.
+    if disp.flush().is_err() {
+        tracing::error!(
+            "reassembly workers are gone; UDP capture {id} could not hand over its last segments"
+        );
+    }
     if let Some(b) = &beat {
         b.stopped();
     }
-    shared.metrics.publish_decode("udp", &decode, &published);
+    shared
+        .metrics
+        .capture
+        .publish_decode("udp", &decode, &published);
     UdpResult {
         datagrams,
         decode,
@@ -1149,13 +1204,15 @@ async fn xdp_capture(
                    pub_dispatched: &mut u64,
                    pub_dropped: &mut u64| {
         let m = &shared.metrics;
-        m.publish_decode("xdp", decode, published);
+        m.capture.publish_decode("xdp", decode, published);
         xm.publish_reader(reader, published_reader);
-        m.segments_dispatched
+        m.dispatch
+            .segments_dispatched
             .inc_by(disp.dispatched - *pub_dispatched);
         *pub_dispatched = disp.dispatched;
         if disp.dropped_queue_full > *pub_dropped {
-            m.segments_dropped
+            m.dispatch
+                .segments_dropped
                 .get_or_create(&ReasonLabel {
                     reason: "worker_queue_full",
                 })
@@ -1283,7 +1340,7 @@ fn progress_line(
             eprint!(
                 "\r{pct}{p} packets ({:.0}/s), {} requests rebuilt   ",
                 p as f64 / secs,
-                metrics.requests_rebuilt.get()
+                metrics.worker.requests_rebuilt.get()
             );
         }
     });

@@ -4,22 +4,33 @@
 //! The flow table lives here rather than in `reassembly` because a flow's life (which side is
 //! the client, when it is ignored, closed or evicted) depends on both the TCP stream and what
 //! the framer found in it.
+//!
+//! Here: the configuration, the flow types and the table's routing of segments to flows.
+//! `connection` runs a connection's streams, `evict` decides which flows leave the table
+//! (memory budget, idle expiry), `map` is the table's storage, `stats` the plain-integer counts
+//! and `metrics` their publication. Depends on reassembly, proxy and http (the stages a stream
+//! runs through); nothing downstream of the worker.
 
-use std::cmp::Reverse;
 use std::mem::size_of;
 use std::sync::Arc;
 
 use crate::config::FlowKeyMode;
-use crate::http::{FlowContext, HttpLimits, HttpStats, RequestFramer};
+use crate::http::{FlowContext, HttpLimits, RequestFramer};
 use crate::memory::alloc_size;
-use crate::proxy::{ProxyInfo, ProxyPolicy, ProxyStats, StreamStart};
-use crate::reassembly::{EndReason, Stream, StreamConfig, StreamEvent, StreamStats};
+use crate::proxy::{ProxyInfo, ProxyPolicy, StreamStart};
+use crate::reassembly::{EndReason, Stream, StreamConfig, StreamEvent};
 use crate::request::RebuiltRequest;
 use crate::segment::{FlowKey, Segment, Timestamp};
 
+mod connection;
+mod evict;
 mod map;
+pub mod metrics;
+mod stats;
 
+use connection::{after_first, close_flow, feed, new_active};
 use map::FlowMap;
+pub use stats::WorkerStats;
 
 const NS_PER_SEC: u64 = 1_000_000_000;
 
@@ -47,72 +58,6 @@ pub struct WorkerConfig {
     pub budget: usize,
     /// PROXY protocol at stream start, by server port.
     pub proxy: ProxyPolicy,
-}
-
-/// Counts kept by one worker, published as metrics by the pipeline.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct WorkerStats {
-    pub stream: StreamStats,
-    pub http: HttpStats,
-    pub proxy: ProxyStats,
-    pub flows_created: u64,
-    pub flows_closed: u64,
-    pub flows_expired: u64,
-    pub flows_evicted: u64,
-    /// Requests in progress (head or body partly received) in flows evicted for the budget.
-    pub requests_evicted: u64,
-    /// Segments of directions that carry no requests (server side, not HTTP, upgraded).
-    pub segments_ignored: u64,
-    /// Segments that reached a closed flow (late duplicates, retransmitted FINs).
-    pub segments_after_close: u64,
-    /// Pure ACKs (and lone FIN/RST) of flows never seen: they carry nothing to rebuild.
-    pub segments_without_flow: u64,
-    /// SYNs with a new ISN on a 4-tuple whose connection was still live: followed as a second
-    /// connection beside it rather than ending it.
-    pub second_connections: u64,
-    pub requests: u64,
-    /// Gauges, as of the last update.
-    pub flows_open: u64,
-    pub buffered_bytes: u64,
-}
-
-impl WorkerStats {
-    pub fn add(&mut self, o: &WorkerStats) {
-        self.stream.add(&o.stream);
-        add_http(&mut self.http, &o.http);
-        self.proxy.add(&o.proxy);
-        self.flows_created += o.flows_created;
-        self.flows_closed += o.flows_closed;
-        self.flows_expired += o.flows_expired;
-        self.flows_evicted += o.flows_evicted;
-        self.requests_evicted += o.requests_evicted;
-        self.segments_ignored += o.segments_ignored;
-        self.segments_after_close += o.segments_after_close;
-        self.segments_without_flow += o.segments_without_flow;
-        self.second_connections += o.second_connections;
-        self.requests += o.requests;
-        self.flows_open += o.flows_open;
-        self.buffered_bytes += o.buffered_bytes;
-    }
-}
-
-fn add_http(a: &mut HttpStats, b: &HttpStats) {
-    a.requests += b.requests;
-    a.malformed_replayed += b.malformed_replayed;
-    a.body_over_limit += b.body_over_limit;
-    a.expect_continue += b.expect_continue;
-    a.dropped_gap += b.dropped_gap;
-    a.dropped_head_too_large += b.dropped_head_too_large;
-    a.dropped_too_many_headers += b.dropped_too_many_headers;
-    a.dropped_invalid += b.dropped_invalid;
-    a.dropped_incomplete += b.dropped_incomplete;
-    a.resync_skipped_bytes += b.resync_skipped_bytes;
-    a.h2_preface += b.h2_preface;
-    a.upgrades += b.upgrades;
-    a.connects += b.connects;
-    a.response_streams += b.response_streams;
-    a.non_http_streams += b.non_http_streams;
-    a.h2.add(&b.h2);
 }
 
 enum FlowState {
@@ -504,256 +449,6 @@ impl FlowTable {
         }
     }
 
-    /// Evicts flows until the table holds at most `target` bytes. Dominant flows go first,
-    /// largest first; then the least recently active (capture time), older first; ties go by
-    /// creation order. Each evicted flow is counted, and so is a request it was in the middle
-    /// of. Called with a target below the budget (90% of it), so that eviction runs in batches
-    /// rather than on every segment.
-    ///
-    /// A flow's slot stays allocated for the next flow: `slot_value` is what an evicted flow's
-    /// slot counts for towards the target, 0 when the budget was exceeded by what flows hold,
-    /// [`map::SLOT_BYTES`] when a new flow needs a slot and the table may not grow.
-    fn evict(&mut self, target: usize, slot_value: usize, emit: &mut impl FnMut(RebuiltRequest)) {
-        let Some(mut need) = self.buffered().checked_sub(target).filter(|n| *n > 0) else {
-            return;
-        };
-        let dominant = self.cfg.budget / DOMINANT_SHARE_DIVISOR;
-        let incomplete = self.stats.http.dropped_incomplete;
-        // At most a handful of flows can each hold an eighth of the budget.
-        let mut big: Vec<(usize, u64, TableKey)> = self
-            .flows
-            .iter()
-            .filter(|(_, f)| f.cost >= dominant)
-            .map(|(k, f)| (f.cost, f.serial, *k))
-            .collect();
-        big.sort_unstable_by_key(|&(cost, serial, _)| (Reverse(cost), serial));
-        for (cost, _, key) in big {
-            if need == 0 {
-                break;
-            }
-            self.end_flow(&key, EndReason::Evicted, emit);
-            self.stats.flows_evicted += 1;
-            need = need.saturating_sub(cost + slot_value);
-        }
-        if need > 0 {
-            let (below, then) = self.least_recent(need, dominant, slot_value);
-            let FlowTable {
-                flows,
-                events,
-                stats,
-                buffered,
-                clock,
-                ..
-            } = self;
-            flows.retain(
-                |_, f| f.cost >= dominant || f.rank() >= below,
-                |_, mut flow| {
-                    *buffered -= flow.cost;
-                    close_flow(&mut flow, EndReason::Evicted, *clock, events, stats, emit);
-                    stats.flows_evicted += 1;
-                },
-            );
-            for key in then {
-                self.end_flow(&key, EndReason::Evicted, emit);
-                self.stats.flows_evicted += 1;
-            }
-        }
-        // Flows gone, their slots kept: a flood's worth of them is given back once it is mostly
-        // free, if building the smaller table beside the big one fits.
-        if slot_value == 0
-            && self.flows.worth_compacting()
-            && self.buffered() + self.flows.compact_cost() <= self.cfg.budget
-        {
-            self.flows.compact();
-        }
-        // The framer counts a request cut by the end of its stream as incomplete; here the
-        // budget cut it, which the operator must be able to tell apart.
-        let evicted = self.stats.http.dropped_incomplete - incomplete;
-        self.stats.http.dropped_incomplete = incomplete;
-        self.stats.requests_evicted += evicted;
-    }
-
-    /// The least recently active flows (not dominant) whose eviction frees `need` bytes, each
-    /// counting its cost and `slot_value`: every flow ranked below the first value returned,
-    /// then the keys returned, in order. Found by narrowing a histogram of ranks pass after pass
-    /// rather than by sorting every flow: a sort wanted a vector of every flow, 64 bytes each,
-    /// at the moment memory is short (9 MiB per worker under a SYN flood).
-    fn least_recent(
-        &self,
-        need: usize,
-        dominant: usize,
-        slot_value: usize,
-    ) -> (u128, Vec<TableKey>) {
-        const BUCKETS: usize = 64;
-        /// Few enough candidates left to sort.
-        const FEW: usize = 256;
-        let candidates = || self.flows.iter().filter(|(_, f)| f.cost < dominant);
-        let value = |f: &Flow| f.cost + slot_value;
-        let (mut lo, mut hi) = (u128::MAX, 0u128);
-        for (_, f) in candidates() {
-            lo = lo.min(f.rank());
-            hi = hi.max(f.rank());
-        }
-        if lo > hi {
-            return (0, Vec::new());
-        }
-        // Every flow ranked below `lo` is evicted; together they free `freed`.
-        let mut freed = 0usize;
-        loop {
-            let width = (hi - lo) / BUCKETS as u128 + 1;
-            let mut value_in = [0usize; BUCKETS];
-            let mut count = [0usize; BUCKETS];
-            let mut min = [u128::MAX; BUCKETS];
-            let mut max = [0u128; BUCKETS];
-            for (_, f) in candidates() {
-                let r = f.rank();
-                if r < lo || r > hi {
-                    continue;
-                }
-                let b = ((r - lo) / width) as usize;
-                value_in[b] += value(f);
-                count[b] += 1;
-                min[b] = min[b].min(r);
-                max[b] = max[b].max(r);
-            }
-            let mut b = 0;
-            while b < BUCKETS && freed + value_in[b] < need {
-                freed += value_in[b];
-                b += 1;
-            }
-            if b == BUCKETS {
-                // Not enough even with all of them: all go.
-                return (hi.saturating_add(1), Vec::new());
-            }
-            lo = min[b];
-            hi = max[b];
-            if count[b] <= FEW || lo == hi {
-                let mut few: Vec<(u128, usize, TableKey)> = candidates()
-                    .filter(|(_, f)| (lo..=hi).contains(&f.rank()))
-                    .map(|(k, f)| (f.rank(), value(f), *k))
-                    .collect();
-                few.sort_unstable_by_key(|&(r, _, _)| r);
-                let mut then = Vec::new();
-                for (_, v, k) in few {
-                    if freed >= need {
-                        break;
-                    }
-                    freed += v;
-                    then.push(k);
-                }
-                return (lo, then);
-            }
-        }
-    }
-
-    /// Once a second of capture time: expires idle flows and holes that waited too long.
-    fn sweep(&mut self, emit: &mut impl FnMut(RebuiltRequest)) {
-        self.last_sweep = self.clock;
-        let now = self.clock;
-        let idle = self.cfg.idle_timeout_ns;
-        let linger = self.cfg.linger_ns.min(idle);
-        let mut holes = Vec::new();
-        // Idle flows go in the same pass that finds the flows with holes: no list of them is
-        // made, which after a flood would be most of the table.
-        let FlowTable {
-            flows,
-            events,
-            stats,
-            buffered,
-            ..
-        } = self;
-        flows.retain(
-            |key, flow| {
-                let silent = now.saturating_sub(flow.last_seen);
-                match &flow.state {
-                    FlowState::Active(_) | FlowState::Ignored { .. } if silent >= idle => false,
-                    FlowState::Closed { .. } if silent >= linger => false,
-                    FlowState::Active(a) if a.stream.has_hole() || a.second.is_some() => {
-                        holes.push(*key);
-                        true
-                    }
-                    _ => true,
-                }
-            },
-            |_, mut flow| {
-                if matches!(flow.state, FlowState::Active(_)) {
-                    stats.flows_expired += 1;
-                }
-                *buffered -= flow.cost;
-                close_flow(&mut flow, EndReason::Idle, now, events, stats, emit);
-            },
-        );
-        // Skipping a hole hands buffered bytes to the framer, which may then take on a body
-        // (up to 64 KiB reserved at once): the budget is checked after each flow, as after each
-        // segment, or one sweep over many flows with holes could overshoot it many times over.
-        for key in holes {
-            let Some(flow) = self.flows.get_mut(&key) else {
-                continue; // evicted below for an earlier flow
-            };
-            if let FlowState::Active(a) = &mut flow.state {
-                let (events, stats) = (&mut self.events, &mut self.stats);
-                // One of two connections on the 4-tuple gone quiet: it is over, the other
-                // stays (the second taking over when the first went). An ended second (a
-                // tombstone) just goes.
-                if let Some(b) = a.second.as_deref_mut() {
-                    if now.saturating_sub(b.last_seen) >= idle {
-                        if b.stream.ended().is_none() {
-                            b.stream
-                                .close(now, EndReason::Idle, events, &mut stats.stream);
-                            feed(b, events, stats, emit);
-                            stats.flows_expired += 1;
-                        }
-                        a.second = None;
-                    }
-                }
-                let live_second = a
-                    .second
-                    .as_ref()
-                    .is_some_and(|b| b.stream.ended().is_none());
-                if live_second && now.saturating_sub(a.last_seen) >= idle {
-                    a.stream
-                        .close(now, EndReason::Idle, events, &mut stats.stream);
-                    feed(a, events, stats, emit);
-                    stats.flows_expired += 1;
-                    if let Some(b) = a.second.take() {
-                        *a = b;
-                        a.took_over = true;
-                    }
-                }
-                a.stream
-                    .tick(now, &self.cfg.stream, events, &mut stats.stream);
-                feed(a, events, stats, emit);
-                if let Some(b) = a
-                    .second
-                    .as_deref_mut()
-                    .filter(|b| b.stream.ended().is_none())
-                {
-                    b.stream
-                        .tick(now, &self.cfg.stream, events, &mut stats.stream);
-                    feed(b, events, stats, emit);
-                    if b.stream.ended().is_some() {
-                        stats.flows_closed += 1;
-                    }
-                }
-                if a.stream.ended().is_some() {
-                    flow.state = after_first(a, true, stats);
-                }
-            }
-            let cost = flow.current_cost();
-            self.buffered = self.buffered + cost - flow.cost;
-            flow.cost = cost;
-            if self.buffered() > self.cfg.budget {
-                self.evict(self.cfg.budget / 10 * 9, 0, emit);
-            }
-        }
-        // A flood over, its flows expired: the slots they kept are given back.
-        if self.flows.worth_compacting()
-            && self.buffered() + self.flows.compact_cost() <= self.cfg.budget
-        {
-            self.flows.compact();
-        }
-    }
-
     /// Advances time without segments (live capture ticks).
     pub fn tick(&mut self, now: Timestamp, emit: &mut impl FnMut(RebuiltRequest)) {
         if now > self.clock {
@@ -778,117 +473,6 @@ impl FlowTable {
                 &mut self.stats,
                 emit,
             );
-        }
-    }
-}
-
-/// A client connection starting at `seg` (its SYN, or the first segment of a pickup).
-fn new_active(
-    key: &TableKey,
-    seg: &Segment,
-    now: Timestamp,
-    proxy: &ProxyPolicy,
-    http: &Arc<HttpLimits>,
-) -> Active {
-    let ctx = FlowContext {
-        vni: seg.vni,
-        client: key.flow.src_addr(),
-        server: key.flow.dst_addr(),
-    };
-    let stream = Stream::new(seg);
-    let framer = RequestFramer::new(ctx, http.clone(), stream.started_with_syn());
-    // Only a stream seen from its SYN can show its first bytes; a pickup never looks.
-    let start = stream
-        .started_with_syn()
-        .then(|| Box::new(StreamStart::new(proxy.mode_for(key.flow.dst_port))));
-    Active {
-        stream,
-        framer,
-        start,
-        proxy: None,
-        last_seen: now,
-        second: None,
-        took_over: false,
-    }
-}
-
-/// Closes a flow that is leaving the table: its connections' streams end for `reason`, and what
-/// they held is delivered (or counted).
-fn close_flow(
-    flow: &mut Flow,
-    reason: EndReason,
-    now: Timestamp,
-    events: &mut Vec<StreamEvent>,
-    stats: &mut WorkerStats,
-    emit: &mut impl FnMut(RebuiltRequest),
-) {
-    if let FlowState::Active(a) = &mut flow.state {
-        a.stream.close(now, reason, events, &mut stats.stream);
-        feed(a, events, stats, emit);
-        if let Some(b) = a.second.as_deref_mut() {
-            b.stream.close(now, reason, events, &mut stats.stream);
-            feed(b, events, stats, emit);
-        }
-    }
-}
-
-/// What a flow becomes when its first connection is over: the second connection if there is
-/// one, else closed (remembering the ISN, so late duplicates are absorbed) or, when the framer
-/// gave up on a live stream (a response stream whose side was guessed wrong, an upgrade,
-/// HTTP/2), ignored.
-fn after_first(a: &mut Box<Active>, client: bool, stats: &mut WorkerStats) -> FlowState {
-    let ended = a.stream.ended().is_some();
-    if ended {
-        stats.flows_closed += 1;
-    }
-    if let Some(second) = a.second.take().filter(|b| b.stream.ended().is_none()) {
-        return FlowState::Active(second);
-    }
-    if ended {
-        FlowState::Closed {
-            isn: a.stream.started_with_syn().then(|| a.stream.isn()),
-        }
-    } else {
-        FlowState::Ignored { client }
-    }
-}
-
-/// Runs a stream's pending events through its start (PROXY protocol) and its framer.
-fn feed(
-    active: &mut Active,
-    events: &mut Vec<StreamEvent>,
-    stats: &mut WorkerStats,
-    emit: &mut impl FnMut(RebuiltRequest),
-) {
-    if events.is_empty() {
-        return;
-    }
-    let Active {
-        framer,
-        start,
-        proxy,
-        ..
-    } = active;
-    // Allocates only when a request comes out; requests go on as soon as their event is framed.
-    let mut out = Vec::new();
-    for ev in events.drain(..) {
-        let mut frame = |ev: StreamEvent| {
-            framer.on_event(ev, &mut out, &mut stats.http);
-        };
-        match start {
-            Some(s) => {
-                s.on_event(ev, &mut stats.proxy, &mut frame);
-                if s.is_done() {
-                    *proxy = s.take_info();
-                    *start = None;
-                }
-            }
-            None => frame(ev),
-        }
-        stats.requests += out.len() as u64;
-        for mut req in out.drain(..) {
-            req.proxy.clone_from(proxy);
-            emit(req);
         }
     }
 }

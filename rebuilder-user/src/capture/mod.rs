@@ -1,7 +1,8 @@
 //! Where segments come from (DESIGN §3): `pcap` reads capture files, `udp` reads VXLAN datagrams
 //! from sockets, and both decode with [`decode::Decoder`] into the same [`Segment`] the XDP path
 //! yields. `xdp` reads the records of the kernel-side parser (`rebuilder-ebpf`) from its ring
-//! buffer; `iface` holds the interface facts and driver rules that decide its attach mode.
+//! buffer; `gather` decides how long a live capture thread holds segments before handing them
+//! over; `iface` holds the interface facts and driver rules that decide its attach mode.
 //!
 //! [`Segment`]: crate::segment::Segment
 
@@ -10,6 +11,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub mod decode;
+pub mod decode_metrics;
+pub mod gather;
 pub mod iface;
 pub mod nic;
 pub mod pcap;

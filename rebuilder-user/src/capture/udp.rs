@@ -321,6 +321,11 @@ impl UdpReceiver {
         self.truncated
     }
 
+    /// Datagrams one receive asks for.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }

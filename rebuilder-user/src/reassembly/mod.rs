@@ -78,6 +78,7 @@ impl EndReason {
     }
 }
 
+pub mod metrics;
 mod stream;
 
 pub use stream::{

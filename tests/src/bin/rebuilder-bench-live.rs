@@ -25,9 +25,9 @@ use anyhow::{bail, Context, Result};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use clap::Parser;
+use rebuilder_tests::compare::compare;
 use rebuilder_tests::netns::{self, Netns, Veth};
 use rebuilder_tests::process::Running;
-use rebuilder_tests::compare::compare;
 use rebuilder_tests::sink::Sink;
 use rebuilder_tests::truth::read_truth;
 
@@ -442,7 +442,11 @@ fn main() -> Result<()> {
         ("offline replay → jsonl", Receiver::Offline, Output::Jsonl),
         ("XDP (driver) → jsonl", Receiver::Xdp, Output::Jsonl),
         ("UDP socket → jsonl", Receiver::Udp, Output::Jsonl),
-        ("offline replay → HTTP sink", Receiver::Offline, Output::Sink),
+        (
+            "offline replay → HTTP sink",
+            Receiver::Offline,
+            Output::Sink,
+        ),
         ("XDP (driver) → HTTP sink", Receiver::Xdp, Output::Sink),
         ("UDP socket → HTTP sink", Receiver::Udp, Output::Sink),
     ];
@@ -463,15 +467,17 @@ fn main() -> Result<()> {
         }
     }
     let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", stats_was.trim());
-    let ceiling_pps = results[0].first().map(|_| {
-        median(results[0].iter().map(|o| o.sent.pps()).collect())
-    });
+    let ceiling_pps = results[0]
+        .first()
+        .map(|_| median(results[0].iter().map(|o| o.sent.pps()).collect()));
     let cpu_per_m = |o: &Outcome| o.cpu_secs / (o.handled.max(1) as f64 / 1e6);
     let offline_cpu = |output: Output| {
         variants
             .iter()
             .zip(&results)
-            .find(|((_, r, out), rs)| matches!(r, Receiver::Offline) && *out == output && !rs.is_empty())
+            .find(|((_, r, out), rs)| {
+                matches!(r, Receiver::Offline) && *out == output && !rs.is_empty()
+            })
             .map(|(_, rs)| median(rs.iter().map(cpu_per_m).collect()))
     };
     let mut out = std::io::stdout().lock();
@@ -507,7 +513,11 @@ fn main() -> Result<()> {
                 Some(c) if live => format!("{:.0}%", 100.0 * pps / c),
                 _ => na(),
             },
-            if live { format!("{:.0}", (sent - handled).max(0.0)) } else { na() },
+            if live {
+                format!("{:.0}", (sent - handled).max(0.0))
+            } else {
+                na()
+            },
             if bare {
                 na()
             } else {

@@ -7,11 +7,13 @@
 //! gives `:method` and `:path`, the `host` field (which `:authority` became, or the client's
 //! own) gives `:authority` again, every other field goes as it is, in order, but the rendered
 //! `x-rebuilder-trailer` fields, which go back to being trailers. Answers are read frame by
-//! frame and dropped, behind small flow-control windows. What cannot be carried this way (a path that is not UTF-8,
-//! which HTTP/1.1 servers often take and WAFs should see) goes over HTTP/1.1 instead, as the
-//! rendering it is. The
-//! connection is opened through the HTTP/1.1 pool's `open` (the same breaker, reachability
-//! and metrics) and opened again after it broke.
+//! frame and dropped, behind small flow-control windows. What cannot be carried this way (a
+//! path that is not UTF-8, which HTTP/1.1 servers often take and WAFs should see) goes over
+//! HTTP/1.1 instead, as the rendering it is. The connection is opened through the HTTP/1.1
+//! pool's `open` (the same breaker, reachability and metrics) and opened again after it broke.
+//!
+//! May touch: the pool's shared state and `Failure` (`super`), and `crate::h2` for what an
+//! HTTP/2 request carried; hyper's HTTP/2 client is used nowhere else.
 
 use std::time::Instant;
 

@@ -1,8 +1,13 @@
 //! Reading a complete, delimited request head: strictly with httparse, or leniently when
 //! httparse refuses it, and rewriting its framing when the body is not kept.
+//!
+//! Pure: bytes in, ranges into them out. Depends on httparse and the field syntax of
+//! `crate::http1`; the framer (`super::framer`) decides what to do with the result.
 
 use std::mem::MaybeUninit;
 use std::ops::Range;
+
+use crate::http1::fields::{list_items, parse_decimal};
 
 /// How the body after a head is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,69 +49,6 @@ pub(crate) enum HeadError {
     TooManyHeaders,
     /// Neither httparse nor the lenient reading accepts it as a request.
     Invalid,
-}
-
-/// Finds the blank line that ends a head, looking at each byte once however the head is split:
-/// only the new bytes are searched (memchr for LF), and the state carries what the previous
-/// bytes ended with.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct HeadEnd {
-    state: HeadEndState,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-enum HeadEndState {
-    #[default]
-    InLine,
-    /// Just after LF: a CRLF or LF here is the blank line.
-    LineStart,
-    /// LF then CR.
-    LineStartCr,
-}
-
-impl HeadEnd {
-    /// The scan of a head whose bytes so far end with a complete line.
-    pub(crate) fn at_line_start() -> Self {
-        Self {
-            state: HeadEndState::LineStart,
-        }
-    }
-
-    /// Scans the next bytes of a head; `Some(n)`: the head ends after `s[..n]`.
-    pub(crate) fn scan(&mut self, s: &[u8]) -> Option<usize> {
-        let mut i = 0;
-        loop {
-            match self.state {
-                HeadEndState::InLine => {
-                    let p = memchr::memchr(b'\n', s.get(i..)?)?;
-                    i += p + 1;
-                    self.state = HeadEndState::LineStart;
-                }
-                HeadEndState::LineStart => {
-                    let b = *s.get(i)?;
-                    i += 1;
-                    match b {
-                        b'\n' => return Some(i),
-                        b'\r' => self.state = HeadEndState::LineStartCr,
-                        _ => self.state = HeadEndState::InLine,
-                    }
-                }
-                HeadEndState::LineStartCr => {
-                    let b = *s.get(i)?;
-                    i += 1;
-                    match b {
-                        b'\n' => return Some(i),
-                        _ => self.state = HeadEndState::InLine,
-                    }
-                }
-            }
-        }
-    }
-
-    /// The bytes scanned so far end with LF.
-    pub(crate) fn ends_line(&self) -> bool {
-        self.state == HeadEndState::LineStart
-    }
 }
 
 /// Headers parsed on the stack before falling back to the heap: covers almost every request
@@ -405,13 +347,6 @@ impl<'a> HeadBuilder<'a> {
     }
 }
 
-/// Non-empty, trimmed elements of a comma-separated header list.
-pub(crate) fn list_items(v: &[u8]) -> impl Iterator<Item = &[u8]> {
-    v.split(|&b| b == b',')
-        .map(|t| t.trim_ascii())
-        .filter(|t| !t.is_empty())
-}
-
 /// One length from every Content-Length value (lists such as `5, 5` included), or Invalid when
 /// they disagree or one is not a plain decimal number.
 fn content_length(head: &[u8], values: &[Range<usize>]) -> Framing {
@@ -434,18 +369,6 @@ fn content_length(head: &[u8], values: &[Range<usize>]) -> Framing {
         }
     }
     found.map_or(Framing::Invalid, Framing::Length)
-}
-
-pub(crate) fn parse_decimal(s: &[u8]) -> Option<u64> {
-    if s.is_empty() {
-        return None;
-    }
-    s.iter().try_fold(0u64, |acc, &b| {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
-    })
 }
 
 /// The head of a request whose body is not kept, with framing that says so: every byte is kept
@@ -510,204 +433,4 @@ pub(crate) fn rewrite_without_body(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cfg() -> httparse::ParserConfig {
-        let mut c = httparse::ParserConfig::default();
-        c.ignore_invalid_headers_in_requests(true)
-            .allow_multiple_spaces_in_request_line_delimiters(true);
-        c
-    }
-
-    fn text<'a>(head: &'a [u8], r: &Range<usize>) -> &'a [u8] {
-        &head[r.clone()]
-    }
-
-    #[test]
-    fn head_end_found_across_any_split() {
-        // (input, bytes after the head)
-        let cases: [(&[u8], usize); 4] = [
-            (b"GET / HTTP/1.1\r\nHost: a\r\n\r\nBODY", 4),
-            (b"GET / HTTP/1.1\nHost: a\n\nBODY", 4),
-            (b"GET / HTTP/1.1\nA: \r\r\n\r\nX", 1),
-            (b"GET / HTTP/1.1\r\nA: b\r\n\rX\r\n\r\n", 0),
-        ];
-        for (input, after) in cases {
-            let end = input.len() - after;
-            assert_eq!(HeadEnd::default().scan(input), Some(end));
-            for cut in 0..input.len() {
-                let mut h = HeadEnd::default();
-                let found = match h.scan(&input[..cut]) {
-                    Some(n) => Some(n),
-                    None => h.scan(&input[cut..]).map(|n| n + cut),
-                };
-                assert_eq!(found, Some(end), "cut at {cut}");
-            }
-        }
-        assert_eq!(HeadEnd::default().scan(b"GET / HTTP/1.1\r\nA: b\r\n"), None);
-        assert_eq!(HeadEnd::at_line_start().scan(b"\r\n"), Some(2));
-    }
-
-    #[test]
-    fn strict_head_fields() {
-        let head = b"POST /a?b=c HTTP/1.1\r\nhOsT:  example.com \r\nContent-Length: 12\r\nExpect: 100-Continue\r\n\r\n";
-        let info = read_head(&cfg(), head, 10).unwrap();
-        assert_eq!(text(head, &info.method), b"POST");
-        assert_eq!(text(head, &info.target), b"/a?b=c");
-        assert_eq!(text(head, info.host.as_ref().unwrap()), b"example.com");
-        assert_eq!(info.version_minor, 1);
-        assert_eq!(info.framing, Framing::Length(12));
-        assert!(info.expect_continue);
-        assert!(!info.malformed && info.crlf && !info.upgrade && !info.connect);
-    }
-
-    #[test]
-    fn framing_rules() {
-        let f = |h: &[u8]| read_head(&cfg(), h, 10).unwrap().framing;
-        assert_eq!(f(b"GET / HTTP/1.1\r\n\r\n"), Framing::None);
-        assert_eq!(
-            f(b"P / HTTP/1.1\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\n"),
-            Framing::Length(5)
-        );
-        assert_eq!(
-            f(b"P / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n"),
-            Framing::Length(5)
-        );
-        assert_eq!(
-            f(b"P / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"),
-            Framing::Invalid
-        );
-        assert_eq!(
-            f(b"P / HTTP/1.1\r\nContent-Length: +5\r\n\r\n"),
-            Framing::Invalid
-        );
-        assert_eq!(
-            f(b"P / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n"),
-            Framing::Invalid
-        );
-        assert_eq!(
-            f(b"P / HTTP/1.1\r\nContent-Length:\r\n\r\n"),
-            Framing::Invalid
-        );
-        assert_eq!(
-            f(b"P / HTTP/1.1\r\nTransfer-Encoding: gzip, CHUNKED\r\nContent-Length: 3\r\n\r\n"),
-            Framing::Chunked
-        );
-        assert_eq!(
-            f(b"P / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"),
-            Framing::Invalid
-        );
-        assert_eq!(
-            f(b"P / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"),
-            Framing::Chunked
-        );
-    }
-
-    #[test]
-    fn upgrade_needs_both_headers_and_connect_is_seen() {
-        let up = read_head(
-            &cfg(),
-            b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\r\n",
-            10,
-        )
-        .unwrap();
-        assert!(up.upgrade);
-        let half = read_head(
-            &cfg(),
-            b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
-            10,
-        )
-        .unwrap();
-        assert!(!half.upgrade);
-        let c = read_head(
-            &cfg(),
-            b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
-            10,
-        )
-        .unwrap();
-        assert!(c.connect);
-    }
-
-    #[test]
-    fn too_many_headers_on_stack_and_heap_paths() {
-        let mut head = b"GET / HTTP/1.1\r\n".to_vec();
-        for i in 0..100 {
-            head.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
-        }
-        head.extend_from_slice(b"\r\n");
-        assert_eq!(read_head(&cfg(), &head, 10), Err(HeadError::TooManyHeaders));
-        assert_eq!(read_head(&cfg(), &head, 99), Err(HeadError::TooManyHeaders));
-        assert!(read_head(&cfg(), &head, 100).is_ok());
-        assert!(read_head(&cfg(), &head, 1000).is_ok());
-    }
-
-    #[test]
-    fn lenient_reading_of_a_refused_head() {
-        // A space inside the target and a NUL in a header value: httparse refuses both.
-        let head = b"GET /a b HTTP/1.1\r\nHost: h\r\nX-Bad: a\0b\r\nContent-Length : 3\r\n\r\n";
-        assert!(matches!(parse_strict(&cfg(), head, 10), Strict::Invalid));
-        let info = read_head(&cfg(), head, 10).unwrap();
-        assert!(info.malformed);
-        assert_eq!(text(head, &info.method), b"GET");
-        assert_eq!(text(head, &info.target), b"/a b");
-        assert_eq!(text(head, info.host.as_ref().unwrap()), b"h");
-        assert_eq!(info.framing, Framing::Length(3));
-        assert_eq!(read_head(&cfg(), head, 2), Err(HeadError::TooManyHeaders));
-    }
-
-    #[test]
-    fn lenient_rejects_what_is_not_a_request_line() {
-        for head in [
-            &b"GARBAGE\r\n\r\n"[..],
-            b"GET /x\r\n\r\n",
-            b" GET / HTTP/1.1\r\n\r\n",
-            b"GET / HTTP/2.0\r\n\r\n",
-            b"GET  HTTP/1.1\r\n\r\n",
-            b"G\0T / HTTP/1.1\r\n\r\n",
-        ] {
-            assert_eq!(
-                read_head(&cfg(), head, 10),
-                Err(HeadError::Invalid),
-                "{:?}",
-                String::from_utf8_lossy(head)
-            );
-        }
-    }
-
-    #[test]
-    fn rewrite_content_length() {
-        let head = b"POST /u HTTP/1.1\r\nContent-Length: 123456\r\nHost: h.example\r\n\r\n";
-        let info = read_head(&cfg(), head, 10).unwrap();
-        let (new, host) = rewrite_without_body(head, &info, "X-Orig", 123456);
-        assert_eq!(
-            new,
-            b"POST /u HTTP/1.1\r\nContent-Length: 0\r\nHost: h.example\r\nX-Orig: 123456\r\n\r\n"
-        );
-        assert_eq!(&new[host.unwrap()], b"h.example");
-    }
-
-    #[test]
-    fn rewrite_chunked_with_bare_lf() {
-        let head = b"POST /u HTTP/1.1\nHost: h\nTransfer-Encoding: chunked\nX-A: b\n\n";
-        let info = read_head(&cfg(), head, 10).unwrap();
-        let (new, host) = rewrite_without_body(head, &info, "X-Orig", 99);
-        assert_eq!(
-            new,
-            b"POST /u HTTP/1.1\nHost: h\nX-A: b\nContent-Length: 0\nX-Orig: 99\n\n"
-        );
-        assert_eq!(&new[host.unwrap()], b"h");
-    }
-
-    #[test]
-    fn rewrite_chunked_with_content_length_too() {
-        let head = b"POST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 10\r\nHost: h\r\n\r\n";
-        let info = read_head(&cfg(), head, 10).unwrap();
-        let (new, host) = rewrite_without_body(head, &info, "X-Orig", 7);
-        assert_eq!(
-            new,
-            b"POST /u HTTP/1.1\r\nContent-Length: 0\r\nHost: h\r\nX-Orig: 7\r\n\r\n"
-        );
-        assert_eq!(&new[host.unwrap()], b"h");
-    }
-}
+mod tests;

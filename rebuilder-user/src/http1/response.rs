@@ -1,5 +1,6 @@
 //! Framing of the upstream's responses: the upstream output reads and discards each response,
-//! but must know exactly where it ends to reuse the connection.
+//! but must know exactly where it ends to reuse the connection. Built from the same head-end
+//! scanner, chunked decoder and field syntax as request framing (siblings in `http1`).
 //!
 //! The caller keeps the unconsumed bytes and feeds them again with whatever arrived since; the
 //! framer remembers how far it already searched a partial head, so a trickled head is searched
@@ -9,7 +10,8 @@
 use std::mem::MaybeUninit;
 
 use super::chunked::ChunkedDecoder;
-use super::head::{list_items, parse_decimal, HeadEnd};
+use super::fields::{list_items, parse_decimal};
+use super::head_end::HeadEnd;
 
 /// Why a response could not be framed.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]

@@ -3,7 +3,9 @@
 //!
 //! Deliberately strict (uppercase method of at most 20 letters, single spaces, `HTTP/1.0` or
 //! `HTTP/1.1`): a body that merely contains text must not be taken for a request. Each byte is
-//! looked at once and the matcher keeps no bytes itself.
+//! looked at once and the matcher keeps no bytes itself. The status-line matcher tells a
+//! server's stream picked up by mistake. Pure state machines over bytes; the framer's resync
+//! phase (`super::framer`) drives them.
 
 /// Longest method accepted when resynchronising.
 pub(crate) const MAX_METHOD: u8 = 20;

@@ -1,0 +1,138 @@
+//! `xdp-cost PCAP [FRAMES] [REPEAT]`: the XDP program's own cost per packet, repeatable.
+//!
+//! Runs the first FRAMES frames (default 2000) of a classic Ethernet pcap (such as the
+//! benchmark's burst) through the kernel's `BPF_PROG_TEST_RUN`, each REPEAT times (default
+//! 200), for rebuilder's program (configured as `rebuilder run` configures it: wake-ups past a
+//! sixteenth of the ring) and for the bare counting XDP_DROP, and prints the mean nanoseconds
+//! per packet of each. The live burst's `bpf_stats` figure includes the cache misses of real
+//! traffic; this one isolates the program's instructions and helper calls, so a change to the
+//! C source can be compared in seconds. Used by `cargo xtask bench`. Needs root (or
+//! CAP_BPF + CAP_NET_ADMIN).
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use aya::maps::RingBuf;
+use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp};
+use aya::Ebpf;
+
+type Error = Box<dyn std::error::Error>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(pcap) = args.first() else {
+        eprintln!("usage: xdp-cost PCAP [FRAMES] [REPEAT]");
+        return ExitCode::FAILURE;
+    };
+    let num = |i: usize, default: usize| {
+        args.get(i)
+            .map_or(Ok(default), |v| v.parse::<usize>())
+            .map_err(|e| format!("argument {i}: {e}"))
+    };
+    let run = || -> Result<(), Error> {
+        let frames = read_frames(pcap, num(1, 2000)?)?;
+        let repeat = u32::try_from(num(2, 200)?)?.max(1);
+        let ours = cost_rebuilder(&frames, repeat)?;
+        let bare = cost_drop(&frames, repeat)?;
+        println!(
+            "frames {} repeat {repeat}: rebuilder {ours:.1} ns/packet, bare XDP_DROP {bare:.1} ns/packet",
+            frames.len()
+        );
+        Ok(())
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xdp-cost: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The first `max` frames of a classic pcap file (either byte order, micro or nanoseconds).
+fn read_frames(path: &str, max: usize) -> Result<Vec<Vec<u8>>, Error> {
+    let mut data = Vec::new();
+    std::fs::File::open(path)
+        .map_err(|e| format!("{path}: {e}"))?
+        .read_to_end(&mut data)?;
+    let magic = data.get(..4).ok_or("not a pcap file: too short")?;
+    let le = match magic {
+        [0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1] => true,
+        [0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d] => false,
+        _ => return Err(format!("{path}: not a classic pcap file").into()),
+    };
+    let u32_at = |off: usize| -> Option<u32> {
+        let b: [u8; 4] = data.get(off..off + 4)?.try_into().ok()?;
+        Some(if le {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        })
+    };
+    if u32_at(20) != Some(1) {
+        return Err(format!("{path}: link type is not Ethernet").into());
+    }
+    let mut frames = Vec::new();
+    let mut off = 24;
+    while frames.len() < max {
+        let Some(caplen) = u32_at(off + 8) else { break };
+        let start = off + 16;
+        let Some(frame) = data.get(start..start + caplen as usize) else {
+            break;
+        };
+        frames.push(frame.to_vec());
+        off = start + caplen as usize;
+    }
+    if frames.is_empty() {
+        return Err(format!("{path}: no frames").into());
+    }
+    Ok(frames)
+}
+
+/// Mean ns per run over every frame, `repeat` runs each; `between` runs after each frame.
+fn cost(
+    program: &mut Xdp,
+    frames: &[Vec<u8>],
+    repeat: u32,
+    mut between: impl FnMut(),
+) -> Result<f64, ProgramError> {
+    let mut total = 0f64;
+    for frame in frames {
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            repeat,
+            ..TestRunOptions::default()
+        };
+        // The kernel reports the mean duration of the repeated runs.
+        total += program.test_run(opts)?.duration.as_nanos() as f64;
+        between();
+    }
+    Ok(total / frames.len() as f64)
+}
+
+fn cost_rebuilder(frames: &[Vec<u8>], repeat: u32) -> Result<f64, Error> {
+    let config = rebuilder_ebpf::Config {
+        wakeup_bytes: rebuilder_ebpf::RECORDS_DEFAULT_SIZE / 16,
+        ..rebuilder_ebpf::Config::default()
+    };
+    let mut ebpf = rebuilder_ebpf::load(&config)?;
+    let map = ebpf
+        .take_map(rebuilder_ebpf::MAP_RECORDS)
+        .ok_or("the object has no records map")?;
+    let mut ring = RingBuf::try_from(map)?;
+    let program = rebuilder_ebpf::xdp_program(&mut ebpf)?;
+    // Drained after every frame, so every run finds room (a full ring is the cheap path).
+    Ok(cost(program, frames, repeat, || {
+        while ring.next().is_some() {}
+    })?)
+}
+
+fn cost_drop(frames: &[Vec<u8>], repeat: u32) -> Result<f64, Error> {
+    let mut ebpf = Ebpf::load(rebuilder_ebpf::DROP_OBJECT)?;
+    let program: &mut Xdp = ebpf
+        .program_mut("drop_all")
+        .ok_or("no drop_all program in the object")?
+        .try_into()?;
+    program.load()?;
+    Ok(cost(program, frames, repeat, || {})?)
+}
