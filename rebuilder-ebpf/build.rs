@@ -66,7 +66,7 @@ fn run() -> Result<(), String> {
     check_layout(&clang, &common, &out)?;
 
     // The program, the bare XDP_DROP ceiling the benchmark compares it with, and the AF_XDP
-    // redirect of the experiment in `src/bin/afxdp-rx.rs`.
+    // redirect of the experiment in experiments/afxdp (`afxdp-rx`).
     for name in ["rebuilder", "drop", "xsk"] {
         compile(
             &clang,

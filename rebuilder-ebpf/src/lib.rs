@@ -30,9 +30,9 @@ pub static OBJECT: &[u8] =
 pub static DROP_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/drop.bpf.o"));
 
-/// The AF_XDP experiment's program (`src/bin/afxdp-rx.rs`): program `xsk_redirect` redirects
-/// UDP datagrams to port 4789 into the `xsks` map (`XSKMAP`, keyed by receive queue, 64
-/// entries) and passes everything else.
+/// The AF_XDP experiment's program (`afxdp-rx`, in experiments/afxdp): program `xsk_redirect`
+/// redirects UDP datagrams to port 4789 into the `xsks` map (`XSKMAP`, keyed by receive queue,
+/// 64 entries) and passes everything else.
 pub static XSK_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xsk.bpf.o"));
 
 /// Why a ring-buffer record could not be read.

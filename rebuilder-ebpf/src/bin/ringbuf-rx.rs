@@ -1,5 +1,5 @@
 //! `ringbuf-rx IFACE [driver|generic]`: rebuilder's ring-buffer capture path and nothing else,
-//! the baseline `afxdp-rx` is compared with (issue 12).
+//! the baseline `afxdp-rx` (experiments/afxdp) is compared with (issue 12).
 //!
 //! Loads rebuilder's XDP program as `rebuilder run` configures it by default (VXLAN port 4789,
 //! no filters, the 64 MiB ring of the default memory split, the reader woken past a sixteenth
