@@ -8,18 +8,16 @@
 //! Needs root and iproute2 (XDP on veth for the XDP test): without them these tests fail,
 //! naming what is missing.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use common::{rebuilder_args, show, REPLAY, SETUP, TRAFFIC};
 use rebuilder_tests::compare::compare;
 use rebuilder_tests::gen::http::{self, RequestBuilder};
 use rebuilder_tests::gen::proxy;
 use rebuilder_tests::http_client::ConnectionPlan;
 use rebuilder_tests::lab::metrics::{parse, sum, Sample};
+use rebuilder_tests::mirror::{rebuilder_args, show, REPLAY, SETUP, TRAFFIC};
 use rebuilder_tests::netns::{leftovers, Capture, LabConfig, MirrorLab, XdpMode, HEALTH_CHECKER};
 use rebuilder_tests::process::Finished;
 use rebuilder_tests::sink::ReceivedRequest;

@@ -221,7 +221,7 @@ fn clean_conversation_reads_back_exactly() {
             .collect::<Vec<_>>(),
         requests
     );
-    assert_eq!(plan.report.holes, vec![]);
+    assert_eq!(plan.report.holes, Vec::<std::ops::Range<usize>>::new());
 }
 
 #[test]
