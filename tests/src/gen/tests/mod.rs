@@ -52,11 +52,7 @@ fn conv() -> Conversation {
     Conversation::new(client(), server()).seed(42)
 }
 
-fn write_read(
-    plan: &ConversationPlan,
-    format: CaptureFormat,
-    link: LinkType,
-) -> Vec<DecodedFrame> {
+fn write_read(plan: &ConversationPlan, format: CaptureFormat, link: LinkType) -> Vec<DecodedFrame> {
     let f = TempFile::new("c.pcap");
     let n = write_capture(&f.0, format, link, plan.frames()).unwrap();
     assert_eq!(n as usize, plan.len());
