@@ -11,6 +11,8 @@
 //!   [`http_client`], the keep-alive client that drives them;
 //! - [`lab`]: the mixed workload, its ledger and the report of `cargo xtask lab`;
 //! - [`mirror`]: the shared run of the kernel-mirroring end-to-end tests (`tests/mirror_*.rs`);
+//! - [`replay`]: the offline replay harness (`rebuilder replay --pcap` to a sink) and its mixed
+//!   workload;
 //! - [`readback`]: an independent decoder of generated captures, for checking the generator;
 //! - [`hostile`]: replaying hostile captures under GNU time and judging what came out;
 //! - [`faults`]: upstream faults, SIGTERM under load and a full XDP ring against a live rebuilder.
@@ -28,6 +30,7 @@ pub mod mirror;
 pub mod netns;
 pub mod process;
 pub mod readback;
+pub mod replay;
 pub mod rng;
 pub mod sink;
 pub mod truth;
