@@ -3,7 +3,7 @@
 //! checks as an ELB does, and requests the operator's rules filter; the rebuilders must replay
 //! exactly the requests that should arrive, without the header and with the client IP it
 //! carried, and count the rest by reason. Through `run --udp` here and `run --iface` (XDP) for
-//! the sampling test; `replay.rs` runs the same offline, and the lab (`lab.rs`) live at length.
+//! the sampling test; `replay_settings.rs` runs the same offline, and the lab (`lab.rs`) live at length.
 //!
 //! Needs root and iproute2 (XDP on veth for the XDP test): without them these tests fail,
 //! naming what is missing.
