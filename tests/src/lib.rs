@@ -16,6 +16,9 @@
 //! - [`readback`]: an independent decoder of generated captures, for checking the generator;
 //! - [`hostile`]: replaying hostile captures under GNU time and judging what came out;
 //! - [`faults`]: upstream faults, SIGTERM under load and a full XDP ring against a live rebuilder.
+//!
+//! This is the one place for test helpers: each file in `tests/tests/` is one feature, named
+//! after it, holding its tests and at most a few helpers no other test uses.
 
 pub mod compare;
 pub mod deploy;
