@@ -14,7 +14,6 @@ use super::*;
 use crate::error::GenError;
 use crate::rng::SplitMix64;
 
-
 /// Builder for one conversation. Defaults: IPv4 outer path [`MirrorPath::default`], no VLAN,
 /// MSS 1448, seeded ISNs, 50 µs between packets, 200 µs think time between request batches,
 /// no pipelining, FIN teardown, starting at [`DEFAULT_EPOCH`].
