@@ -8,17 +8,15 @@
 //!
 //! Needs root, iproute2 and curl: without them these tests fail, naming what is missing.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{rebuilder_args, show, REPLAY, SETUP};
 use rebuilder_tests::compare::compare;
 use rebuilder_tests::gen::h2::H2Request;
 use rebuilder_tests::h2_peer::{run_client, Call, H2Server};
 use rebuilder_tests::lab::metrics::{parse, sum};
+use rebuilder_tests::mirror::{rebuilder_args, show, REPLAY, SETUP};
 use rebuilder_tests::netns::{leftovers, Capture, LabConfig, MirrorLab, XdpMode};
 
 const H2_PORT: u16 = 8081;

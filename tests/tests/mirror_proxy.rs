@@ -3,23 +3,21 @@
 //! checks as an ELB does, and requests the operator's rules filter; the rebuilders must replay
 //! exactly the requests that should arrive, without the header and with the client IP it
 //! carried, and count the rest by reason. Through `run --udp` here and `run --iface` (XDP) for
-//! the sampling test; `replay.rs` runs the same offline, and the lab (`lab.rs`) live at length.
+//! the sampling test; `replay_settings.rs` runs the same offline, and the lab (`lab.rs`) live at length.
 //!
 //! Needs root and iproute2 (XDP on veth for the XDP test): without them these tests fail,
 //! naming what is missing.
-
-mod common;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use common::{rebuilder_args, show, REPLAY, SETUP, TRAFFIC};
 use rebuilder_tests::compare::compare;
 use rebuilder_tests::gen::http::{self, RequestBuilder};
 use rebuilder_tests::gen::proxy;
 use rebuilder_tests::http_client::ConnectionPlan;
 use rebuilder_tests::lab::metrics::{parse, sum, Sample};
+use rebuilder_tests::mirror::{rebuilder_args, show, REPLAY, SETUP, TRAFFIC};
 use rebuilder_tests::netns::{leftovers, Capture, LabConfig, MirrorLab, XdpMode, HEALTH_CHECKER};
 use rebuilder_tests::process::Finished;
 use rebuilder_tests::sink::ReceivedRequest;

@@ -7,9 +7,7 @@
 //!
 //! Needs root and iproute2: without them these tests fail, naming what is missing.
 
-mod common;
-
-use common::{
+use rebuilder_tests::mirror::{
     assert_one_node_did_everything, assert_spread, client_bytes, mirror_and_compare, mirror_plans,
     node_udp, spread_plans,
 };

@@ -8,17 +8,15 @@
 //! Needs root, iproute2 and a kernel with XDP on veth: without them these tests fail, naming
 //! what is missing.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use common::{
+use rebuilder_tests::lab::metrics::{parse, sum};
+use rebuilder_tests::mirror::{
     assert_one_node_did_everything, assert_spread, client_bytes, mirror_and_compare, mirror_plans,
     node_udp, spread_plans,
 };
-use rebuilder_tests::lab::metrics::{parse, sum};
 use rebuilder_tests::netns::{Capture, LabConfig, MirrorLab, XdpMode};
 
 fn xdp(cfg: LabConfig) -> LabConfig {

@@ -1,21 +1,23 @@
-//! What the kernel-mirroring end-to-end tests share: build a lab, drive a workload, wait for
-//! every request at the sink, compare byte for byte, stop the rebuilders, check the teardown.
-//! `mirror_udp.rs` and `mirror_xdp.rs` run the same workloads through the two inputs.
-
-// Each test file uses its own subset.
-#![allow(dead_code)]
+//! What the kernel-mirroring end-to-end tests (`tests/tests/mirror_*.rs`) share: build a
+//! lab, drive a workload, wait for every request at the sink, compare byte for byte, stop the
+//! rebuilders, check the teardown. `mirror_udp.rs` and `mirror_xdp.rs` run the same workloads
+//! through the two inputs.
+//!
+//! Uses [`netns`](crate::netns) (the lab), [`compare`](crate::compare) and
+//! [`process`](crate::process); nothing in the library depends on it. It lives here rather than
+//! in a `tests/tests/common` module so that every test helper is in one place, and so that each
+//! test binary does not compile (and warn about) the parts it does not use.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rebuilder_tests::compare::compare;
-use rebuilder_tests::http_client::{ConnectionOutcome, ConnectionPlan};
-use rebuilder_tests::netns::{leftovers, Capture, LabConfig, MirrorLab};
-use rebuilder_tests::process::Finished;
+use crate::compare::compare;
+use crate::http_client::{ConnectionOutcome, ConnectionPlan};
+use crate::netns::{leftovers, Capture, LabConfig, MirrorLab};
+use crate::process::Finished;
 
-// Not every test file uses them.
-#[allow(unused_imports)]
-pub use rebuilder_tests::lab::workload::{mirror_plans, spread_plans};
+// The workloads the mirror tests drive, re-exported so that a test needs one import.
+pub use crate::lab::workload::{mirror_plans, spread_plans};
 
 /// Bounds for each phase; nothing here should come near them.
 pub const SETUP: Duration = Duration::from_secs(20);
