@@ -298,11 +298,22 @@ static __always_inline __u32 push(struct xdp_md *ctx, const struct rb_record *hd
 		bpf_ringbuf_discard(rec, BPF_RB_NO_WAKEUP);
 		return RB_CNT_MALFORMED;
 	}
-	if (wakeup_bytes)
-		bpf_ringbuf_submit(rec, bpf_ringbuf_query(&records, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
+	if (wakeup_bytes) {
+		/*
+		 * Wake once, as the waiting bytes cross the threshold (this record's reservation,
+		 * ring header included, is already counted in them), not on every record while the
+		 * reader catches up: each forced wake-up is an irq_work, and a burst would queue
+		 * one per record until the reader has drained. Concurrent producers may both miss
+		 * the crossing; the reader's poll timer (RING_POLL) bounds that wait.
+		 */
+		const __u64 span = (sizeof(struct rb_record) + class_len + 8 + 7) & ~7ULL;
+		__u64 avail = bpf_ringbuf_query(&records, BPF_RB_AVAIL_DATA);
+
+		bpf_ringbuf_submit(rec, avail >= wakeup_bytes && avail < wakeup_bytes + span ?
 						BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
-	else
+	} else {
 		bpf_ringbuf_submit(rec, 0);
+	}
 	return RB_CNT_PUSHED;
 }
 

@@ -2,8 +2,8 @@
 //!
 //! Runs the first FRAMES frames (default 2000) of a classic Ethernet pcap (such as the
 //! benchmark's burst) through the kernel's `BPF_PROG_TEST_RUN`, each REPEAT times (default
-//! 200), for rebuilder's program (configured as `rebuilder run` configures it: wake-ups past a
-//! sixteenth of the ring) and for the bare counting XDP_DROP, and prints the mean nanoseconds
+//! 200), for rebuilder's program (configured as `rebuilder run` configures it under the default
+//! memory budget: a 64 MiB ring, wake-ups past a sixteenth of it) and for the bare counting XDP_DROP, and prints the mean nanoseconds
 //! per packet of each. The live burst's `bpf_stats` figure includes the cache misses of real
 //! traffic; this one isolates the program's instructions and helper calls, so a change to the
 //! C source can be compared in seconds. Used by `cargo xtask bench`. Needs root (or
@@ -111,8 +111,11 @@ fn cost(
 }
 
 fn cost_rebuilder(frames: &[Vec<u8>], repeat: u32) -> Result<f64, Error> {
+    // What `rebuilder run` gives the ring under the default memory budget.
+    let ring_size = 64 << 20;
     let config = rebuilder_ebpf::Config {
-        wakeup_bytes: rebuilder_ebpf::RECORDS_DEFAULT_SIZE / 16,
+        ring_size,
+        wakeup_bytes: ring_size / 16,
         ..rebuilder_ebpf::Config::default()
     };
     let mut ebpf = rebuilder_ebpf::load(&config)?;
