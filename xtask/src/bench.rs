@@ -183,8 +183,10 @@ pub fn bench(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Issue 3's figures: a burst of 100k requests at tcpreplay's top speed into a veth, received
-/// by a bare XDP_DROP program, rebuilder in XDP mode, and rebuilder on a UDP socket.
+/// Issues 3 and 12: a burst of 100k requests at tcpreplay's top speed into a veth, received by
+/// a bare XDP_DROP program, rebuilder in XDP mode and on a UDP socket, and replayed offline
+/// from the same file, each to JSON lines and to an HTTP sink; then the XDP program's own
+/// cost per packet.
 fn live(o: &Opts, dir: &Path) -> Result<()> {
     let pcap = dir.join("burst-100k.pcap");
     let truth = pcap.with_extension("truth");
@@ -219,7 +221,13 @@ fn live(o: &Opts, dir: &Path) -> Result<()> {
         .arg("--rebuilder")
         .arg(release_bin("rebuilder"))
         .arg("--xdp-drop")
-        .arg(release_bin("xdp-drop")))
+        .arg(release_bin("xdp-drop")))?;
+    // The program's own cost without the live burst's noise (BPF_PROG_TEST_RUN on the same
+    // frames): the figure to compare changes to the C source by.
+    println!();
+    run(Command::new(release_bin("xdp-cost"))
+        .arg(&pcap)
+        .args(["2000", "200"]))
 }
 
 /// Issue 2's figures: offline replay of 1M packets against tshark on the same file.

@@ -74,6 +74,8 @@ struct Outcome {
     peak_rss_kib: u64,
     /// The XDP program's mean run time per packet (kernel statistics), when it ran.
     xdp_ns: Option<f64>,
+    /// Context switches of the receiver's threads during the burst (live rebuilder only).
+    switches: Option<u64>,
     notes: String,
 }
 
@@ -141,6 +143,24 @@ fn usage(pid: u32) -> (f64, u64) {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0);
     (cpu, hwm)
+}
+
+/// Context switches of every thread of a running process, voluntary (a thread blocked: a
+/// wake-up later) and not: the wake-ups a capture path costs.
+fn context_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
 }
 
 fn metric(text: &str, name: &str, labels: &str) -> u64 {
@@ -229,6 +249,7 @@ fn bare_drop(tx: &Netns, rx: &Netns, a: &Args) -> Result<Outcome> {
         cpu_secs: 0.0,
         peak_rss_kib: 0,
         xdp_ns: per_run(before, after),
+        switches: None,
         notes: String::new(),
     })
 }
@@ -275,6 +296,7 @@ fn rebuilder(
     // CPU spent loading and attaching (the verifier runs on this process's time) is not
     // per-packet work: the burst's cost is what the process spends from here on.
     let (cpu_before, _) = usage(rb.id());
+    let switches_before = context_switches(rb.id());
     let xdp_before = xdp_prog_stats();
     let sent = tcpreplay(tx, &a.pcap)?;
     let xdp_after = xdp_prog_stats();
@@ -293,6 +315,7 @@ fn rebuilder(
     }
     let (_, metrics) = netns::http_get(rx, status, "/metrics", Duration::from_secs(5))?;
     let (cpu_after, peak_rss_kib) = usage(rb.id());
+    let switches = context_switches(rb.id()).saturating_sub(switches_before);
     rb.signal(libc::SIGTERM);
     let done = rb.wait(Duration::from_secs(30));
     let handled = if capture[0] == "--iface" {
@@ -329,6 +352,7 @@ fn rebuilder(
         replayed: got.len() as u64,
         exact: exact(truth, &got),
         cpu_secs: cpu_after - cpu_before,
+        switches: Some(switches),
         peak_rss_kib,
         xdp_ns: if capture[0] == "--iface" {
             per_run(xdp_before, xdp_after)
@@ -399,6 +423,7 @@ fn offline(a: &Args, truth: &[Vec<u8>], output: Output) -> Result<Outcome> {
         cpu_secs: f[0] + f[1],
         peak_rss_kib: f[2] as u64,
         xdp_ns: None,
+        switches: None,
         notes: String::new(),
     })
 }
@@ -488,10 +513,10 @@ fn main() -> Result<()> {
         truth.len(),
         a.runs
     )?;
-    writeln!(out, "| receiver → output | packets | sent at (pps) | vs XDP_DROP | lost | requests byte-exact | CPU s / M packets | vs offline | XDP prog ns/packet | peak RSS | notes |")?;
+    writeln!(out, "| receiver → output | packets | sent at (pps) | vs XDP_DROP | lost | requests byte-exact | CPU s / M packets | vs offline | context switches / k packets | XDP prog ns/packet | peak RSS | notes |")?;
     writeln!(
         out,
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     )?;
     for ((name, receiver, output), rs) in variants.iter().zip(&results) {
         if rs.is_empty() {
@@ -532,6 +557,14 @@ fn main() -> Result<()> {
             match offline_cpu(*output) {
                 Some(off) if !bare => format!("{:.2}×", cpu / off),
                 _ => na(),
+            },
+            match rs
+                .iter()
+                .filter_map(|o| Some(o.switches? as f64 * 1e3 / o.handled.max(1) as f64))
+                .collect::<Vec<_>>()
+            {
+                v if v.is_empty() => na(),
+                v => format!("{:.1}", median(v)),
             },
             match rs.iter().filter_map(|o| o.xdp_ns).collect::<Vec<_>>() {
                 v if v.is_empty() => na(),
