@@ -20,7 +20,7 @@
 //! - Beside the flow: `metrics` (labels and publishing; each room registers its own counters)
 //!   and `status` (`/livez`, `/readyz`, `/healthz`, `/metrics`), which import no room, so the
 //!   exporter only reads; `config` and `cli` (the settings); `pipeline` (the wiring per command
-//!   and the capture loops: the one module that sees every room).
+//!   and the capture loops: the one module that joins the stages, imported by `main` alone).
 
 pub mod capture;
 pub mod cli;
