@@ -6,7 +6,7 @@
 //! runtime.
 //!
 //! Layout: this module holds what every thread of a run shares (the stop flag and health in
-//! [`Shared`], the publish cadence, thread spawning and joining, the error type); `run` is the
+//! `Shared`, the publish cadence, thread spawning and joining, the error type); `run` is the
 //! wiring common to every command; one module per input runs its capture thread(s): `replay`
 //! (a capture file), `udp` (VXLAN sockets), `xdp` (the XDP ring); `worker` is the reassembly
 //! worker thread; `compact` copies sparse capture batches out of the reader's buffers;
