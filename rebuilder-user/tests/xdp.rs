@@ -1,6 +1,6 @@
 //! The XDP input end to end, with the real `rebuilder` binary inside network namespaces this
-//! test creates: `run --iface`, a second instance on the same interface, `kill -9`, and
-//! `check --iface`.
+//! test creates: `run --iface`, a second instance on the same interface, `kill -9`, jumbo
+//! frames; the mode fallback and `check --iface` are in `xdp_check.rs`.
 //!
 //! Needs root and `ip` (iproute2); a missing prerequisite fails the test and names it. Each
 //! test makes its own namespace holding a veth pair: rebuilder attaches to one end, mirrored
@@ -9,160 +9,23 @@
 //! bounded in time and torn down in `Drop`.
 //!
 //! Namespaces, the veth pair and status requests come from the shared topology library
-//! (`rebuilder_tests::netns`), processes from `rebuilder_tests::process`.
+//! (`rebuilder_tests::netns`), processes from `rebuilder_tests::process`; the bench built on
+//! them, shared with `xdp_check.rs`, is `xdp/bench.rs`.
+
+// Shared with xdp_check.rs, whose bridge device this file does not use.
+#[allow(dead_code)]
+#[path = "xdp/bench.rs"]
+mod bench;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::ExitStatus;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use rebuilder_tests::gen::Conversation;
-use rebuilder_tests::netns::{self, Link, Netns, Veth};
-use rebuilder_tests::process::{Finished, Running};
+use rebuilder_tests::process::Running;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rebuilder");
-const STATUS: &str = "127.0.0.1:9479";
-
-/// A network namespace (from the shared topology library) holding a veth pair: `rx` for
-/// rebuilder, `tx` for the sender. Dropping it deletes the pair and the namespace; it also
-/// owns a scratch directory, removed with it.
-struct Bench {
-    /// Held for its `Drop`; the namespace goes with the last guard inside it.
-    _veth: Veth,
-    ns: Netns,
-    rx: String,
-    tx: String,
-    dir: PathBuf,
-}
-
-impl Bench {
-    fn new(mtu: u32) -> Self {
-        netns::preflight().unwrap_or_else(|e| panic!("prerequisite missing: {e}"));
-        let ns = Netns::new("xdp").unwrap_or_else(|e| panic!("prerequisite missing: {e}"));
-        let (rx, tx) = ("rbxrx0".to_string(), "rbxtx0".to_string());
-        let veth = Veth::new(&ns, &rx, &ns, &tx).unwrap_or_else(|e| panic!("{e}"));
-        for m in veth.set_mtu(mtu).unwrap_or_else(|e| panic!("{e}")) {
-            m.persist();
-        }
-        static N: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "rebuilder-xdp-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("scratch directory");
-        Bench {
-            _veth: veth,
-            ns,
-            rx,
-            tx,
-            dir,
-        }
-    }
-
-    fn ip(&self, args: &[&str]) -> String {
-        self.ns.ip(args).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    /// Whether an XDP program is attached to the rebuilder end (`ip` prints `xdp`,
-    /// `xdpgeneric` or `xdpdrv` and a `prog/xdp` line).
-    fn xdp_shown(&self) -> Option<String> {
-        let shown = self.ip(&["-d", "link", "show", &self.rx]);
-        shown.contains("xdp").then_some(shown)
-    }
-
-    /// Writes whole Ethernet frames to the sender end of the veth pair.
-    fn send_frames(&self, frames: Vec<Vec<u8>>) {
-        self.ns
-            .send_frames(&self.tx, frames)
-            .unwrap_or_else(|e| panic!("sending frames on {}: {e}", self.tx));
-    }
-
-    /// The body of `GET path` from the namespace's loopback status server; None while it does
-    /// not answer 200.
-    fn http_get(&self, path: &str) -> Option<String> {
-        let addr: SocketAddr = STATUS.parse().ok()?;
-        match netns::http_get(&self.ns, addr, path, Duration::from_secs(2)) {
-            Ok((200, body)) => Some(body),
-            _ => None,
-        }
-    }
-
-    /// Starts the rebuilder binary inside the namespace (`ip netns exec` execs it, so the
-    /// child is rebuilder itself), killed when the handle drops.
-    fn spawn(&self, args: &[&str]) -> Running {
-        Running::spawn_cmd(self.ns.command(BIN).args(args))
-            .expect("spawn rebuilder through ip netns exec")
-    }
-
-    /// A bridge has no native XDP (no `ndo_bpf`): the real kernel refuses driver mode, which
-    /// is what `auto`'s fallback and a forced `driver` are tested against.
-    fn add_bridge(&self) -> String {
-        let name = "rbxbr0".to_string();
-        self.ns
-            .ip(&["link", "add", &name, "type", "bridge"])
-            .unwrap_or_else(|e| {
-                panic!("prerequisite missing: cannot create a bridge device (kernel bridge support): {e}")
-            });
-        Link::new(&self.ns, &name)
-            .up()
-            .unwrap_or_else(|e| panic!("{e}"));
-        name
-    }
-}
-
-impl Drop for Bench {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Waits up to `limit` for the process to end (failing, with its stderr, after that) and
-/// returns its status and output.
-fn wait_exit(reb: Running, limit: Duration) -> (ExitStatus, Finished) {
-    let fin = reb.wait(limit);
-    match fin.status {
-        Some(s) => (s, fin),
-        None => panic!(
-            "rebuilder still running after {limit:?}; stderr:\n{}",
-            fin.stderr
-        ),
-    }
-}
-
-fn stdout(f: &Finished) -> String {
-    String::from_utf8_lossy(&f.stdout).into_owned()
-}
-
-/// Polls `f` every 50 ms until it returns Some, failing with `what` (and rebuilder's stderr)
-/// after `limit`.
-fn wait_for<T>(
-    limit: Duration,
-    what: &str,
-    reb: &mut Running,
-    mut f: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if !reb.alive() {
-            panic!(
-                "rebuilder exited while waiting for {what}; stderr:\n{}",
-                reb.stderr_so_far()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}; stderr:\n{}",
-            reb.stderr_so_far()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use bench::*;
 
 /// The value of the metric line starting with `prefix` (name and labels), if present.
 fn metric(text: &str, prefix: &str) -> Option<f64> {
@@ -477,156 +340,5 @@ fn jumbo_segments_reach_a_native_multi_buffer_program_on_a_9000_mtu_veth() {
         metric(&text, "rebuilder_xdp_truncated_segments_total"),
         Some(0.0),
         "{text}"
-    );
-}
-
-/// The value of the `check` report line labelled `label` (labels are padded to one width).
-fn report_value(out: &str, label: &str) -> String {
-    out.lines()
-        .find(|l| l.starts_with(label))
-        .unwrap_or_else(|| panic!("no line {label:?} in:\n{out}"))
-        .get(label.len()..)
-        .unwrap_or_default()
-        .trim()
-        .to_string()
-}
-
-#[test]
-fn auto_falls_back_to_generic_mode_with_the_reason_and_forced_driver_mode_fails() {
-    let ns = Bench::new(1500);
-    let br = ns.add_bridge();
-    let mut reb = ns.spawn(&[
-        "run",
-        "--iface",
-        &br,
-        "--jsonl",
-        "/dev/null",
-        "--status",
-        STATUS,
-    ]);
-    let prefix = format!(
-        "rebuilder_xdp_attached{{iface=\"{br}\",mode=\"generic\",requested=\"auto\",reason=\""
-    );
-    let line = wait_for(
-        Duration::from_secs(30),
-        "the attach metric",
-        &mut reb,
-        || {
-            let text = ns.http_get("/metrics")?;
-            text.lines()
-                .find(|l| l.starts_with(&prefix))
-                .map(str::to_string)
-        },
-    );
-    assert!(
-        line.contains("driver mode failed") && line.contains("Operation not supported"),
-        "{line}"
-    );
-    assert!(line.ends_with("\"} 1"), "{line}");
-    let err = reb.stderr_so_far();
-    assert!(
-        err.contains("XDP program attached in generic mode, not driver mode: driver mode failed"),
-        "one log line says which mode and why: {err}"
-    );
-    reb.signal(libc::SIGTERM);
-    let (status, fin) = wait_exit(reb, Duration::from_secs(20));
-    assert!(status.success(), "{}", fin.stderr);
-
-    let forced = ns.spawn(&[
-        "run",
-        "--iface",
-        &br,
-        "--xdp-mode",
-        "driver",
-        "--jsonl",
-        "/dev/null",
-        "--status",
-        STATUS,
-    ]);
-    let (status, fin) = wait_exit(forced, Duration::from_secs(30));
-    let err = &fin.stderr;
-    assert_eq!(status.code(), Some(1), "{err}");
-    assert!(
-        err.contains(&format!(
-            "cannot attach the XDP program to {br} in driver mode"
-        )),
-        "{err}"
-    );
-    assert!(
-        !err.contains("generic"),
-        "a forced mode never falls back: {err}"
-    );
-
-    let check = ns.spawn(&["check", "--iface", &br]);
-    let (status, fin) = wait_exit(check, Duration::from_secs(60));
-    assert!(status.success(), "{}", fin.stderr);
-    let out = stdout(&fin);
-    assert!(
-        report_value(&out, "  attach test (driver):").starts_with("failed: "),
-        "{out}"
-    );
-    assert_eq!(
-        report_value(&out, "  attach test (generic):"),
-        "attached and detached at once"
-    );
-    assert!(
-        report_value(&out, "  auto mode uses:")
-            .starts_with("generic (not driver mode: driver mode failed"),
-        "{out}"
-    );
-}
-
-#[test]
-fn check_reports_the_facts_of_a_veth() {
-    let ns = Bench::new(9000);
-    let check = ns.spawn(&["check", "--iface", &ns.rx]);
-    let (status, fin) = wait_exit(check, Duration::from_secs(60));
-    let out = stdout(&fin);
-    assert!(status.success(), "{status}\n{out}\n{}", fin.stderr);
-    let line = |label: &str| report_value(&out, label);
-    assert!(line("kernel:").contains('.'), "{out}");
-    let btf = if Path::new("/sys/kernel/btf/vmlinux").exists() {
-        "yes"
-    } else {
-        "no"
-    };
-    assert!(line("BTF:").starts_with(btf), "{out}");
-    assert!(line("BPF ring buffer:").starts_with("yes"), "{out}");
-    assert!(line("bpf_xdp_load_bytes:").starts_with("yes"), "{out}");
-    assert!(
-        line("XDP program:").starts_with("loads and verifies"),
-        "{out}"
-    );
-    assert!(line("interface:").starts_with(&ns.rx), "{out}");
-    assert!(line("  driver:").starts_with("veth"), "{out}");
-    assert_eq!(line("  MTU:"), "9000", "{out}");
-    assert!(line("  channels:").contains("rx 1/"), "{out}");
-    assert_eq!(
-        line("  driver mode rule:"),
-        "no known restriction for driver veth"
-    );
-    assert_eq!(
-        line("  attach test (driver):"),
-        "attached and detached at once",
-        "{out}"
-    );
-    assert_eq!(line("  auto mode uses:"), "driver", "{out}");
-    assert!(
-        out.ends_with("result: XDP capture can work here\n"),
-        "{out}"
-    );
-    assert_eq!(ns.xdp_shown(), None, "check left a program attached");
-
-    let missing = ns.spawn(&["check", "--iface", "rbnosuch0"]);
-    let (status, fin) = wait_exit(missing, Duration::from_secs(60));
-    let out = stdout(&fin);
-    assert_eq!(status.code(), Some(1), "{out}");
-    assert!(
-        out.contains("no interface rbnosuch0 in this network namespace"),
-        "{out}"
-    );
-    assert!(
-        out.contains("result: XDP capture cannot work here"),
-        "{out}"
     );
 }

@@ -306,3 +306,14 @@ impl Outer {
         v
     }
 }
+
+/// An Ethernet ARP request: a frame that is not IP at all.
+pub(crate) fn arp_frame() -> Vec<u8> {
+    let mut v = eth(EtherType::ARP, 0);
+    // Ethernet/IPv4 ARP request.
+    v.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+    v.extend_from_slice(&[2, 0, 0, 0, 0, 1, 10, 1, 0, 1]);
+    v.extend_from_slice(&[0, 0, 0, 0, 0, 0, 10, 1, 0, 2]);
+    v.resize(60, 0);
+    v
+}

@@ -39,14 +39,24 @@
 //! - FIN reached only by skipping a hole (no in-order byte since) is forgotten, not acted on.
 //! - Pickup mid-stream: the first segment seen fixes the stream's start; bytes before it are
 //!   counted and ignored.
+//!
+//! Layout: this file is the state machine (a segment's way in: window, RST, FIN, in order or
+//! not, rewinds; `tick` and `close`); `ooo` the out-of-order buffer and the ranges known lost;
+//! `holes` delivering what became contiguous and skipping holes; `stats` the counts.
 
 use std::collections::BTreeMap;
 use std::mem::size_of;
 
-use bytes::Bytes;
-
 use super::{EndReason, GapReason, StreamEvent};
 use crate::segment::{Segment, Timestamp};
+
+mod holes;
+mod ooo;
+mod stats;
+
+use ooo::Pending;
+use stats::gap_index;
+pub use stats::{StreamStats, GAP_REASONS};
 
 /// What every entry of the out-of-order buffer costs beyond its bytes' allocation: its share of
 /// the map's nodes (11 entries of 48 bytes to a 576-byte leaf, at least half full) and the
@@ -90,78 +100,6 @@ impl Default for StreamConfig {
             max_window: 8 << 20,
         }
     }
-}
-
-/// Counts of what happened to the bytes and segments of the streams; plain integers summed by
-/// the worker and published as metrics.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct StreamStats {
-    pub segments: u64,
-    pub out_of_order_segments: u64,
-    pub delivered_bytes: u64,
-    /// Bytes of segments that repeated bytes already delivered or buffered.
-    pub duplicate_bytes: u64,
-    /// Of those, bytes that differed from what was kept (first wins).
-    pub conflict_bytes: u64,
-    /// Bytes before the first byte of a stream picked up mid-connection.
-    pub before_start_bytes: u64,
-    pub out_of_window_segments: u64,
-    /// Segments that arrived after the stream's FIN or RST.
-    pub after_end_segments: u64,
-    /// Gaps by reason: count and bytes, indexed like [`GAP_REASONS`].
-    pub gaps: [u64; 3],
-    pub gap_bytes: [u64; 3],
-    /// Holes skipped because the out-of-order buffer was full (a subset of `Lost` gaps).
-    pub buffer_full_skips: u64,
-    /// Out-of-order segments (and their bytes) dropped from the far end of a full buffer while
-    /// the stream kept advancing.
-    pub pruned_segments: u64,
-    pub pruned_bytes: u64,
-    /// Skips undone: data arrived inside a range skipped as lost.
-    pub rewinds: u64,
-    /// RSTs within the window but not at the stream's position: ignored.
-    pub rst_ignored: u64,
-    /// FINs seen ahead of the stream that it then ran past in order, or whose missing bytes
-    /// never came: ignored.
-    pub fin_ignored: u64,
-}
-
-pub const GAP_REASONS: [GapReason; 3] = [GapReason::Lost, GapReason::Truncated, GapReason::Closed];
-
-fn gap_index(reason: GapReason) -> usize {
-    match reason {
-        GapReason::Lost => 0,
-        GapReason::Truncated => 1,
-        GapReason::Closed => 2,
-    }
-}
-
-impl StreamStats {
-    pub fn add(&mut self, o: &StreamStats) {
-        self.segments += o.segments;
-        self.out_of_order_segments += o.out_of_order_segments;
-        self.delivered_bytes += o.delivered_bytes;
-        self.duplicate_bytes += o.duplicate_bytes;
-        self.conflict_bytes += o.conflict_bytes;
-        self.before_start_bytes += o.before_start_bytes;
-        self.out_of_window_segments += o.out_of_window_segments;
-        self.after_end_segments += o.after_end_segments;
-        for i in 0..3 {
-            self.gaps[i] += o.gaps[i];
-            self.gap_bytes[i] += o.gap_bytes[i];
-        }
-        self.buffer_full_skips += o.buffer_full_skips;
-        self.pruned_segments += o.pruned_segments;
-        self.pruned_bytes += o.pruned_bytes;
-        self.rewinds += o.rewinds;
-        self.rst_ignored += o.rst_ignored;
-        self.fin_ignored += o.fin_ignored;
-    }
-}
-
-struct Pending {
-    data: Bytes,
-    ts: Timestamp,
 }
 
 /// Reassembly state of one direction of one connection.
@@ -370,15 +308,6 @@ impl Stream {
         start
     }
 
-    /// Drops the out-of-order entry farthest ahead.
-    fn prune_farthest(&mut self, stats: &mut StreamStats) {
-        if let Some((_, p)) = self.ooo.pop_last() {
-            self.ooo_cost -= ooo_entry_cost(p.data.len());
-            stats.pruned_segments += 1;
-            stats.pruned_bytes += p.data.len() as u64;
-        }
-    }
-
     /// Places the segment's bytes: delivered at once when in order, else buffered.
     fn accept(
         &mut self,
@@ -429,245 +358,6 @@ impl Stream {
         if cap < wire {
             let lost_from = (start + cap).max(next) as u64;
             self.note_lost(lost_from, (start + wire) as u64);
-        }
-    }
-
-    /// Drops the buffered bytes that in-order `data` at `start` covers, counting them as
-    /// duplicates and their differing bytes as conflicts; a buffered entry reaching beyond
-    /// `data` keeps its tail.
-    fn trim_buffered(&mut self, start: u64, data: &[u8], stats: &mut StreamStats) {
-        let end = start + data.len() as u64;
-        while let Some(entry) = self.ooo.first_entry() {
-            let at = *entry.key();
-            if at >= end {
-                break;
-            }
-            let p = entry.remove();
-            self.ooo_cost -= ooo_entry_cost(p.data.len());
-            let p_end = at + p.data.len() as u64;
-            let o_from = at.max(start);
-            let o_to = p_end.min(end);
-            if o_to > o_from {
-                stats.duplicate_bytes += o_to - o_from;
-                let kept = &p.data[(o_from - at) as usize..(o_to - at) as usize];
-                let new = &data[(o_from - start) as usize..(o_to - start) as usize];
-                if kept != new {
-                    stats.conflict_bytes +=
-                        kept.iter().zip(new).filter(|(a, b)| a != b).count() as u64;
-                }
-            }
-            if p_end > end {
-                // A copy: a slice would keep the whole entry's allocation, charged for the
-                // tail alone.
-                let tail = Bytes::copy_from_slice(&p.data[(end - at) as usize..]);
-                self.ooo_cost += ooo_entry_cost(tail.len());
-                self.ooo.insert(
-                    end,
-                    Pending {
-                        data: tail,
-                        ts: p.ts,
-                    },
-                );
-            }
-        }
-    }
-
-    fn note_lost(&mut self, from: u64, to: u64) {
-        if from < to && self.known_lost.len() < MAX_KNOWN_LOST {
-            self.known_lost.push((from, to));
-        }
-    }
-
-    /// Buffers an out-of-order range, keeping bytes already buffered (first wins).
-    fn insert(&mut self, start: u64, data: &[u8], ts: Timestamp, stats: &mut StreamStats) {
-        let end = start + data.len() as u64;
-        // Existing entries overlapping [start, end): the one starting before `start` (entries
-        // never overlap, so at most one can reach into the range) and those starting inside it.
-        let before = self
-            .ooo
-            .range(..start)
-            .next_back()
-            .map(|(k, p)| (*k, p.data.len() as u64));
-        let mut overlaps: Vec<(u64, u64)> = Vec::new();
-        if let Some((k, len)) = before {
-            if k + len > start {
-                overlaps.push((k, len));
-            }
-        }
-        overlaps.extend(
-            self.ooo
-                .range(start..end)
-                .map(|(k, p)| (*k, p.data.len() as u64)),
-        );
-
-        let mut cur = start;
-        for (k, len) in overlaps {
-            if k > cur {
-                self.insert_piece(cur, &data[(cur - start) as usize..(k - start) as usize], ts);
-            }
-            let o_from = k.max(start);
-            let o_to = (k + len).min(end);
-            if o_to > o_from {
-                stats.duplicate_bytes += o_to - o_from;
-                if let Some(p) = self.ooo.get(&k) {
-                    let kept = &p.data[(o_from - k) as usize..(o_to - k) as usize];
-                    let new = &data[(o_from - start) as usize..(o_to - start) as usize];
-                    if kept != new {
-                        stats.conflict_bytes +=
-                            kept.iter().zip(new).filter(|(a, b)| a != b).count() as u64;
-                    }
-                }
-            }
-            cur = cur.max(k + len);
-        }
-        if cur < end {
-            self.insert_piece(cur, &data[(cur - start) as usize..], ts);
-        }
-    }
-
-    fn insert_piece(&mut self, at: u64, bytes: &[u8], ts: Timestamp) {
-        if bytes.is_empty() {
-            return;
-        }
-        // A copy: the input may be a slice of a large capture buffer that must not stay pinned
-        // while this waits for a hole to fill.
-        self.ooo_cost += ooo_entry_cost(bytes.len());
-        self.ooo.insert(
-            at,
-            Pending {
-                data: Bytes::copy_from_slice(bytes),
-                ts,
-            },
-        );
-    }
-
-    /// Delivers everything contiguous from `next`, skipping holes known to be truncation.
-    fn drain(&mut self, ts: Timestamp, events: &mut Vec<StreamEvent>, stats: &mut StreamStats) {
-        loop {
-            while let Some(entry) = self.ooo.first_entry() {
-                let at = *entry.key();
-                if at > self.next {
-                    break;
-                }
-                let p = entry.remove();
-                self.ooo_cost -= ooo_entry_cost(p.data.len());
-                let end = at + p.data.len() as u64;
-                if end <= self.next {
-                    stats.duplicate_bytes += p.data.len() as u64;
-                    continue;
-                }
-                let skip = (self.next - at) as usize;
-                stats.duplicate_bytes += skip as u64;
-                let bytes = p.data.slice(skip..);
-                stats.delivered_bytes += bytes.len() as u64;
-                self.next = end;
-                events.push(StreamEvent::Data { bytes, ts: p.ts });
-            }
-            let next = self.next;
-            let lost_end = self
-                .known_lost
-                .iter()
-                .filter(|(f, t)| *f <= next && next < *t)
-                .map(|r| r.1)
-                .max();
-            if let Some(lost_end) = lost_end {
-                let until = self
-                    .ooo
-                    .keys()
-                    .next()
-                    .map_or(lost_end, |k| (*k).min(lost_end));
-                self.emit_gap(until - next, ts, GapReason::Truncated, events, stats);
-                self.next = until;
-                continue;
-            }
-            break;
-        }
-        let next = self.next;
-        self.known_lost.retain(|(_, t)| *t > next);
-        if !self.has_hole() {
-            self.hole_since = None;
-            self.advanced_past_hole = false;
-        } else if self.hole_since.is_none() {
-            self.hole_since = Some(ts);
-            self.advanced_past_hole = false;
-        }
-    }
-
-    fn emit_gap(
-        &mut self,
-        len: u64,
-        ts: Timestamp,
-        reason: GapReason,
-        events: &mut Vec<StreamEvent>,
-        stats: &mut StreamStats,
-    ) {
-        if len == 0 {
-            return;
-        }
-        let i = gap_index(reason);
-        stats.gaps[i] += 1;
-        stats.gap_bytes[i] += len;
-        events.push(StreamEvent::Gap { len, ts, reason });
-    }
-
-    /// Gives up on the first hole: skips to the next buffered byte (or to the FIN).
-    fn skip_hole(
-        &mut self,
-        ts: Timestamp,
-        reason: GapReason,
-        events: &mut Vec<StreamEvent>,
-        stats: &mut StreamStats,
-    ) {
-        let target = match (self.ooo.keys().next(), self.fin_at) {
-            (Some(k), _) => *k,
-            (None, Some(fin)) => fin,
-            (None, None) => return,
-        };
-        if target > self.next {
-            self.emit_gap(target - self.next, ts, reason, events, stats);
-            // Skips with no in-order data between them are one jump as far as a rewind goes:
-            // the real stream may resume anywhere from where the first one left.
-            let from = match self.skipped {
-                Some((from, _)) if self.jumped => from,
-                _ => self.next,
-            };
-            self.skipped = Some((from, target));
-            self.next = target;
-            self.jumped = true;
-        }
-        self.hole_since = None;
-        self.advanced_past_hole = false;
-    }
-
-    fn expire_hole(
-        &mut self,
-        now: Timestamp,
-        cfg: &StreamConfig,
-        events: &mut Vec<StreamEvent>,
-        stats: &mut StreamStats,
-    ) {
-        while let Some(since) = self.hole_since {
-            if now.saturating_sub(since) < cfg.reorder_timeout_ns {
-                break;
-            }
-            if self.ooo.is_empty() && self.fin_at.is_some_and(|f| f > self.next) {
-                // Only a FIN waits ahead, and the bytes before it never came: skipping to it
-                // would end the stream on the word of one segment that may be spoofed (during
-                // a pause, a FIN planted ahead would otherwise close a live connection). It is
-                // forgotten instead; a real end shows as the stream going idle.
-                self.fin_at = None;
-                self.hole_since = None;
-                self.advanced_past_hole = false;
-                stats.fin_ignored += 1;
-                break;
-            }
-            self.skip_hole(now, GapReason::Lost, events, stats);
-            self.drain(now, events, stats);
-            // A later hole starts its wait now: its segments were only just reachable.
-            if self.hole_since.is_some() {
-                self.hole_since = Some(now);
-                break;
-            }
         }
     }
 

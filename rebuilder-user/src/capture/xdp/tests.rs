@@ -1,9 +1,19 @@
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+//! Unit tests of the XDP input that need no kernel: attach planning and its errors, record
+//! conversion, batching, the config and the metrics.
 
-use rebuilder_ebpf::{FAMILY_IPV4, FAMILY_IPV6, RECORD_HEADER_LEN};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use prometheus_client::registry::Registry;
+use rebuilder_ebpf::{Counter, RecordHeader, FAMILY_IPV4, FAMILY_IPV6, RECORD_HEADER_LEN};
 
 use super::*;
+use crate::capture::decode::Drop;
 use crate::capture::iface::NativeBlocker;
+use crate::config::{Settings, XdpModeSetting};
+use crate::segment::{FlowKey, TcpFlags};
 
 /// A ring record as the kernel writes it: header (host order), payload, then the slack of the
 /// size class.

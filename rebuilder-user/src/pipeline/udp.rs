@@ -1,0 +1,165 @@
+//! The UDP input (`run` with UDP capture): one thread per socket receiving VXLAN datagrams in
+//! batches, decoding them and handing the segments to the workers, gathered a little (at most
+//! `GATHER_MAX_DELAY`) so that the workers get full batches.
+//!
+//! Receives through `capture::udp`, gathers with `capture::gather`, decodes through
+//! `capture::decode`, and talks to the workers only through its `Dispatcher`; live, the
+//! dispatcher drops rather than waits, so a slow worker never holds up the socket.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::compact::compact;
+use super::metrics::DispatchPublished;
+use super::{join, now_ns, spawn, CaptureCtx, PipelineError, Shared, Summary, POLL, PUBLISH_EVERY};
+use crate::capture::decode::{DecodeStats, Decoder};
+use crate::capture::gather::{Gather, Step};
+use crate::capture::udp;
+use crate::dispatch::Dispatcher;
+
+/// The longest a live capture thread holds segments before the workers get them, and its
+/// pause after a thin socket read (see `capture::gather`).
+const GATHER_MAX_DELAY: Duration = Duration::from_millis(1);
+const GATHER_PAUSE: Duration = Duration::from_micros(200);
+
+/// Runs one capture thread per socket until the stop flag, and adds what each did to
+/// `summary`.
+pub(super) fn capture(
+    receivers: Vec<udp::UdpReceiver>,
+    ctx: CaptureCtx<'_>,
+    summary: &mut Summary,
+) -> Result<(), PipelineError> {
+    let settings = ctx.settings;
+    let mut handles = Vec::new();
+    for (i, rx) in receivers.into_iter().enumerate() {
+        let disp = ctx.dispatcher(true);
+        let (dec, sh) = (Decoder::new(&ctx.decode_cfg), Arc::clone(ctx.shared));
+        let buffer_bytes = settings.udp.batch * udp::SLOT_BYTES;
+        handles.push(spawn(format!("rebuilder-udp{i}"), move || {
+            udp_loop(i, rx, dec, disp, sh, buffer_bytes)
+        })?);
+    }
+    tracing::info!(addr = %settings.udp.listen, sockets = handles.len(), workers = ctx.n_workers, "capturing VXLAN from UDP");
+    for h in handles {
+        let r = join(h)?;
+        summary.packets += r.datagrams;
+        summary.decode.add(&r.decode);
+        summary.udp_kernel_drops += r.kernel_drops;
+        summary.udp_truncated += r.truncated;
+        summary.segments_dropped_queue_full += r.dropped;
+    }
+    Ok(())
+}
+
+struct UdpResult {
+    datagrams: u64,
+    decode: DecodeStats,
+    kernel_drops: u64,
+    truncated: u64,
+    dropped: u64,
+}
+
+/// One UDP socket's capture thread: receive a batch, decode it, copy it out if sparse, hand
+/// the segments over, and flush when `Gather` says the workers should have them.
+fn udp_loop(
+    id: usize,
+    mut rx: udp::UdpReceiver,
+    decoder: Decoder,
+    mut disp: Dispatcher,
+    shared: Arc<Shared>,
+    buffer_bytes: usize,
+) -> UdpResult {
+    let beat = shared.heartbeat(&format!("udp capture {id}"));
+    let mut decode = DecodeStats::default();
+    let mut published = DecodeStats::default();
+    let (mut pub_kernel, mut pub_trunc) = (0u64, 0u64);
+    let mut published_dispatch = DispatchPublished::default();
+    let mut last_publish = Instant::now();
+    let mut datagrams = 0u64;
+    let mut segments = Vec::new();
+    let mut gather = Gather::new(GATHER_MAX_DELAY, GATHER_PAUSE);
+    while !shared.stop.load(Ordering::Relaxed) {
+        let mut gone = false;
+        let r = rx.recv_batch(gather.wait(POLL, Instant::now()), |payload, ts| {
+            let r = decoder.decode_vxlan_owned(payload, ts);
+            decode.record(&r);
+            if let Ok(seg) = r {
+                segments.push(seg);
+            }
+        });
+        compact(&mut segments, buffer_bytes, !rx.has_spare(), &disp);
+        for seg in segments.drain(..) {
+            gone |= disp.push(seg).is_err();
+        }
+        let got = match r {
+            Ok(n) => {
+                datagrams += n as u64;
+                if n > 0 {
+                    shared.health.packets_captured();
+                }
+                n
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "UDP receive failed");
+                std::thread::sleep(POLL);
+                0
+            }
+        };
+        match gather.after_receive(got, rx.batch(), disp.has_pending(), Instant::now()) {
+            Step::Flush => gone |= disp.flush().is_err(),
+            Step::Read => {}
+            Step::Pause(d) => std::thread::sleep(d),
+        }
+        if gone {
+            tracing::error!("reassembly workers are gone; UDP capture {id} stops");
+            break;
+        }
+        if let Some(b) = &beat {
+            b.beat();
+        }
+        if last_publish.elapsed() >= PUBLISH_EVERY {
+            let _ = disp.tick(now_ns());
+            let m = &shared.metrics;
+            m.capture.publish_decode("udp", &decode, &published);
+            published = decode.clone();
+            m.capture
+                .udp_kernel_drops
+                .inc_by(rx.kernel_drops() - pub_kernel);
+            pub_kernel = rx.kernel_drops();
+            let trunc = rx.truncated_datagrams() - pub_trunc;
+            if trunc > 0 {
+                m.capture
+                    .packets
+                    .get_or_create(&crate::metrics::PacketLabels {
+                        source: "udp",
+                        outcome: "datagram_truncated",
+                    })
+                    .inc_by(trunc);
+            }
+            pub_trunc = rx.truncated_datagrams();
+            published_dispatch.publish(&m.dispatch, &disp);
+            last_publish = Instant::now();
+        }
+    }
+    // Segments held for gathering are not thrown away at the stop.
+    if disp.flush().is_err() {
+        tracing::error!(
+            "reassembly workers are gone; UDP capture {id} could not hand over its last segments"
+        );
+    }
+    if let Some(b) = &beat {
+        b.stopped();
+    }
+    shared
+        .metrics
+        .capture
+        .publish_decode("udp", &decode, &published);
+    UdpResult {
+        datagrams,
+        decode,
+        kernel_drops: rx.kernel_drops(),
+        truncated: rx.truncated_datagrams(),
+        dropped: disp.dropped_queue_full,
+    }
+}
