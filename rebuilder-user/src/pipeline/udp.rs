@@ -79,6 +79,34 @@ fn udp_loop(
     let mut datagrams = 0u64;
     let mut segments = Vec::new();
     let mut gather = Gather::new(GATHER_MAX_DELAY, GATHER_PAUSE);
+    // Everything this thread counts, as deltas since the last call.
+    let publish_all = |decode: &DecodeStats,
+                       published: &mut DecodeStats,
+                       rx: &udp::UdpReceiver,
+                       pub_kernel: &mut u64,
+                       pub_trunc: &mut u64,
+                       published_dispatch: &mut DispatchPublished,
+                       disp: &Dispatcher| {
+        let m = &shared.metrics;
+        m.capture.publish_decode("udp", decode, published);
+        *published = decode.clone();
+        m.capture
+            .udp_kernel_drops
+            .inc_by(rx.kernel_drops() - *pub_kernel);
+        *pub_kernel = rx.kernel_drops();
+        let trunc = rx.truncated_datagrams() - *pub_trunc;
+        if trunc > 0 {
+            m.capture
+                .packets
+                .get_or_create(&crate::metrics::PacketLabels {
+                    source: "udp",
+                    outcome: "datagram_truncated",
+                })
+                .inc_by(trunc);
+        }
+        *pub_trunc = rx.truncated_datagrams();
+        published_dispatch.publish(&m.dispatch, disp);
+    };
     while !shared.stop.load(Ordering::Relaxed) {
         let mut gone = false;
         let r = rx.recv_batch(gather.wait(POLL, Instant::now()), |payload, ts| {
@@ -119,26 +147,22 @@ fn udp_loop(
             b.beat();
         }
         if last_publish.elapsed() >= PUBLISH_EVERY {
-            let _ = disp.tick(now_ns());
-            let m = &shared.metrics;
-            m.capture.publish_decode("udp", &decode, &published);
-            published = decode.clone();
-            m.capture
-                .udp_kernel_drops
-                .inc_by(rx.kernel_drops() - pub_kernel);
-            pub_kernel = rx.kernel_drops();
-            let trunc = rx.truncated_datagrams() - pub_trunc;
-            if trunc > 0 {
-                m.capture
-                    .packets
-                    .get_or_create(&crate::metrics::PacketLabels {
-                        source: "udp",
-                        outcome: "datagram_truncated",
-                    })
-                    .inc_by(trunc);
+            // Held segments go first: a worker told the time before it has them could expire
+            // a hole they fill.
+            if disp.flush().is_err() {
+                tracing::error!("reassembly workers are gone; UDP capture {id} stops");
+                break;
             }
-            pub_trunc = rx.truncated_datagrams();
-            published_dispatch.publish(&m.dispatch, &disp);
+            let _ = disp.tick(now_ns());
+            publish_all(
+                &decode,
+                &mut published,
+                &rx,
+                &mut pub_kernel,
+                &mut pub_trunc,
+                &mut published_dispatch,
+                &disp,
+            );
             last_publish = Instant::now();
         }
     }
@@ -151,10 +175,18 @@ fn udp_loop(
     if let Some(b) = &beat {
         b.stopped();
     }
-    shared
-        .metrics
-        .capture
-        .publish_decode("udp", &decode, &published);
+    // The last counts too (the loop publishes every PUBLISH_EVERY; up to that much of
+    // dispatched and dropped segments, kernel drops and truncated datagrams would otherwise
+    // never reach /metrics).
+    publish_all(
+        &decode,
+        &mut published,
+        &rx,
+        &mut pub_kernel,
+        &mut pub_trunc,
+        &mut published_dispatch,
+        &disp,
+    );
     UdpResult {
         datagrams,
         decode,
