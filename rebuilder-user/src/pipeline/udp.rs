@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::compact::compact;
-use super::metrics::DispatchPublished;
+use super::metrics::{DispatchPublished, PipelineMetrics};
 use super::{join, now_ns, spawn, CaptureCtx, PipelineError, Shared, Summary, POLL, PUBLISH_EVERY};
 use crate::capture::decode::{DecodeStats, Decoder};
 use crate::capture::gather::{Gather, Step};
@@ -60,6 +60,45 @@ struct UdpResult {
     dropped: u64,
 }
 
+/// What a UDP capture thread has published so far, so that each publication adds the deltas.
+#[derive(Default)]
+struct UdpPublished {
+    decode: DecodeStats,
+    kernel_drops: u64,
+    truncated: u64,
+    dispatch: DispatchPublished,
+}
+
+impl UdpPublished {
+    /// Adds everything the thread counted since the last call.
+    fn publish(
+        &mut self,
+        m: &PipelineMetrics,
+        decode: &DecodeStats,
+        rx: &udp::UdpReceiver,
+        disp: &Dispatcher,
+    ) {
+        m.capture.publish_decode("udp", decode, &self.decode);
+        self.decode = decode.clone();
+        m.capture
+            .udp_kernel_drops
+            .inc_by(rx.kernel_drops() - self.kernel_drops);
+        self.kernel_drops = rx.kernel_drops();
+        let trunc = rx.truncated_datagrams() - self.truncated;
+        if trunc > 0 {
+            m.capture
+                .packets
+                .get_or_create(&crate::metrics::PacketLabels {
+                    source: "udp",
+                    outcome: "datagram_truncated",
+                })
+                .inc_by(trunc);
+        }
+        self.truncated = rx.truncated_datagrams();
+        self.dispatch.publish(&m.dispatch, disp);
+    }
+}
+
 /// One UDP socket's capture thread: receive a batch, decode it, copy it out if sparse, hand
 /// the segments over, and flush when `Gather` says the workers should have them.
 fn udp_loop(
@@ -72,41 +111,11 @@ fn udp_loop(
 ) -> UdpResult {
     let beat = shared.heartbeat(&format!("udp capture {id}"));
     let mut decode = DecodeStats::default();
-    let mut published = DecodeStats::default();
-    let (mut pub_kernel, mut pub_trunc) = (0u64, 0u64);
-    let mut published_dispatch = DispatchPublished::default();
+    let mut published = UdpPublished::default();
     let mut last_publish = Instant::now();
     let mut datagrams = 0u64;
     let mut segments = Vec::new();
     let mut gather = Gather::new(GATHER_MAX_DELAY, GATHER_PAUSE);
-    // Everything this thread counts, as deltas since the last call.
-    let publish_all = |decode: &DecodeStats,
-                       published: &mut DecodeStats,
-                       rx: &udp::UdpReceiver,
-                       pub_kernel: &mut u64,
-                       pub_trunc: &mut u64,
-                       published_dispatch: &mut DispatchPublished,
-                       disp: &Dispatcher| {
-        let m = &shared.metrics;
-        m.capture.publish_decode("udp", decode, published);
-        *published = decode.clone();
-        m.capture
-            .udp_kernel_drops
-            .inc_by(rx.kernel_drops() - *pub_kernel);
-        *pub_kernel = rx.kernel_drops();
-        let trunc = rx.truncated_datagrams() - *pub_trunc;
-        if trunc > 0 {
-            m.capture
-                .packets
-                .get_or_create(&crate::metrics::PacketLabels {
-                    source: "udp",
-                    outcome: "datagram_truncated",
-                })
-                .inc_by(trunc);
-        }
-        *pub_trunc = rx.truncated_datagrams();
-        published_dispatch.publish(&m.dispatch, disp);
-    };
     while !shared.stop.load(Ordering::Relaxed) {
         let mut gone = false;
         let r = rx.recv_batch(gather.wait(POLL, Instant::now()), |payload, ts| {
@@ -154,15 +163,7 @@ fn udp_loop(
                 break;
             }
             let _ = disp.tick(now_ns());
-            publish_all(
-                &decode,
-                &mut published,
-                &rx,
-                &mut pub_kernel,
-                &mut pub_trunc,
-                &mut published_dispatch,
-                &disp,
-            );
+            published.publish(&shared.metrics, &decode, &rx, &disp);
             last_publish = Instant::now();
         }
     }
@@ -178,15 +179,7 @@ fn udp_loop(
     // The last counts too (the loop publishes every PUBLISH_EVERY; up to that much of
     // dispatched and dropped segments, kernel drops and truncated datagrams would otherwise
     // never reach /metrics).
-    publish_all(
-        &decode,
-        &mut published,
-        &rx,
-        &mut pub_kernel,
-        &mut pub_trunc,
-        &mut published_dispatch,
-        &disp,
-    );
+    published.publish(&shared.metrics, &decode, &rx, &disp);
     UdpResult {
         datagrams,
         decode,
