@@ -1,7 +1,9 @@
 //! Command line. Every flag overrides the matching key of the `--config` file.
 //!
 //! Here: the commands and flags (clap's definitions, their help text, `Pace`). `settings`
-//! turns a parsed command line into the run's `Settings`. Depends only on `config`.
+//! turns a parsed command line into the run's `Settings`. Depends on `config`, and on the
+//! value types of the rooms some flags set (`output::UpstreamProtocol`, `proxy::ProxyMode`,
+//! `filter::Cidr`), so that a flag parses into what the room takes.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -12,7 +12,7 @@ use crate::segment::Timestamp;
 
 /// What a request waiting in an output queue costs beside its bytes (which the queue charges):
 /// the shared allocation holding it and the queue's slot for its pointer. The budget sets this
-/// aside for every request the queues may hold (`config::MemorySplit::queue_headers`).
+/// aside for every request the queues may hold (`config::MemorySplit::queue_overhead`).
 pub const QUEUED_REQUEST_BYTES: usize = crate::memory::alloc_size(
     2 * std::mem::size_of::<usize>() + std::mem::size_of::<RebuiltRequest>(),
 ) + 2 * std::mem::size_of::<usize>();

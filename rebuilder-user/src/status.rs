@@ -11,7 +11,7 @@
 //!   (components, upstream, idle), so existing checks do not change behaviour.
 //!
 //! `/metrics` (Prometheus) carries both verdicts as the gauges `rebuilder_live` and
-//! `rebuilder_ready`, computed when scraped (see [`HealthCollector`]).
+//! `rebuilder_ready`, computed when scraped (see `health::HealthCollector`).
 //!
 //! Liveness is tracked by heartbeats: every pipeline component that must keep running (capture
 //! thread, workers) gets a [`Heartbeat`] and beats while it makes progress. `beat()` sits on the

@@ -49,12 +49,14 @@ impl Gather {
         self.max_delay
     }
 
-    /// How long the next receive may block: `idle` when nothing is held, else until the oldest
-    /// held segment is due (zero: do not block).
-    pub fn wait(&self, idle: Duration, now: Instant) -> Duration {
+    /// How long the next receive may block: `idle` when nothing is held, else not at all (the
+    /// pauses do the waiting while segments are held, and a read that finds nothing hands them
+    /// over). One blocking timeout only, so a socket's receive timeout is set once, not before
+    /// every read.
+    pub fn wait(&self, idle: Duration) -> Duration {
         match self.oldest {
             None => idle,
-            Some(t) => self.max_delay.saturating_sub(now.duration_since(t)),
+            Some(_) => Duration::ZERO,
         }
     }
 
@@ -95,22 +97,18 @@ mod tests {
     #[test]
     fn nothing_held_blocks_for_the_idle_wait() {
         let g = g();
-        assert_eq!(g.wait(Duration::from_millis(200), Instant::now()), 200 * MS);
+        assert_eq!(g.wait(Duration::from_millis(200)), 200 * MS);
     }
 
     #[test]
-    fn a_thin_read_pauses_and_the_wait_shrinks_to_the_deadline() {
+    fn a_thin_read_pauses_and_held_segments_never_block_a_read() {
         let mut g = g();
         let t0 = Instant::now();
         assert_eq!(
             g.after_receive(3, 64, true, t0),
             Step::Pause(Duration::from_micros(200))
         );
-        let t1 = t0 + Duration::from_micros(700);
-        assert_eq!(
-            g.wait(Duration::from_secs(1), t1),
-            Duration::from_micros(300)
-        );
+        assert_eq!(g.wait(Duration::from_secs(1)), Duration::ZERO);
         // The pause never outlasts the deadline.
         assert_eq!(
             g.after_receive(2, 64, true, t0 + Duration::from_micros(900)),
@@ -124,10 +122,7 @@ mod tests {
         let t0 = Instant::now();
         assert_eq!(g.after_receive(40, 64, true, t0), Step::Read);
         assert_eq!(g.after_receive(40, 64, true, t0 + MS), Step::Flush);
-        assert_eq!(
-            g.wait(Duration::from_secs(1), t0 + MS),
-            Duration::from_secs(1)
-        );
+        assert_eq!(g.wait(Duration::from_secs(1)), Duration::from_secs(1));
         assert!(matches!(
             g.after_receive(1, 64, true, t0 + 2 * MS),
             Step::Pause(_)
@@ -145,6 +140,6 @@ mod tests {
             g.after_receive(1, 64, false, t0),
             Step::Pause(Duration::from_micros(200))
         );
-        assert_eq!(g.wait(Duration::from_secs(1), t0), Duration::from_secs(1));
+        assert_eq!(g.wait(Duration::from_secs(1)), Duration::from_secs(1));
     }
 }

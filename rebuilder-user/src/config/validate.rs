@@ -179,7 +179,7 @@ fn check_header_name(key: &str, name: &str) -> Result<(), ConfigError> {
     }
 }
 
-/// An interface name as the kernel accepts it: 1 to 15 bytes, no `/`, no whitespace.
+/// An interface name as the kernel accepts it: 1 to 15 bytes, no `/`, `:` or whitespace.
 fn check_iface_name(key: &str, name: &str) -> Result<(), ConfigError> {
     let ok = !name.is_empty()
         && name.len() < 16

@@ -118,7 +118,7 @@ fn udp_loop(
     let mut gather = Gather::new(GATHER_MAX_DELAY, GATHER_PAUSE);
     while !shared.stop.load(Ordering::Relaxed) {
         let mut gone = false;
-        let r = rx.recv_batch(gather.wait(POLL, Instant::now()), |payload, ts| {
+        let r = rx.recv_batch(gather.wait(POLL), |payload, ts| {
             let r = decoder.decode_vxlan_owned(payload, ts);
             decode.record(&r);
             if let Ok(seg) = r {
