@@ -9,7 +9,6 @@
 //! Loading: [`load`] applies a [`Config`] (read-only globals, ring size, filter maps) and
 //! verifies the program; [`attach`] attaches it through a bpf_link, so that the attachment
 //! ends with the process however it ends; [`read_counters`] sums the per-CPU counters.
-
 //!
 //! Layout: `abi` is the record and counter layout shared with the C program, `record` parses
 //! records back, `config` is what the program is loaded with, `load` loads, attaches and reads
@@ -22,7 +21,7 @@ mod record;
 
 pub use abi::*;
 pub use config::{port_bitmap, Config};
-pub use load::{attach, load, read_counters, xdp_program, LoadError};
+pub use load::{attach, load, read_counters, xdp_mode_arg, xdp_program, LoadError};
 pub use record::{parse_record, payload_class, RecordError};
 
 /// The compiled XDP object (ELF, BTF included), 8-byte aligned as aya's parser wants.

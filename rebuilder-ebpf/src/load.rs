@@ -89,6 +89,16 @@ pub fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {
     Ok(program.try_into()?)
 }
 
+/// The attach mode a measuring tool's command line names: `driver` (the default when absent)
+/// or `generic`. Shared by `xdp-drop`, `ringbuf-rx` and the AF_XDP experiment.
+pub fn xdp_mode_arg(arg: Option<&str>) -> Result<XdpMode, String> {
+    match arg {
+        None | Some("driver") => Ok(XdpMode::Driver),
+        Some("generic") => Ok(XdpMode::Skb),
+        Some(other) => Err(format!("unknown XDP mode {other:?} (driver or generic)")),
+    }
+}
+
 /// Attaches the loaded program to `iface` through a bpf_link and hands the link over.
 ///
 /// The attachment lasts while the returned [`FdLink`] (or a duplicate of its descriptor) is

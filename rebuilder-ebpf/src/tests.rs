@@ -1,5 +1,5 @@
 //! Unit tests of the crate without a kernel: record parsing (examples and properties), the
-//! config's validation, the counters' names, and the build-time ABI layout check.
+//! config's validation, the counters' names, the build-time ABI layout check, and the tools' mode argument.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -247,4 +247,22 @@ proptest! {
         prop_assert_eq!(got, h);
         prop_assert_eq!(got_payload, &payload[..]);
     }
+}
+
+#[test]
+fn xdp_mode_arg_defaults_to_driver_and_names_a_bad_mode() {
+    use aya::programs::XdpMode;
+    assert!(matches!(super::xdp_mode_arg(None), Ok(XdpMode::Driver)));
+    assert!(matches!(
+        super::xdp_mode_arg(Some("driver")),
+        Ok(XdpMode::Driver)
+    ));
+    assert!(matches!(
+        super::xdp_mode_arg(Some("generic")),
+        Ok(XdpMode::Skb)
+    ));
+    let e = super::xdp_mode_arg(Some("native"))
+        .err()
+        .unwrap_or_default();
+    assert!(e.contains("\"native\""), "{e}");
 }

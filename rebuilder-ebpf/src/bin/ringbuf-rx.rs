@@ -31,11 +31,10 @@ fn main() -> ExitCode {
         eprintln!("{usage}");
         return ExitCode::FAILURE;
     };
-    let mode = match args.get(1).map(String::as_str) {
-        None | Some("driver") => XdpMode::Driver,
-        Some("generic") => XdpMode::Skb,
-        Some(other) => {
-            eprintln!("ringbuf-rx: unknown XDP mode {other:?} (driver or generic)\n{usage}");
+    let mode = match rebuilder_ebpf::xdp_mode_arg(args.get(1).map(String::as_str)) {
+        Ok(mode) => mode,
+        Err(e) => {
+            eprintln!("ringbuf-rx: {e}\n{usage}");
             return ExitCode::FAILURE;
         }
     };

@@ -9,12 +9,13 @@
 //! C source can be compared in seconds. Used by `cargo xtask bench`. Needs root (or
 //! CAP_BPF + CAP_NET_ADMIN).
 
-use std::io::Read;
 use std::process::ExitCode;
 
 use aya::maps::RingBuf;
 use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp};
 use aya::Ebpf;
+use pcap_file::pcap::PcapReader;
+use pcap_file::DataLink;
 
 type Error = Box<dyn std::error::Error>;
 
@@ -49,39 +50,24 @@ fn main() -> ExitCode {
     }
 }
 
-/// The first `max` frames of a classic pcap file (either byte order, micro or nanoseconds).
+/// The first `max` frames of a classic Ethernet pcap file.
 fn read_frames(path: &str, max: usize) -> Result<Vec<Vec<u8>>, Error> {
-    let mut data = Vec::new();
-    std::fs::File::open(path)
-        .map_err(|e| format!("{path}: {e}"))?
-        .read_to_end(&mut data)?;
-    let magic = data.get(..4).ok_or("not a pcap file: too short")?;
-    let le = match magic {
-        [0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1] => true,
-        [0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d] => false,
-        _ => return Err(format!("{path}: not a classic pcap file").into()),
-    };
-    let u32_at = |off: usize| -> Option<u32> {
-        let b: [u8; 4] = data.get(off..off + 4)?.try_into().ok()?;
-        Some(if le {
-            u32::from_le_bytes(b)
-        } else {
-            u32::from_be_bytes(b)
-        })
-    };
-    if u32_at(20) != Some(1) {
+    let file = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
+    let mut reader = PcapReader::new(file).map_err(|e| format!("{path}: {e}"))?;
+    if reader.header().datalink != DataLink::ETHERNET {
         return Err(format!("{path}: link type is not Ethernet").into());
     }
     let mut frames = Vec::new();
-    let mut off = 24;
     while frames.len() < max {
-        let Some(caplen) = u32_at(off + 8) else { break };
-        let start = off + 16;
-        let Some(frame) = data.get(start..start + caplen as usize) else {
-            break;
-        };
-        frames.push(frame.to_vec());
-        off = start + caplen as usize;
+        match reader.next_packet() {
+            Some(packet) => frames.push(
+                packet
+                    .map_err(|e| format!("{path}: {e}"))?
+                    .data
+                    .into_owned(),
+            ),
+            None => break,
+        }
     }
     if frames.is_empty() {
         return Err(format!("{path}: no frames").into());

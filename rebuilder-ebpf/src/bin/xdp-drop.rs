@@ -15,11 +15,10 @@ fn main() -> ExitCode {
         eprintln!("usage: xdp-drop IFACE [driver|generic]");
         return ExitCode::FAILURE;
     };
-    let mode = match args.get(1).map(String::as_str) {
-        None | Some("driver") => XdpMode::Driver,
-        Some("generic") => XdpMode::Skb,
-        Some(other) => {
-            eprintln!("xdp-drop: unknown mode {other:?} (driver or generic)");
+    let mode = match rebuilder_ebpf::xdp_mode_arg(args.get(1).map(String::as_str)) {
+        Ok(mode) => mode,
+        Err(e) => {
+            eprintln!("xdp-drop: {e}");
             return ExitCode::FAILURE;
         }
     };

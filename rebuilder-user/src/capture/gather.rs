@@ -45,10 +45,6 @@ impl Gather {
         }
     }
 
-    pub fn max_delay(&self) -> Duration {
-        self.max_delay
-    }
-
     /// How long the next receive may block: `idle` when nothing is held, else not at all (the
     /// pauses do the waiting while segments are held, and a read that finds nothing hands them
     /// over). One blocking timeout only, so a socket's receive timeout is set once, not before
