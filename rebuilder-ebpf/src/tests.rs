@@ -1,5 +1,6 @@
 //! Unit tests of the crate without a kernel: record parsing (examples and properties), the
-//! config's validation, the counters' names, the build-time ABI layout check, and the tools' mode argument.
+//! config's validation, the counters' names, the build-time ABI layout check, and the
+//! measuring tools' mode argument.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
