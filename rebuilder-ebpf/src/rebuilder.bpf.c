@@ -8,9 +8,10 @@
  * is, is consumed (XDP_DROP, or XDP_PASS when debugging) and counted under exactly one outcome.
  *
  * The program is multi-buffer (xdp.frags) so that it attaches natively to interfaces whose MTU
- * exceeds a page. Such packets need not be linear, so every byte is read with
- * bpf_xdp_load_bytes() (which walks the fragments) and never through ctx->data: that keeps the
- * parsing identical for linear and non-linear packets and needs no packet-pointer proofs.
+ * exceeds a page. Such packets need not be linear, so every header goes through load(), which
+ * copies it from the frame's linear part when it lies there and otherwise asks
+ * bpf_xdp_load_bytes() (which walks the fragments): the parse is identical for linear and
+ * non-linear packets, and the common linear case costs no helper call.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -134,11 +135,37 @@ static __always_inline void count(__u32 idx)
 	count_add(idx, 1);
 }
 
-/* Loads [off, off + len) if it lies within [0, end). */
+/*
+ * Headers that start this far into the frame are read through bpf_xdp_load_bytes() even when
+ * the frame is linear. The bound is what lets the verifier accept ctx->data + off; every header
+ * this program reads starts well inside it (outer and inner stacks with tags and IPv6
+ * extension headers stay under 300 bytes).
+ */
+#define DIRECT_OFF_MAX 1024
+
+/*
+ * Loads [off, off + len) if it lies within [0, end). Bytes in the frame's linear part (all of
+ * them for a frame that fits a page, the head of a multi-buffer one) are copied straight from
+ * ctx->data; anything past it goes through bpf_xdp_load_bytes(), which walks the fragments.
+ * Both read the same bytes, so the parse is the same for linear and non-linear frames; the
+ * direct copy only saves the helper call, which was eight calls and half of the program's time
+ * per packet.
+ */
 static __always_inline int load(struct xdp_md *ctx, __u32 off, __u32 end, void *dst, __u32 len)
 {
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+
 	if (off > end || end - off < len)
 		return PARSE_SHORT;
+	if (off <= DIRECT_OFF_MAX) {
+		void *p = data + off;
+
+		if (p + len <= data_end) {
+			__builtin_memcpy(dst, p, len);
+			return PARSE_OK;
+		}
+	}
 	if (bpf_xdp_load_bytes(ctx, off, dst, len))
 		return PARSE_SHORT;
 	return PARSE_OK;

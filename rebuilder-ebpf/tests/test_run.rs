@@ -176,6 +176,75 @@ fn jumbo_ipv6_with_vlans_non_linear() {
     assert_pushed(&run, &inner, outer.vni, XDP_DROP);
 }
 
+/// An outer IPv6 frame whose destination-options headers (`ext` bytes in all, a multiple of 8,
+/// split into headers of at most 2048 bytes) push everything after them `ext` bytes further in.
+fn outer_v6_with_options(ext: usize, inner: &[u8]) -> Vec<u8> {
+    assert!(ext.is_multiple_of(8) && ext <= 4 * 2048);
+    let mut sizes = vec![];
+    let mut left = ext;
+    while left > 0 {
+        let n = left.min(2048);
+        sizes.push(n);
+        left -= n;
+    }
+    let mut vxlan = vec![0x08, 0, 0, 0];
+    vxlan.extend_from_slice(&Outer::default().vni.to_be_bytes()[1..]);
+    vxlan.push(0);
+    let udp_len = 8 + vxlan.len() + inner.len();
+    let mut v = eth(EtherType::IPV6, 0);
+    let mut ip = ipv6(OUTER_V6.0, OUTER_V6.1, 60, ext + udp_len, Frag::None);
+    if sizes.is_empty() {
+        ip[6] = 17;
+    }
+    v.extend(ip);
+    for (i, &n) in sizes.iter().enumerate() {
+        let next = if i + 1 == sizes.len() { 17 } else { 60 };
+        // Next header, length in 8-byte units after the first 8, then padding options: PadN
+        // (type 1) carries at most 255 bytes of zeros, Pad1 (type 0) is a single byte.
+        let mut h = vec![next, u8::try_from(n / 8 - 1).unwrap()];
+        while h.len() < n {
+            let k = (n - h.len()).min(257);
+            if k == 1 {
+                h.push(0);
+            } else {
+                h.extend([1, u8::try_from(k - 2).unwrap()]);
+                h.resize(h.len() + k - 2, 0);
+            }
+        }
+        v.extend(h);
+    }
+    v.extend_from_slice(&51234u16.to_be_bytes());
+    v.extend_from_slice(&4789u16.to_be_bytes());
+    v.extend_from_slice(&u16::try_from(udp_len).unwrap().to_be_bytes());
+    v.extend_from_slice(&[0, 0]);
+    v.extend(vxlan);
+    v.extend_from_slice(inner);
+    v
+}
+
+#[test]
+fn headers_deep_in_the_frame_or_in_its_fragments_parse_alike() {
+    // The program copies headers from the frame's linear part when they lie in its first
+    // kilobyte and asks the kernel for them otherwise (deeper, or in a multi-buffer frame's
+    // fragments, which BPF_PROG_TEST_RUN starts at about 3.5 KB). Outer extension headers move
+    // the inner headers through both boundaries, 8 bytes at a time, so every header is also
+    // seen straddling each of them.
+    let mut h = Harness::default();
+    let inner = Inner {
+        payload: b"GET / HTTP/1.1\r\nHost: deep\r\n\r\n".to_vec(),
+        ..Inner::default()
+    };
+    let frame = inner.frame();
+    let mut seen_fragmented = false;
+    for ext in (0..=3800).step_by(8) {
+        let outer = outer_v6_with_options(ext, &frame);
+        seen_fragmented |= outer.len() > 3600;
+        let run = h.run(&outer);
+        assert_pushed(&run, &inner, Outer::default().vni, XDP_DROP);
+    }
+    assert!(seen_fragmented, "no frame reached the fragments");
+}
+
 #[test]
 fn payload_over_the_largest_class_is_truncated_and_flagged() {
     let mut h = Harness::default();
