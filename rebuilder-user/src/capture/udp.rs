@@ -8,7 +8,10 @@
 //! here each slot holds [`SLOT_BYTES`] (more than a VXLAN payload under a 9001-byte MTU), a
 //! datagram that still did not fit (MSG_TRUNC) is counted and never decoded as if whole, the
 //! receive buffer is raised (SO_RCVBUFFORCE, then SO_RCVBUF, warning when the kernel capped it),
-//! and the kernel's own drop counter comes back with the datagrams (SO_RXQ_OVFL).
+//! and the kernel's own drop counter is read from the socket (SO_MEMINFO) whenever the pipeline
+//! publishes, rather than attached to every datagram (SO_RXQ_OVFL): a control message per
+//! datagram cost receive time on every packet, and a count that travels with datagrams never
+//! arrives for drops at the end of a burst.
 //!
 //! Zero copy: a batch is received into one buffer, and each datagram handed out is a `Bytes`
 //! slice of it. Each socket keeps a pool of [`POOL_BATCHES`] such buffers, counted in the memory
@@ -50,8 +53,8 @@ pub const fn pool_bytes(batch: usize) -> usize {
 }
 
 /// Control-message room per datagram, in 8-byte words (so the buffer is aligned for
-/// `cmsghdr`): SO_RXQ_OVFL (a u32) and SCM_TIMESTAMPNS (a timespec) need 24 + 32 bytes.
-const CMSG_WORDS: usize = 8;
+/// `cmsghdr`): SCM_TIMESTAMPNS (a timespec) needs 32 bytes.
+const CMSG_WORDS: usize = 4;
 
 /// Where and how to listen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,11 +103,19 @@ pub struct UdpReceiver {
     pool: super::pool::BufferPool,
     cmsg: Vec<u64>,
     timeout: Option<Duration>,
-    /// The last SO_RXQ_OVFL value seen: the kernel's cumulative count, as a wrapping u32.
-    ovfl_seen: u32,
+    /// The last SO_MEMINFO drop count read: the kernel's cumulative count, a wrapping u32.
+    drops_seen: u32,
     kernel_drops: u64,
     truncated: u64,
 }
+
+/// `getsockopt(SOL_SOCKET, SO_MEMINFO)`: the socket's memory counters, `SK_MEMINFO_DROPS`
+/// among them. Not in the libc crate; 55 on every architecture this daemon is built for
+/// (asm-generic; only alpha, mips, parisc and sparc differ).
+const SO_MEMINFO: libc::c_int = 55;
+/// Counters SO_MEMINFO returns (SK_MEMINFO_VARS in Linux 6.x; an older kernel fills fewer, a
+/// newer one truncates to what is asked).
+const SK_MEMINFO_WORDS: usize = 9;
 
 fn sock_err(addr: SocketAddr, op: &'static str) -> impl FnOnce(io::Error) -> CaptureError {
     move |source| CaptureError::Socket { addr, op, source }
@@ -164,9 +175,6 @@ impl UdpReceiver {
                 "the kernel capped the UDP receive buffer: raise net.core.rmem_max (sysctl -w net.core.rmem_max={wanted}) or run with CAP_NET_ADMIN, or bursts will be dropped"
             );
         }
-        if let Err(e) = set_int_option(&socket, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1) {
-            tracing::warn!(%addr, error = %e, "SO_RXQ_OVFL unavailable: kernel drops on this socket cannot be counted");
-        }
         if let Err(e) = set_int_option(&socket, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1) {
             tracing::debug!(%addr, error = %e, "SO_TIMESTAMPNS unavailable: batches are stamped on return");
         }
@@ -188,7 +196,7 @@ impl UdpReceiver {
             pool: super::pool::BufferPool::new(),
             cmsg: vec![0; batch * CMSG_WORDS],
             timeout: None,
-            ovfl_seen: 0,
+            drops_seen: 0,
             kernel_drops: 0,
             truncated: 0,
         })
@@ -269,12 +277,7 @@ impl UdpReceiver {
         let batch = buf.freeze();
         let mut delivered = 0;
         for (i, h) in hdrs.iter().take(got).enumerate() {
-            let (ovfl, kernel_ts) = read_cmsgs(&h.msg_hdr);
-            if let Some(v) = ovfl {
-                self.kernel_drops += u64::from(v.wrapping_sub(self.ovfl_seen));
-                self.ovfl_seen = v;
-            }
-            let ts = kernel_ts.unwrap_or(batch_now);
+            let ts = read_timestamp(&h.msg_hdr).unwrap_or(batch_now);
             if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
                 self.truncated += 1;
                 continue;
@@ -310,9 +313,31 @@ impl UdpReceiver {
         self.pool.has_spare()
     }
 
-    /// Datagrams the kernel dropped on this socket for lack of buffer room (SO_RXQ_OVFL),
-    /// cumulative. Learned from the datagrams that follow a drop, so it lags by one batch.
-    pub fn kernel_drops(&self) -> u64 {
+    /// Datagrams the kernel dropped on this socket (for lack of buffer room, or failing their
+    /// checksum), cumulative, as of this call: one `getsockopt(SO_MEMINFO)`. When the kernel
+    /// does not answer, the last count read, with a warning.
+    pub fn kernel_drops(&mut self) -> u64 {
+        let mut info = [0u32; SK_MEMINFO_WORDS];
+        let mut len = size_of_val(&info) as libc::socklen_t;
+        // SAFETY: the fd is owned by `self.socket` and open; `info` and `len` describe a buffer
+        // that outlives the call, and the kernel writes at most `len` bytes and updates `len`.
+        let r = unsafe {
+            libc::getsockopt(
+                self.socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_MEMINFO,
+                info.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let drops_at = libc::SK_MEMINFO_DROPS as usize;
+        if r != 0 || (len as usize) < (drops_at + 1) * size_of::<u32>() {
+            tracing::warn!(addr = %self.local_addr, error = %io::Error::last_os_error(), "SO_MEMINFO unavailable: kernel drops on this socket cannot be read");
+            return self.kernel_drops;
+        }
+        let now = info[drops_at];
+        self.kernel_drops += u64::from(now.wrapping_sub(self.drops_seen));
+        self.drops_seen = now;
         self.kernel_drops
     }
 
@@ -342,9 +367,9 @@ fn now_nanos() -> Timestamp {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-/// The SO_RXQ_OVFL counter and the SCM_TIMESTAMPNS time, when the kernel attached them.
-fn read_cmsgs(msg: &libc::msghdr) -> (Option<u32>, Option<Timestamp>) {
-    let (mut ovfl, mut ts) = (None, None);
+/// The SCM_TIMESTAMPNS time, when the kernel attached it.
+fn read_timestamp(msg: &libc::msghdr) -> Option<Timestamp> {
+    let mut ts = None;
     // SAFETY: `msg` was filled by recvmmsg; its control pointer and the length the kernel wrote
     // describe the receiver's control buffer, which is alive and not otherwise accessed here,
     // and CMSG_FIRSTHDR/CMSG_NXTHDR stay within msg_controllen. Payloads are read unaligned
@@ -354,9 +379,6 @@ fn read_cmsgs(msg: &libc::msghdr) -> (Option<u32>, Option<Timestamp>) {
         while !c.is_null() {
             let data = libc::CMSG_DATA(c);
             match ((*c).cmsg_level, (*c).cmsg_type) {
-                (libc::SOL_SOCKET, libc::SO_RXQ_OVFL) => {
-                    ovfl = Some(std::ptr::read_unaligned(data.cast::<u32>()))
-                }
                 (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) => {
                     let t = std::ptr::read_unaligned(data.cast::<libc::timespec>());
                     if let (Ok(s), Ok(ns)) = (u64::try_from(t.tv_sec), u64::try_from(t.tv_nsec)) {
@@ -368,7 +390,7 @@ fn read_cmsgs(msg: &libc::msghdr) -> (Option<u32>, Option<Timestamp>) {
             c = libc::CMSG_NXTHDR(msg, c);
         }
     }
-    (ovfl, ts)
+    ts
 }
 
 #[cfg(test)]

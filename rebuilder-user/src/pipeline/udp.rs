@@ -75,15 +75,16 @@ impl UdpPublished {
         &mut self,
         m: &PipelineMetrics,
         decode: &DecodeStats,
-        rx: &udp::UdpReceiver,
+        rx: &mut udp::UdpReceiver,
         disp: &Dispatcher,
     ) {
         m.capture.publish_decode("udp", decode, &self.decode);
         self.decode = decode.clone();
+        let kernel_drops = rx.kernel_drops();
         m.capture
             .udp_kernel_drops
-            .inc_by(rx.kernel_drops() - self.kernel_drops);
-        self.kernel_drops = rx.kernel_drops();
+            .inc_by(kernel_drops - self.kernel_drops);
+        self.kernel_drops = kernel_drops;
         let trunc = rx.truncated_datagrams() - self.truncated;
         if trunc > 0 {
             m.capture
@@ -163,7 +164,7 @@ fn udp_loop(
                 break;
             }
             let _ = disp.tick(now_ns());
-            published.publish(&shared.metrics, &decode, &rx, &disp);
+            published.publish(&shared.metrics, &decode, &mut rx, &disp);
             last_publish = Instant::now();
         }
     }
@@ -179,7 +180,7 @@ fn udp_loop(
     // The last counts too (the loop publishes every PUBLISH_EVERY; up to that much of
     // dispatched and dropped segments, kernel drops and truncated datagrams would otherwise
     // never reach /metrics).
-    published.publish(&shared.metrics, &decode, &rx, &disp);
+    published.publish(&shared.metrics, &decode, &mut rx, &disp);
     UdpResult {
         datagrams,
         decode,

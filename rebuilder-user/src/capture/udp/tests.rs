@@ -1,7 +1,6 @@
 //! Unit tests of the UDP input: real loopback sockets, so they check what the kernel does with
 //! SO_REUSEPORT, MSG_TRUNC and the receive buffer, not a mock of it.
 
-use std::collections::HashMap;
 use std::net::UdpSocket;
 use std::time::Instant;
 
@@ -73,7 +72,7 @@ fn reuseport_group_receives_every_datagram_exactly() {
         "both sockets of the group received: {per_socket:?}"
     );
     assert_eq!(
-        rx.iter()
+        rx.iter_mut()
             .map(|r| r.kernel_drops() + r.truncated_datagrams())
             .sum::<u64>(),
         0
@@ -218,25 +217,13 @@ fn kernel_drops_are_reported() {
         .unwrap()
         > 0
     {}
-    // The counter travels with the next datagram queued after the drops.
-    tx.send_to(b"last", rx[0].local_addr()).unwrap();
-    let mut last = HashMap::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while last.is_empty() && Instant::now() < deadline {
-        rx[0]
-            .recv_batch(Duration::from_millis(50), |b, _| {
-                *last.entry(b.to_vec()).or_insert(0) += 1
-            })
-            .unwrap();
-    }
-    assert_eq!(last.get(b"last".as_slice()), Some(&1));
+    // Read from the socket, not carried by a later datagram: drops at the very end of a burst
+    // count too. On loopback nothing else loses datagrams, so the two add up exactly.
     let drops = rx[0].kernel_drops();
     assert!(delivered < sent, "the buffer must have overflowed");
-    assert!(drops > 0);
-    assert!(
-        delivered as u64 + drops <= sent as u64,
-        "{delivered} + {drops} > {sent}"
-    );
+    assert_eq!(delivered as u64 + drops, sent as u64);
+    // Cumulative: a second read adds nothing new.
+    assert_eq!(rx[0].kernel_drops(), drops);
 }
 
 #[test]
