@@ -377,15 +377,11 @@ fn read_timestamp(msg: &libc::msghdr) -> Option<Timestamp> {
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(msg);
         while !c.is_null() {
-            let data = libc::CMSG_DATA(c);
-            match ((*c).cmsg_level, (*c).cmsg_type) {
-                (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) => {
-                    let t = std::ptr::read_unaligned(data.cast::<libc::timespec>());
-                    if let (Ok(s), Ok(ns)) = (u64::try_from(t.tv_sec), u64::try_from(t.tv_nsec)) {
-                        ts = Some(s.saturating_mul(1_000_000_000).saturating_add(ns));
-                    }
+            if ((*c).cmsg_level, (*c).cmsg_type) == (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) {
+                let t = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>());
+                if let (Ok(s), Ok(ns)) = (u64::try_from(t.tv_sec), u64::try_from(t.tv_nsec)) {
+                    ts = Some(s.saturating_mul(1_000_000_000).saturating_add(ns));
                 }
-                _ => {}
             }
             c = libc::CMSG_NXTHDR(msg, c);
         }
