@@ -105,6 +105,8 @@ pub struct UdpReceiver {
     timeout: Option<Duration>,
     /// The last SO_MEMINFO drop count read: the kernel's cumulative count, a wrapping u32.
     drops_seen: u32,
+    /// SO_MEMINFO failed once and said so: the warning is not repeated at every publication.
+    drops_unreadable: bool,
     kernel_drops: u64,
     truncated: u64,
 }
@@ -197,6 +199,7 @@ impl UdpReceiver {
             cmsg: vec![0; batch * CMSG_WORDS],
             timeout: None,
             drops_seen: 0,
+            drops_unreadable: false,
             kernel_drops: 0,
             truncated: 0,
         })
@@ -313,9 +316,9 @@ impl UdpReceiver {
         self.pool.has_spare()
     }
 
-    /// Datagrams the kernel dropped on this socket (for lack of buffer room, or failing their
-    /// checksum), cumulative, as of this call: one `getsockopt(SO_MEMINFO)`. When the kernel
-    /// does not answer, the last count read, with a warning.
+    /// Datagrams the kernel dropped on this socket (its `sk_drops`: mostly a full receive
+    /// buffer, also bad checksums), cumulative, as of this call: one `getsockopt(SO_MEMINFO)`.
+    /// When the kernel does not answer, the last count read (and one warning).
     pub fn kernel_drops(&mut self) -> u64 {
         let mut info = [0u32; SK_MEMINFO_WORDS];
         let mut len = size_of_val(&info) as libc::socklen_t;
@@ -332,7 +335,10 @@ impl UdpReceiver {
         };
         let drops_at = libc::SK_MEMINFO_DROPS as usize;
         if r != 0 || (len as usize) < (drops_at + 1) * size_of::<u32>() {
-            tracing::warn!(addr = %self.local_addr, error = %io::Error::last_os_error(), "SO_MEMINFO unavailable: kernel drops on this socket cannot be read");
+            if !self.drops_unreadable {
+                self.drops_unreadable = true;
+                tracing::warn!(addr = %self.local_addr, error = %io::Error::last_os_error(), "SO_MEMINFO unavailable: kernel drops on this socket cannot be read");
+            }
             return self.kernel_drops;
         }
         let now = info[drops_at];
