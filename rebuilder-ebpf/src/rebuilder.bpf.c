@@ -137,9 +137,10 @@ static __always_inline void count(__u32 idx)
 
 /*
  * Headers that start this far into the frame are read through bpf_xdp_load_bytes() even when
- * the frame is linear. The bound is what lets the verifier accept ctx->data + off; every header
- * this program reads starts well inside it (outer and inner stacks with tags and IPv6
- * extension headers stay under 300 bytes).
+ * the frame is linear. The bound is what lets the verifier accept ctx->data + off. Real header
+ * stacks (VLAN tags, IP options, a few small IPv6 extension headers, outer and inner) stay
+ * under 300 bytes; a deeper one (IPv6 extension headers may reach 2 KB each) is parsed all the
+ * same, only through the helper.
  */
 #define DIRECT_OFF_MAX 1024
 
