@@ -9,7 +9,7 @@
 //! `Shared`, the publish cadence, thread spawning and joining, the error type); `run` is the
 //! wiring common to every command; one module per input runs its capture thread(s): `replay`
 //! (a capture file), `udp` (VXLAN sockets), `xdp` (the XDP ring); `worker` is the reassembly
-//! worker thread; `compact` copies sparse capture batches out of the reader's buffers;
+//! worker thread; `compact` copies a capture batch out of the reader's buffer it needs back;
 //! `metrics` publishes the threads' counters; `summary` is what a run reports at the end.
 
 mod compact;

@@ -35,9 +35,8 @@ pub(super) fn capture(
     for (i, rx) in receivers.into_iter().enumerate() {
         let disp = ctx.dispatcher(true);
         let (dec, sh) = (Decoder::new(&ctx.decode_cfg), Arc::clone(ctx.shared));
-        let buffer_bytes = settings.udp.batch * udp::SLOT_BYTES;
         handles.push(spawn(format!("rebuilder-udp{i}"), move || {
-            udp_loop(i, rx, dec, disp, sh, buffer_bytes)
+            udp_loop(i, rx, dec, disp, sh)
         })?);
     }
     tracing::info!(addr = %settings.udp.listen, sockets = handles.len(), workers = ctx.n_workers, "capturing VXLAN from UDP");
@@ -100,15 +99,15 @@ impl UdpPublished {
     }
 }
 
-/// One UDP socket's capture thread: receive a batch, decode it, copy it out if sparse, hand
-/// the segments over, and flush when `Gather` says the workers should have them.
+/// One UDP socket's capture thread: receive a batch, decode it, copy it out if the socket's
+/// buffer pool has no other free buffer, hand the segments over, and flush when `Gather` says
+/// the workers should have them.
 fn udp_loop(
     id: usize,
     mut rx: udp::UdpReceiver,
     decoder: Decoder,
     mut disp: Dispatcher,
     shared: Arc<Shared>,
-    buffer_bytes: usize,
 ) -> UdpResult {
     let beat = shared.heartbeat(&format!("udp capture {id}"));
     let mut decode = DecodeStats::default();
@@ -126,7 +125,7 @@ fn udp_loop(
                 segments.push(seg);
             }
         });
-        compact(&mut segments, buffer_bytes, !rx.has_spare(), &disp);
+        compact(&mut segments, !rx.has_spare(), &disp);
         for seg in segments.drain(..) {
             gone |= disp.push(seg).is_err();
         }

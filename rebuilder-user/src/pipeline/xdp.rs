@@ -248,7 +248,7 @@ async fn xdp_capture(
                 segments.push(seg);
             }
         });
-        compact(&mut segments, xdp::BATCH_BYTES, !reader.has_spare(), &disp);
+        compact(&mut segments, !reader.has_spare(), &disp);
         for seg in segments.drain(..) {
             gone |= disp.push(seg).is_err();
         }
