@@ -22,8 +22,8 @@ use crate::dispatch::Dispatcher;
 /// it is done with them: an allocation shared between workers would stay alive, no longer
 /// charged, while another worker still held a segment of it.
 pub(super) fn compact(segments: &mut [crate::segment::Segment], force: bool, disp: &Dispatcher) {
-    let total: usize = segments.iter().map(|s| s.payload.len()).sum();
-    if !force || total == 0 {
+    // Checked first: the common case, on every capture batch, does no work at all.
+    if !force || segments.iter().all(|s| s.payload.is_empty()) {
         return;
     }
     let owners: Vec<usize> = segments.iter().map(|s| disp.worker_of(s)).collect();

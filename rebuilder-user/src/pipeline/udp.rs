@@ -183,7 +183,9 @@ fn udp_loop(
     UdpResult {
         datagrams,
         decode,
-        kernel_drops: rx.kernel_drops(),
+        // What /metrics got, not a second read: a drop between the two would make the run's
+        // summary and the metric disagree.
+        kernel_drops: published.kernel_drops,
         truncated: rx.truncated_datagrams(),
         dropped: disp.dropped_queue_full,
     }
