@@ -16,6 +16,9 @@
 //! The UDP path's kernel receive work (IP and UDP input, queueing) is likewise charged to the
 //! sender and is not counted; the time the daemon spends in `recvmmsg` is.
 //!
+//! Each round runs every variant once, back to back; the ratios (vs XDP_DROP, vs offline) are
+//! medians of each round's ratio, the other columns medians of the runs.
+//!
 //! Traffic stays inside two namespaces this program creates and removes.
 
 use std::io::Write;
@@ -515,6 +518,7 @@ fn main() -> Result<()> {
         let program = o.xdp_ns.unwrap_or(0.0) * o.sent.packets as f64 * 1e-9;
         (o.cpu_secs + program) / (o.handled.max(1) as f64 / 1e6)
     };
+    // Offline's CPU per run, for the output the live variant writes to.
     let offline_cpu = |output: Output| {
         variants
             .iter()
@@ -522,7 +526,18 @@ fn main() -> Result<()> {
             .find(|((_, r, out), rs)| {
                 matches!(r, Receiver::Offline) && *out == output && !rs.is_empty()
             })
-            .map(|(_, rs)| median(rs.iter().map(all_per_m).collect()))
+            .map(|(_, rs)| rs.iter().map(all_per_m).collect::<Vec<_>>())
+    };
+    // Like the ceiling: each run against offline in the same round (they run back to back),
+    // then the median, because the machine's speed drifts between rounds by more than the
+    // paths differ. With unequal run counts (`--only` without offline), the ratio of medians.
+    let vs_offline = |rs: &[Outcome], output: Output| {
+        let off = offline_cpu(output)?;
+        Some(if off.len() == rs.len() {
+            median(rs.iter().zip(&off).map(|(o, c)| all_per_m(o) / c).collect())
+        } else {
+            median(rs.iter().map(all_per_m).collect()) / median(off)
+        })
     };
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -579,8 +594,8 @@ fn main() -> Result<()> {
             } else {
                 format!("{all:.2}")
             },
-            match offline_cpu(*output) {
-                Some(off) if !bare => format!("{:.2}×", all / off),
+            match vs_offline(rs, *output) {
+                Some(r) if !bare => format!("{r:.2}×"),
                 _ => na(),
             },
             match rs
