@@ -530,14 +530,11 @@ fn main() -> Result<()> {
     };
     // Like the ceiling: each run against offline in the same round (they run back to back),
     // then the median, because the machine's speed drifts between rounds by more than the
-    // paths differ. With unequal run counts (`--only` without offline), the ratio of medians.
+    // paths differ. Without offline runs (`--only`), none.
     let vs_offline = |rs: &[Outcome], output: Output| {
         let off = offline_cpu(output)?;
-        Some(if off.len() == rs.len() {
-            median(rs.iter().zip(&off).map(|(o, c)| all_per_m(o) / c).collect())
-        } else {
-            median(rs.iter().map(all_per_m).collect()) / median(off)
-        })
+        (off.len() == rs.len())
+            .then(|| median(rs.iter().zip(&off).map(|(o, c)| all_per_m(o) / c).collect()))
     };
     let mut out = std::io::stdout().lock();
     writeln!(
