@@ -116,6 +116,7 @@ impl Outputs {
             let delivered = jm.written.clone();
             let abandon = Arc::new(AtomicBool::new(false));
             let (done_tx, done) = tokio::sync::oneshot::channel();
+            let poll = jsonl::poll_interval(mode);
             let (q, a, name) = (
                 Arc::clone(&queue),
                 Arc::clone(&abandon),
@@ -124,7 +125,7 @@ impl Outputs {
             let spawned = std::thread::Builder::new()
                 .name("rebuilder-jsonl".into())
                 .spawn(move || {
-                    jsonl::run(q, out, jm, a, name);
+                    jsonl::run(q, out, jm, a, name, poll);
                     let _ = done_tx.send(());
                 });
             if let Err(e) = spawned {

@@ -40,7 +40,8 @@ pub use upstream::{UpstreamAddr, UpstreamConfig, UpstreamProtocol};
 pub const DEFAULT_QUEUE_REQUESTS: usize = 10_000;
 pub const DEFAULT_QUEUE_BYTES: usize = 64 * 1024 * 1024;
 
-/// How a full queue is handled.
+/// Live or offline: how a full queue is handled, and how often an idle JSON-lines writer
+/// looks for lines (`jsonl::poll_interval`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// Live capture: a full queue drops the newest request (counted); the caller never waits.
