@@ -136,16 +136,18 @@ impl Writer {
 /// How long an idle writer polls its queue before it blocks.
 const POLL_FOR: Duration = Duration::from_millis(50);
 
-/// How often an idle writer looks at its queue. Each look that finds lines ends in one `write`
-/// of them all, so the interval sets how many lines a wake-up and a write carry. Live, lines
-/// come from capture threads that hand segments on every 2 ms at most: looking every 500 µs
-/// mostly finds a fraction of such a hand-over. On the burst, 2 ms instead of 500 µs took the
-/// JSON-lines thread from 170 to 141 ms (UDP) and from 141 to 116 ms (XDP) (per-thread CPU from
-/// schedstat, medians of 4 alternating runs, lower in all 8 pairs). Offline, where a file is
-/// replayed as fast as it can be read, 2 ms cost more (75 → 100 ms, and 0.04 CPU s more for the
-/// whole replay): thousands of requests then wait between looks and are freed in bulk, their
-/// bytes cold in the cache, and the allocator's pages turn over (`perf`: TLB shootdowns,
-/// unmapping). So each mode keeps its own.
+/// How often an idle writer looks at its queue. Each look that finds lines writes them all
+/// (one `write` per 256 KiB buffered), so the interval sets how many lines a wake-up and a
+/// write carry. Live, capture threads hold segments up to 2 ms before handing them over, so
+/// looking every 500 µs mostly found a fraction of a hand-over. On the burst, 2 ms instead of
+/// 500 µs took the JSON-lines thread from 170 to 141 ms (UDP) and from 141 to 116 ms (XDP)
+/// (per-thread CPU from schedstat, medians of 4 alternating runs, lower in all 8 pairs). The
+/// queue must hold what arrives in one interval: the default 10,000 requests cover 5 M
+/// requests/s; a `queue_requests` set much lower drops (counted, `queue_full`) sooner than it
+/// did with 500 µs. Offline (a file replayed at full speed, or paced), 2 ms cost more (75 →
+/// 100 ms, and 0.04 CPU s more for the whole replay): thousands of requests then wait between
+/// looks and are freed in bulk, their bytes cold in the cache, and the allocator's pages turn
+/// over (`perf`: TLB shootdowns, unmapping). So each mode keeps its own.
 pub(crate) fn poll_interval(mode: Mode) -> Duration {
     match mode {
         Mode::Live => Duration::from_millis(2),
