@@ -109,6 +109,8 @@ pub struct UdpReceiver {
     drops_unreadable: bool,
     kernel_drops: u64,
     truncated: u64,
+    /// Datagrams the last `recv_batch` took off the socket, truncated ones included.
+    last_read: usize,
 }
 
 /// `getsockopt(SOL_SOCKET, SO_MEMINFO)`: the socket's memory counters, `SK_MEMINFO_DROPS`
@@ -202,6 +204,7 @@ impl UdpReceiver {
             drops_unreadable: false,
             kernel_drops: 0,
             truncated: 0,
+            last_read: 0,
         })
     }
 
@@ -214,6 +217,8 @@ impl UdpReceiver {
         timeout: Duration,
         mut f: impl FnMut(Bytes, Timestamp),
     ) -> Result<usize, CaptureError> {
+        // Zero until a receive succeeds: an error path reads nothing.
+        self.last_read = 0;
         let nonblocking = timeout.is_zero();
         if !nonblocking && self.timeout != Some(timeout) {
             // A zero SO_RCVTIMEO would mean "forever": anything shorter than the kernel's
@@ -304,6 +309,7 @@ impl UdpReceiver {
             delivered += 1;
         }
         self.keep(batch);
+        self.last_read = got;
         Ok(delivered)
     }
 
@@ -347,10 +353,19 @@ impl UdpReceiver {
             )
         };
         let drops_at = libc::SK_MEMINFO_DROPS as usize;
-        if r != 0 || (len as usize) < (drops_at + 1) * size_of::<u32>() {
+        let failure = if r != 0 {
+            Some(io::Error::last_os_error())
+        } else if (len as usize) < (drops_at + 1) * size_of::<u32>() {
+            Some(io::Error::other(format!(
+                "the kernel returned {len} bytes, without the drop count"
+            )))
+        } else {
+            None
+        };
+        if let Some(e) = failure {
             if !self.drops_unreadable {
                 self.drops_unreadable = true;
-                tracing::warn!(addr = %self.local_addr, error = %io::Error::last_os_error(), "SO_MEMINFO unavailable: kernel drops on this socket cannot be read");
+                tracing::warn!(addr = %self.local_addr, error = %e, "SO_MEMINFO unavailable: kernel drops on this socket cannot be read");
             }
             return self.kernel_drops;
         }
@@ -361,6 +376,12 @@ impl UdpReceiver {
     }
 
     /// Datagrams larger than [`SLOT_BYTES`], counted and not delivered.
+    /// Datagrams the last `recv_batch` took off the socket: those it delivered and those it
+    /// counted as truncated. Fewer than [`Self::batch`] means the socket had no more queued.
+    pub fn last_read(&self) -> usize {
+        self.last_read
+    }
+
     pub fn truncated_datagrams(&self) -> u64 {
         self.truncated
     }

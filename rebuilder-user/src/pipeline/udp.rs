@@ -135,7 +135,6 @@ fn udp_loop(
     let mut after_stop = 0usize;
     loop {
         let stopping = shared.stop.load(Ordering::Relaxed);
-        let truncated_before = rx.truncated_datagrams();
         let mut gone = false;
         let wait = if stopping {
             Duration::ZERO
@@ -153,22 +152,25 @@ fn udp_loop(
         for seg in segments.drain(..) {
             gone |= disp.push(seg).is_err();
         }
-        let got = match r {
+        match r {
             Ok(n) => {
                 datagrams += n as u64;
                 if n > 0 {
                     shared.health.packets_captured();
                 }
-                n
             }
             Err(e) => {
                 tracing::error!(error = %e, "UDP receive failed");
                 std::thread::sleep(POLL);
-                0
             }
-        };
+        }
         if !stopping {
-            match gather.after_receive(got, rx.batch(), disp.has_pending(), Instant::now()) {
+            match gather.after_receive(
+                rx.last_read(),
+                rx.batch(),
+                disp.has_pending(),
+                Instant::now(),
+            ) {
                 Step::Flush => gone |= disp.flush().is_err(),
                 Step::Read => {}
                 Step::Pause(d) => std::thread::sleep(d),
@@ -179,12 +181,10 @@ fn udp_loop(
             break;
         }
         if stopping {
-            // Truncated datagrams are counted, not delivered, but they were read all the same.
-            let read =
-                got + usize::try_from(rx.truncated_datagrams() - truncated_before).unwrap_or(0);
-            after_stop += read;
-            // A read short of a full batch emptied the socket (or failed).
-            if read < rx.batch() || after_stop >= LAST_DRAIN_MAX {
+            // A read short of a full batch (truncated datagrams count: they were read) emptied
+            // the socket, or failed.
+            after_stop += rx.last_read();
+            if rx.last_read() < rx.batch() || after_stop >= LAST_DRAIN_MAX {
                 break;
             }
             continue;

@@ -161,6 +161,8 @@ fn oversized_datagrams_are_counted_not_delivered() {
     assert_eq!(got.len(), 1);
     assert_eq!(&got[0][..], &vec![8u8; SLOT_BYTES][..]);
     assert_eq!(rx[0].truncated_datagrams(), 1);
+    // Loopback queues both within send_to, so one receive took both off the socket.
+    assert_eq!(rx[0].last_read(), 2, "the truncated one was read too");
 }
 
 #[test]
@@ -184,6 +186,7 @@ fn timeouts_return_empty_batches() {
         0
     );
     assert_eq!(calls, 0);
+    assert_eq!(rx[0].last_read(), 0);
 }
 
 #[test]
