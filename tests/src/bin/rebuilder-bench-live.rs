@@ -434,6 +434,13 @@ fn offline(a: &Args, truth: &[Vec<u8>], output: Output) -> Result<Outcome> {
     })
 }
 
+/// The median over rounds of `value[i] / base[i]`; none when the base was not measured in every
+/// round (`--only` leaving it out).
+fn round_ratios(value: &[f64], base: &[f64]) -> Option<f64> {
+    (!base.is_empty() && base.len() == value.len())
+        .then(|| median(value.iter().zip(base).map(|(v, b)| v / b).collect()))
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
@@ -498,18 +505,14 @@ fn main() -> Result<()> {
         }
     }
     let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", stats_was.trim());
-    // Each run's rate against the ceiling measured in the same run, then the median of those
-    // ratios: the machine's speed drifts between runs more than a program's cost differs.
+    // Each run's rate against the ceiling measured in the same round, then the median of those
+    // ratios: the machine's speed drifts between rounds more than a program's cost differs.
     let ceiling_pps: Vec<f64> = results[0].iter().map(|o| o.sent.pps()).collect();
     let vs_ceiling = |rs: &[Outcome]| {
-        (!ceiling_pps.is_empty() && ceiling_pps.len() == rs.len()).then(|| {
-            median(
-                rs.iter()
-                    .zip(&ceiling_pps)
-                    .map(|(o, c)| o.sent.pps() / c)
-                    .collect(),
-            )
-        })
+        round_ratios(
+            &rs.iter().map(|o| o.sent.pps()).collect::<Vec<_>>(),
+            &ceiling_pps,
+        )
     };
     let cpu_per_m = |o: &Outcome| o.cpu_secs / (o.handled.max(1) as f64 / 1e6);
     // The XDP program runs in the kernel's receive path, outside the daemon's CPU time, but a
@@ -528,13 +531,12 @@ fn main() -> Result<()> {
             })
             .map(|(_, rs)| rs.iter().map(all_per_m).collect::<Vec<_>>())
     };
-    // Like the ceiling: each run against offline in the same round (they run back to back),
-    // then the median, because the machine's speed drifts between rounds by more than the
-    // paths differ. Without offline runs (`--only`), none.
+    // Like the ceiling: each run against offline in the same round (they run back to back).
     let vs_offline = |rs: &[Outcome], output: Output| {
-        let off = offline_cpu(output)?;
-        (off.len() == rs.len())
-            .then(|| median(rs.iter().zip(&off).map(|(o, c)| all_per_m(o) / c).collect()))
+        round_ratios(
+            &rs.iter().map(all_per_m).collect::<Vec<_>>(),
+            &offline_cpu(output)?,
+        )
     };
     let mut out = std::io::stdout().lock();
     writeln!(
