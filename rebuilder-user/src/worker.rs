@@ -64,8 +64,10 @@ enum FlowState {
     /// A client stream being rebuilt. Boxed: most flows of a busy table are the small kinds
     /// (server sides, closed connections lingering), which should not pay for this one.
     Active(Box<Active>),
-    /// A direction that carries no requests: its segments are counted and dropped.
-    Ignored { client: bool },
+    /// A direction that carries no requests: its segments are counted and dropped. `isn`: the
+    /// SYN that began it, when it began with one from the client (a duplicate of that SYN is
+    /// late, any other SYN starts a new connection, as on a closed 4-tuple).
+    Ignored { client: bool, isn: Option<u32> },
     /// Ended by FIN or RST: remembered for `linger_ns` to absorb late duplicates.
     Closed { isn: Option<u32> },
 }
@@ -108,13 +110,18 @@ impl Active {
 
     /// Whether a SYN (without ACK) starts another connection than this one: its ISN differs
     /// from this stream's, or, for a stream picked up without its SYN (no ISN to compare),
-    /// its data would start outside this stream's window (a late SYN of this connection lands
-    /// just before the bytes seen).
+    /// its data would not start exactly where the stream did (a late SYN of this connection,
+    /// its first data segment having overtaken it, lands just before the bytes seen). One
+    /// that lands further back is followed as another connection even within the window:
+    /// taken as this one, every byte up to the pickup would count as before the start, so a
+    /// single segment sent ahead of a connection's SYN could hide its first megabytes of
+    /// requests from the WAF.
     fn is_other_connection(&self, seg: &Segment, cfg: &StreamConfig) -> bool {
+        let data = seg.seq.wrapping_add(1);
         if self.stream.started_with_syn() {
             self.stream.isn() != seg.seq
         } else {
-            !self.stream.in_window(seg.seq.wrapping_add(1), 0, cfg)
+            !self.stream.in_window(data, 0, cfg) || self.stream.is_before_start(data)
         }
     }
 
@@ -247,8 +254,16 @@ impl FlowTable {
                         false
                     }
                 }
+                // So is a new SYN on an ignored direction: what made it ignored (a SYN-ACK, a
+                // status line or non-HTTP bytes seen first) may have been one spoofed segment
+                // sent from the client's own endpoint, which would otherwise hide every later
+                // connection on the 4-tuple from the WAF. Only a client sends a SYN without
+                // ACK, so the new connection is rebuilt; a server side never sees one.
+                FlowState::Ignored { isn, .. } => {
+                    seg.flags.syn() && !seg.flags.ack() && isn != Some(seg.seq)
+                }
                 // A new SYN on a live one is followed beside it (see `Active::second`).
-                FlowState::Active(_) | FlowState::Ignored { .. } => false,
+                FlowState::Active(_) => false,
             },
         };
         if replace {
@@ -351,12 +366,12 @@ impl FlowTable {
                         flow.state = after_first(a, client, &mut self.stats);
                     }
                 }
-                FlowState::Ignored { .. } => {
+                FlowState::Ignored { isn, .. } => {
                     if !replace {
                         self.stats.segments_ignored += 1;
                     }
                     if seg.flags.rst() || seg.flags.fin() {
-                        flow.state = FlowState::Closed { isn: None };
+                        flow.state = FlowState::Closed { isn: *isn };
                     }
                 }
                 FlowState::Closed { .. } => {}
@@ -403,12 +418,15 @@ impl FlowTable {
             };
             match self.flows.get(&rev).map(|f| &f.state) {
                 Some(FlowState::Active(_)) => Some(false),
-                Some(FlowState::Ignored { client }) => Some(!client),
+                Some(FlowState::Ignored { client, .. }) => Some(!client),
                 _ => None,
             }
         };
         let state = if client == Some(false) {
-            FlowState::Ignored { client: false }
+            FlowState::Ignored {
+                client: false,
+                isn: None,
+            }
         } else {
             FlowState::Active(Box::new(new_active(
                 key,

@@ -74,7 +74,10 @@ pub(super) fn after_first(a: &mut Box<Active>, client: bool, stats: &mut WorkerS
             isn: a.stream.started_with_syn().then(|| a.stream.isn()),
         }
     } else {
-        FlowState::Ignored { client }
+        FlowState::Ignored {
+            client,
+            isn: a.stream.started_with_syn().then(|| a.stream.isn()),
+        }
     }
 }
 

@@ -443,3 +443,60 @@ fn a_spoofed_syn_kept_warm_cannot_take_over_an_idle_keep_alive_connection() {
         "the real client's next request is picked up"
     );
 }
+
+#[test]
+fn one_spoofed_segment_from_the_client_side_does_not_hide_its_next_connection() {
+    // An attacker sends, from its own endpoint to the server (inbound, so mirrored), one
+    // segment that makes the direction look like no client's: a SYN-ACK, a status line or
+    // bytes of another protocol. The server answers with an RST that an ingress-only mirror
+    // never shows. Then it connects from the same endpoint; its request must reach the WAF.
+    let bait: [(&str, u8, &[u8]); 3] = [
+        ("SYN-ACK", TcpFlags::SYN | A, b""),
+        ("status line", A | TcpFlags::PSH, b"HTTP/1.1 200 OK\r\n\r\n"),
+        ("TLS bytes", A | TcpFlags::PSH, b"\x16\x03\x01\x00\x05hello"),
+    ];
+    for (i, (what, flags, payload)) in bait.into_iter().enumerate() {
+        let mut t = FlowTable::new(cfg());
+        let port = 40102 + i as u16;
+        let mut segs = vec![seg(client(port), 123_456, flags, payload, 0, 1)];
+        segs.extend(connection(port, 7000, 1, 10));
+        let out = run(&mut t, &segs);
+        assert_eq!(
+            out.len(),
+            1,
+            "{what} first: the real connection's request: {:?}",
+            t.stats()
+        );
+        assert_eq!(&out[0].raw[..], REQ, "{what}");
+    }
+}
+
+#[test]
+fn an_ignored_stream_absorbs_its_own_syn_but_not_a_new_one() {
+    let mut t = FlowTable::new(cfg());
+    let c = client(40110);
+    let tls = seg(
+        c,
+        501,
+        A | TcpFlags::PSH,
+        b"\x16\x03\x01\x00\x05hello",
+        2,
+        1,
+    );
+    let mut segs = vec![
+        seg(c, 500, TcpFlags::SYN, b"", 0, 1),
+        seg(c.reversed(), 9000, TcpFlags::SYN | A, b"", 1, 1),
+        tls,
+        // The second copy of a doubly mirrored SYN: the same connection, not a new one.
+        seg(c, 500, TcpFlags::SYN, b"", 3, 1),
+    ];
+    let out = run(&mut t, &segs);
+    assert!(out.is_empty());
+    assert_eq!(t.stats().flows_created, 2, "client and server side only");
+    assert_eq!(t.stats().segments_ignored, 1, "the duplicate SYN");
+    // The 4-tuple reused without a FIN seen: a new ISN is a new connection.
+    segs = connection(40110, 70_000, 1, 10);
+    let out = run(&mut t, &segs);
+    assert_eq!(out.len(), 1);
+    assert_eq!(&out[0].raw[..], REQ);
+}
