@@ -120,3 +120,8 @@ fn spoofed_syns_with_new_isns_on_live_connections() {
 fn spoofed_rsts_and_fins_off_the_streams_position() {
     check(HostileKind::SpoofedClose);
 }
+
+#[test]
+fn one_segment_before_a_connection_does_not_hide_it() {
+    check(HostileKind::SpoofedFirst);
+}

@@ -48,7 +48,7 @@ struct Args {
     /// Only these cases (repeatable): syn-flood, half-open, out-of-window, conflicting-overlap,
     /// endless-chunked, huge-header, trickle, endless-pipeline, vxlan-garbage, vxlan-no-i-flag,
     /// inner-fragments, zero-window-probes, out-of-order-holes, proxy-headers, spoofed-ahead,
-    /// spoofed-syn, spoofed-close.
+    /// spoofed-syn, spoofed-close, spoofed-first.
     #[arg(long = "case", value_name = "NAME")]
     cases: Vec<String>,
     /// Concurrent-flow counts to measure peak RSS at (comma-separated; 0 skips).

@@ -14,7 +14,8 @@
 //! wins); never-ending chunked bodies; 1 MB header lines; requests trickled a byte at a time;
 //! endless pipelines; garbage after the VXLAN header; VXLAN without the I flag; inner IP
 //! fragments; zero-window probes; out-of-order data behind holes that never fill, more than the
-//! memory budget altogether.
+//! memory budget altogether; spoofed segments into live connections (parked ahead, SYNs with new
+//! ISNs, RSTs and FINs off the stream's position, one segment before a connection's SYN).
 //!
 //! This module holds the cases' types and [`build`]; the attacks live one family per
 //! submodule (floods, sequence-space attacks, HTTP abuse, broken encapsulation, spoofing), all
@@ -91,10 +92,14 @@ pub enum HostileKind {
     /// RSTs and FINs with sequence numbers that are not the stream's position (ahead, behind,
     /// out of window) into live legitimate connections, during pauses and transfers.
     SpoofedClose,
+    /// One segment sent from a connection's own client endpoint before its SYN, to make the
+    /// direction look like no client's or to move its start: a SYN-ACK, a status line, or
+    /// bytes 64 KiB past the ISN the client will use.
+    SpoofedFirst,
 }
 
 impl HostileKind {
-    pub const ALL: [HostileKind; 17] = [
+    pub const ALL: [HostileKind; 18] = [
         HostileKind::SynFlood,
         HostileKind::HalfOpen,
         HostileKind::OutOfWindow,
@@ -112,6 +117,7 @@ impl HostileKind {
         HostileKind::SpoofedAhead,
         HostileKind::SpoofedSyn,
         HostileKind::SpoofedClose,
+        HostileKind::SpoofedFirst,
     ];
 
     pub fn name(self) -> &'static str {
@@ -133,6 +139,7 @@ impl HostileKind {
             HostileKind::SpoofedAhead => "spoofed-ahead",
             HostileKind::SpoofedSyn => "spoofed-syn",
             HostileKind::SpoofedClose => "spoofed-close",
+            HostileKind::SpoofedFirst => "spoofed-first",
         }
     }
 
@@ -311,6 +318,7 @@ pub fn build(kind: HostileKind, scale: &HostileScale, seed: u64) -> Result<Hosti
         HostileKind::SpoofedAhead => b.spoofed_ahead()?,
         HostileKind::SpoofedSyn => b.spoofed_syn()?,
         HostileKind::SpoofedClose => b.spoofed_close()?,
+        HostileKind::SpoofedFirst => b.spoofed_first()?,
     }
     Ok(b.finish())
 }

@@ -293,6 +293,59 @@ impl Builder<'_> {
         );
         Ok(())
     }
+
+    pub(super) fn spoofed_first(&mut self) -> Result<(), GenError> {
+        let victims = self.victims()?;
+        let mut second = 0u64;
+        for (i, v) in victims.iter().enumerate() {
+            let mut spoof = v.raw(self.id());
+            // 1 ms before the victim's SYN, from its endpoint (an attacker connecting from a
+            // port it chose, or one that knows the client's next port and ISN).
+            let t = v
+                .plan
+                .packets()
+                .first()
+                .map_or(0, |p| p.ts)
+                .saturating_sub(NS_PER_MS);
+            let ahead = v.seq(64 << 10);
+            let frame = match i % 3 {
+                // Would make the direction the server's.
+                0 => spoof.packet(
+                    t,
+                    Direction::ClientToServer,
+                    v.plan.client_isn ^ 0x5555_5555,
+                    flags::SYN | flags::ACK,
+                    b"",
+                )?,
+                // A response stream, to a framer looking at a pickup.
+                1 => spoof.packet(
+                    t,
+                    Direction::ClientToServer,
+                    ahead,
+                    flags::ACK | flags::PSH,
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+                )?,
+                // A pickup 64 KiB into the connection: its SYN lands before it.
+                _ => {
+                    second += 1;
+                    spoof.packet(
+                        t,
+                        Direction::ClientToServer,
+                        ahead,
+                        flags::ACK | flags::PSH,
+                        b"\x16\x03\x01\x00\x05hello",
+                    )?
+                }
+            };
+            self.frames.push(frame);
+        }
+        self.expect("segment:second_connection", Expect::Exactly(second));
+        self.about = format!(
+            "{} connections, each preceded by one segment from its own client endpoint: a SYN-ACK, a status line, or bytes 64 KiB past its ISN",
+            victims.len()
+        );
+        Ok(())
+    }
 }
 
 /// Pause between the requests of a spoofing victim: longer than rebuilder's reordering timeout

@@ -12,9 +12,10 @@ fn every_case_builds_at_ci_scale_deterministically() {
         assert_eq!(a.frames, b.frames, "{kind:?}");
         assert!(!a.frames.is_empty() && !a.drops.is_empty(), "{kind:?}");
         let victims = match kind {
-            HostileKind::SpoofedAhead | HostileKind::SpoofedSyn | HostileKind::SpoofedClose => {
-                scale.spoof_victims * 4
-            }
+            HostileKind::SpoofedAhead
+            | HostileKind::SpoofedSyn
+            | HostileKind::SpoofedClose
+            | HostileKind::SpoofedFirst => scale.spoof_victims * 4,
             _ => 0,
         };
         assert_eq!(
