@@ -16,6 +16,11 @@
 //! The UDP path's kernel receive work (IP and UDP input, queueing) is likewise charged to the
 //! sender and is not counted; the time the daemon spends in `recvmmsg` is.
 //!
+//! On this kind of machine (2 cores) the sender and the kernel's receive path share the cores
+//! and caches with the receiver, which slows the same code; the variant "offline replay →
+//! jsonl, burst beside" runs the offline replay during a burst to the bare XDP_DROP, and the
+//! live paths are also compared with it (printed below the table).
+//!
 //! Each round runs every variant once, back to back; the ratios (vs XDP_DROP, vs offline) are
 //! medians of each round's ratio, the other columns medians of the runs.
 //!
@@ -99,6 +104,8 @@ enum Receiver {
     Xdp,
     Udp,
     Offline,
+    /// Offline, while the burst goes to the bare XDP_DROP.
+    OfflineBesideBurst,
 }
 
 fn tcpreplay(tx: &Netns, pcap: &PathBuf) -> Result<Sent> {
@@ -220,8 +227,9 @@ fn xdp_prog_stats() -> (u64, u64) {
     })
 }
 
-fn bare_drop(tx: &Netns, rx: &Netns, a: &Args) -> Result<Outcome> {
-    let mut child = rx
+/// The bare counting XDP_DROP, attached to rx0 (stopped by [`stop_drop`]).
+fn start_drop(rx: &Netns, a: &Args) -> Result<std::process::Child> {
+    let child = rx
         .command(&a.xdp_drop)
         .args(["rx0", "driver"])
         .stdin(Stdio::piped())
@@ -230,15 +238,16 @@ fn bare_drop(tx: &Netns, rx: &Netns, a: &Args) -> Result<Outcome> {
         .spawn()
         .context("starting xdp-drop")?;
     std::thread::sleep(Duration::from_millis(500));
-    let before = xdp_prog_stats();
-    let sent = tcpreplay(tx, &a.pcap)?;
-    let after = xdp_prog_stats();
+    Ok(child)
+}
+
+/// Detaches the XDP_DROP and returns how many packets it dropped.
+fn stop_drop(mut child: std::process::Child) -> Result<u64> {
     std::thread::sleep(Duration::from_millis(300));
     drop(child.stdin.take());
     let out = child.wait_with_output()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let handled = text
-        .trim()
+    text.trim()
         .strip_prefix("dropped ")
         .and_then(|n| n.parse().ok())
         .with_context(|| {
@@ -246,7 +255,15 @@ fn bare_drop(tx: &Netns, rx: &Netns, a: &Args) -> Result<Outcome> {
                 "xdp-drop said {text:?} / {}",
                 String::from_utf8_lossy(&out.stderr)
             )
-        })?;
+        })
+}
+
+fn bare_drop(tx: &Netns, rx: &Netns, a: &Args) -> Result<Outcome> {
+    let child = start_drop(rx, a)?;
+    let before = xdp_prog_stats();
+    let sent = tcpreplay(tx, &a.pcap)?;
+    let after = xdp_prog_stats();
+    let handled = stop_drop(child)?;
     Ok(Outcome {
         sent,
         handled,
@@ -258,6 +275,35 @@ fn bare_drop(tx: &Netns, rx: &Netns, a: &Args) -> Result<Outcome> {
         switches: None,
         notes: String::new(),
     })
+}
+
+/// The offline replay while the burst is sent to the bare XDP_DROP: the same work as
+/// [`offline`], on a machine as busy as during a live run. On this 2-core machine tcpreplay and
+/// the kernel's receive path share the cores (and their caches) with the receiver, which a NIC
+/// does not; this control shows how much of a live path's cost over offline that load alone
+/// accounts for. The replay starts 100 ms into the burst and must end before it (noted if not).
+fn offline_beside_burst(tx: &Netns, rx: &Netns, a: &Args, truth: &[Vec<u8>]) -> Result<Outcome> {
+    let child = start_drop(rx, a)?;
+    let (sent, replay, replay_secs) = std::thread::scope(|s| {
+        let burst = s.spawn(|| tcpreplay(tx, &a.pcap));
+        std::thread::sleep(Duration::from_millis(100));
+        let t0 = Instant::now();
+        let replay = offline(a, truth, Output::Jsonl);
+        let secs = t0.elapsed().as_secs_f64();
+        let sent = burst
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the tcpreplay thread panicked")));
+        (sent, replay, secs)
+    });
+    stop_drop(child)?;
+    let (sent, mut o) = (sent?, replay?);
+    if replay_secs + 0.1 > sent.secs {
+        o.notes = format!(
+            "replay ({replay_secs:.2} s) outlasted the burst ({:.2} s)",
+            sent.secs
+        );
+    }
+    Ok(o)
 }
 
 fn per_run(before: (u64, u64), after: (u64, u64)) -> Option<f64> {
@@ -475,9 +521,14 @@ fn main() -> Result<()> {
 
     let xdp: &[&str] = &["--iface", "rx0", "--xdp-mode", "driver"];
     let udp: &[&str] = &["--udp", "10.0.0.200:4789"];
-    let variants: [(&str, Receiver, Output); 7] = [
+    let variants: [(&str, Receiver, Output); 8] = [
         ("bare XDP_DROP (ceiling)", Receiver::BareDrop, Output::Jsonl),
         ("offline replay → jsonl", Receiver::Offline, Output::Jsonl),
+        (
+            "offline replay → jsonl, burst beside",
+            Receiver::OfflineBesideBurst,
+            Output::Jsonl,
+        ),
         ("XDP (driver) → jsonl", Receiver::Xdp, Output::Jsonl),
         ("UDP socket → jsonl", Receiver::Udp, Output::Jsonl),
         (
@@ -500,6 +551,7 @@ fn main() -> Result<()> {
                 Receiver::Xdp => rebuilder(&tx, &rx, &a, &truth, xdp, *output)?,
                 Receiver::Udp => rebuilder(&tx, &rx, &a, &truth, udp, *output)?,
                 Receiver::Offline => offline(&a, &truth, *output)?,
+                Receiver::OfflineBesideBurst => offline_beside_burst(&tx, &rx, &a, &truth)?,
             };
             results[i].push(o);
         }
@@ -557,7 +609,7 @@ fn main() -> Result<()> {
         }
         let pick = |f: &dyn Fn(&Outcome) -> f64| median(rs.iter().map(f).collect());
         let na = || "n/a".to_string();
-        let live = !matches!(receiver, Receiver::Offline);
+        let live = !matches!(receiver, Receiver::Offline | Receiver::OfflineBesideBurst);
         let bare = matches!(receiver, Receiver::BareDrop);
         let sent = pick(&|o| o.sent.packets as f64);
         let handled = pick(&|o| o.handled as f64);
@@ -617,6 +669,24 @@ fn main() -> Result<()> {
             rs.last().map_or(String::new(), |o| o.notes.clone()),
         ];
         writeln!(out, "| {} |", row.join(" | "))?;
+    }
+    // The live paths against the offline replay under the same load (see `offline_beside_burst`).
+    let beside: Option<Vec<f64>> = variants
+        .iter()
+        .zip(&results)
+        .find(|((_, r, _), rs)| matches!(r, Receiver::OfflineBesideBurst) && !rs.is_empty())
+        .map(|(_, rs)| rs.iter().map(all_per_m).collect());
+    if let Some(base) = beside {
+        for ((name, receiver, output), rs) in variants.iter().zip(&results) {
+            let live = matches!(receiver, Receiver::Xdp | Receiver::Udp);
+            if let (true, Output::Jsonl, Some(r)) = (
+                live,
+                output,
+                round_ratios(&rs.iter().map(all_per_m).collect::<Vec<_>>(), &base),
+            ) {
+                writeln!(out, "{name}: {r:.2}× offline with the burst beside")?;
+            }
+        }
     }
     drop(veth);
     Ok(())
