@@ -64,9 +64,10 @@ enum FlowState {
     /// A client stream being rebuilt. Boxed: most flows of a busy table are the small kinds
     /// (server sides, closed connections lingering), which should not pay for this one.
     Active(Box<Active>),
-    /// A direction that carries no requests: its segments are counted and dropped. `isn`: the
-    /// SYN that began it, when it began with one from the client (a duplicate of that SYN is
-    /// late, any other SYN starts a new connection, as on a closed 4-tuple).
+    /// A direction that carries no requests: its segments are counted and dropped. `isn`: its
+    /// client's SYN, when it was a client stream (the one it began with, or for a pickup the
+    /// one its first byte implies): that SYN again is late, any other SYN without ACK starts a
+    /// new connection, as on a closed 4-tuple.
     Ignored { client: bool, isn: Option<u32> },
     /// Ended by FIN or RST: remembered for `linger_ns` to absorb late duplicates.
     Closed { isn: Option<u32> },
@@ -111,18 +112,26 @@ impl Active {
     /// Whether a SYN (without ACK) starts another connection than this one: its ISN differs
     /// from this stream's, or, for a stream picked up without its SYN (no ISN to compare),
     /// its data would not start exactly where the stream did (a late SYN of this connection,
-    /// its first data segment having overtaken it, lands just before the bytes seen). One
-    /// that lands further back is followed as another connection even within the window:
-    /// taken as this one, every byte up to the pickup would count as before the start, so a
-    /// single segment sent ahead of a connection's SYN could hide its first megabytes of
-    /// requests from the WAF.
+    /// its first data segment having overtaken it, lands just before the bytes seen). Any
+    /// other SYN is followed as another connection even within the window: taken as this
+    /// one, its bytes would be read as the continuation of whatever segment was picked up
+    /// first, so a single segment sent from the client's endpoint ahead of its SYN (a
+    /// request head promising a huge body, bytes before or past the ISN) could hide the
+    /// connection's requests from the WAF.
     fn is_other_connection(&self, seg: &Segment, cfg: &StreamConfig) -> bool {
         let data = seg.seq.wrapping_add(1);
         if self.stream.started_with_syn() {
             self.stream.isn() != seg.seq
         } else {
-            !self.stream.in_window(data, 0, cfg) || self.stream.is_before_start(data)
+            !self.stream.in_window(data, 0, cfg) || !self.stream.starts_at(data)
         }
+    }
+
+    /// Whether a segment that continues `self` and `other` equally closely is `self`'s: a
+    /// connection that began with its SYN wins over one that was picked up (which may be a
+    /// spoofed segment, able to line its end up with the real stream's next segment).
+    fn wins_tie_over(&self, other: &Active) -> bool {
+        self.stream.started_with_syn() && !other.stream.started_with_syn()
     }
 
     fn distance(&self, seg: &Segment) -> u64 {
@@ -306,7 +315,8 @@ impl FlowTable {
                     } else if let Some(b) = second {
                         // In both windows (ISNs within a window of each other): the one it
                         // continues most closely.
-                        !first || b.distance(seg) < a.distance(seg)
+                        let (to_b, to_a) = (b.distance(seg), a.distance(seg));
+                        !first || to_b < to_a || (to_b == to_a && b.wins_tie_over(a))
                     } else if first {
                         false
                     } else if (syn && !replace)

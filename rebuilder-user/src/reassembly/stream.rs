@@ -158,7 +158,8 @@ impl Stream {
         self.started_with_syn
     }
 
-    /// Sequence number of the SYN this stream started with (meaningful when it did).
+    /// Sequence number of the SYN this stream started with; for a stream picked up without
+    /// it, the one its SYN would have (one before the first byte seen).
     pub fn isn(&self) -> u32 {
         self.base.wrapping_sub(1)
     }
@@ -204,10 +205,10 @@ impl Stream {
         start < window_end && start + i64::from(wire) >= self.next as i64 - cfg.max_window as i64
     }
 
-    /// Whether `seq` lies before the stream's first byte (for a stream picked up mid-way, the
-    /// first byte seen).
-    pub fn is_before_start(&self, seq: u32) -> bool {
-        self.offset_of(seq) < 0
+    /// Whether `seq` is the stream's first byte (for a stream picked up mid-way, the first
+    /// byte seen).
+    pub fn starts_at(&self, seq: u32) -> bool {
+        self.offset_of(seq) == 0
     }
 
     /// How far `seq` is from the stream's next expected byte, either way: when two connections

@@ -69,15 +69,14 @@ pub(super) fn after_first(a: &mut Box<Active>, client: bool, stats: &mut WorkerS
     if let Some(second) = a.second.take().filter(|b| b.stream.ended().is_none()) {
         return FlowState::Active(second);
     }
+    // A stream picked up without its SYN remembers the ISN its late SYN would have (one before
+    // its first byte): that SYN is this connection's and must not start another, which would
+    // replay its requests again from their retransmissions or second mirror copies.
+    let isn = Some(a.stream.isn());
     if ended {
-        FlowState::Closed {
-            isn: a.stream.started_with_syn().then(|| a.stream.isn()),
-        }
+        FlowState::Closed { isn }
     } else {
-        FlowState::Ignored {
-            client,
-            isn: a.stream.started_with_syn().then(|| a.stream.isn()),
-        }
+        FlowState::Ignored { client, isn }
     }
 }
 

@@ -500,3 +500,88 @@ fn an_ignored_stream_absorbs_its_own_syn_but_not_a_new_one() {
     assert_eq!(out.len(), 1);
     assert_eq!(&out[0].raw[..], REQ);
 }
+
+/// A request head promising a body far longer than anything that follows: a framer that takes it
+/// reads every later byte of its stream as body.
+const ENDLESS: &[u8] = b"POST /bait HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000000\r\n\r\n";
+
+#[test]
+fn a_bait_picked_up_before_or_after_the_isn_does_not_swallow_the_connection() {
+    // The bait ends exactly where the real data starts, or starts 100 bytes past it; a framer
+    // reading the real bytes as the bait's body would replay nothing.
+    let isn = 7000u32;
+    for (i, at) in [
+        isn + 1 - ENDLESS.len() as u32,
+        isn + 1 + 100,
+        isn + 1 - ENDLESS.len() as u32 / 2,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut t = FlowTable::new(cfg());
+        let port = 40120 + i as u16;
+        let mut segs = vec![seg(client(port), at, A | TcpFlags::PSH, ENDLESS, 0, 1)];
+        segs.extend(connection(port, isn, 1, 10));
+        let out = run(&mut t, &segs);
+        let raws: Vec<&[u8]> = out.iter().map(|r| &r.raw[..]).collect();
+        assert!(
+            raws.contains(&REQ),
+            "bait at ISN+1{:+}: {raws:?}",
+            i64::from(at) - i64::from(isn) - 1
+        );
+        assert_eq!(
+            t.stats().second_connections,
+            1,
+            "the real SYN is another connection"
+        );
+    }
+}
+
+#[test]
+fn a_tie_goes_to_the_connection_that_began_with_its_syn() {
+    // The bait is picked up 100 bytes past the ISN and ends where the real stream's second
+    // segment begins: that segment continues both connections exactly.
+    let mut t = FlowTable::new(cfg());
+    let c = client(40130);
+    let isn = 9000u32;
+    let r1: &[u8] = b"GET /one HTTP/1.1\r\nHost: x\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let r2: &[u8] = b"GET /two HTTP/1.1\r\nHost: x\r\n\r\n";
+    // The bait: the endless head padded with body bytes, from 100 bytes past the ISN to the
+    // end of r1.
+    let end = isn + 1 + r1.len() as u32;
+    let bait_at = isn + 1 + 100;
+    let mut bait = ENDLESS.to_vec();
+    assert!(
+        r1.len() - 100 >= bait.len(),
+        "r1 is long enough to hide the bait in"
+    );
+    bait.resize(r1.len() - 100, b'z');
+    let segs = vec![
+        seg(c, bait_at, A | TcpFlags::PSH, &bait, 0, 1),
+        seg(c, isn, TcpFlags::SYN, b"", 10, 1),
+        seg(c, isn + 1, A | TcpFlags::PSH, r1, 12, 1),
+        seg(c, end, A | TcpFlags::PSH, r2, 13, 1),
+    ];
+    let out = run(&mut t, &segs);
+    let raws: Vec<&[u8]> = out.iter().map(|r| &r.raw[..]).collect();
+    assert_eq!(raws, vec![r1, r2]);
+}
+
+#[test]
+fn the_late_syn_of_an_upgraded_pickup_does_not_replay_its_request() {
+    // Picked up at its first byte (the SYN overtaken), the request upgrades the connection; its
+    // SYN then arrives, and a retransmission of the request: one request, not two.
+    let mut t = FlowTable::new(cfg());
+    let c = client(40140);
+    let up: &[u8] =
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+    let segs = vec![
+        seg(c, 501, A | TcpFlags::PSH, up, 0, 1),
+        seg(c, 500, TcpFlags::SYN, b"", 1, 1),
+        seg(c, 501, A | TcpFlags::PSH, up, 2, 1),
+    ];
+    let out = run(&mut t, &segs);
+    assert_eq!(out.len(), 1);
+    assert_eq!(&out[0].raw[..], up);
+    assert_eq!(t.stats().flows_created, 1, "the late SYN starts nothing");
+}
