@@ -296,7 +296,7 @@ impl Builder<'_> {
 
     pub(super) fn spoofed_first(&mut self) -> Result<(), GenError> {
         let victims = self.victims()?;
-        let mut second = 0u64;
+        let (mut second, mut endless_heads) = (0u64, 0u64);
         for (i, v) in victims.iter().enumerate() {
             let mut spoof = v.raw(self.id());
             // 1 ms before the victim's SYN, from its endpoint (an attacker connecting from a
@@ -308,7 +308,10 @@ impl Builder<'_> {
                 .map_or(0, |p| p.ts)
                 .saturating_sub(NS_PER_MS);
             let ahead = v.seq(64 << 10);
-            let frame = match i % 3 {
+            let endless = format!(
+                "POST /bait HTTP/1.1\r\nHost: {VICTIM_HOST}\r\nContent-Length: 1000000000\r\n\r\n"
+            );
+            let frame = match i % 4 {
                 // Would make the direction the server's.
                 0 => spoof.packet(
                     t,
@@ -325,6 +328,19 @@ impl Builder<'_> {
                     flags::ACK | flags::PSH,
                     b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
                 )?,
+                // A request head promising a 1 GB body, ending where the real bytes begin:
+                // taken as the same connection, they would be its body.
+                3 => {
+                    second += 1;
+                    endless_heads += 1;
+                    spoof.packet(
+                        t,
+                        Direction::ClientToServer,
+                        v.seq(0).wrapping_sub(endless.len() as u32),
+                        flags::ACK | flags::PSH,
+                        endless.as_bytes(),
+                    )?
+                }
                 // A pickup 64 KiB into the connection: its SYN lands before it.
                 _ => {
                     second += 1;
@@ -340,8 +356,10 @@ impl Builder<'_> {
             self.frames.push(frame);
         }
         self.expect("segment:second_connection", Expect::Exactly(second));
+        // The bait's own head, its body never sent, is counted when the capture ends.
+        self.expect("request:incomplete", Expect::Exactly(endless_heads));
         self.about = format!(
-            "{} connections, each preceded by one segment from its own client endpoint: a SYN-ACK, a status line, or bytes 64 KiB past its ISN",
+            "{} connections, each preceded by one segment from its own client endpoint: a SYN-ACK, a status line, bytes 64 KiB past its ISN, or a head promising a 1 GB body that ends where its bytes begin",
             victims.len()
         );
         Ok(())
