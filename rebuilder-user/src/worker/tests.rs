@@ -507,8 +507,8 @@ const ENDLESS: &[u8] = b"POST /bait HTTP/1.1\r\nHost: a\r\nContent-Length: 10000
 
 #[test]
 fn a_bait_picked_up_before_or_after_the_isn_does_not_swallow_the_connection() {
-    // The bait ends exactly where the real data starts, or starts 100 bytes past it; a framer
-    // reading the real bytes as the bait's body would replay nothing.
+    // The bait ends exactly where the real data starts, starts 100 bytes past it, or overlaps
+    // its start; a framer reading the real bytes as the bait's body would replay nothing.
     let isn = 7000u32;
     for (i, at) in [
         isn + 1 - ENDLESS.len() as u32,
