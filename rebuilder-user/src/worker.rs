@@ -110,21 +110,17 @@ impl Active {
     }
 
     /// Whether a SYN (without ACK) starts another connection than this one: its ISN differs
-    /// from this stream's, or, for a stream picked up without its SYN (no ISN to compare),
-    /// its data would not start exactly where the stream did (a late SYN of this connection,
-    /// its first data segment having overtaken it, lands just before the bytes seen). Any
-    /// other SYN is followed as another connection even within the window: taken as this
-    /// one, its bytes would be read as the continuation of whatever segment was picked up
-    /// first, so a single segment sent from the client's endpoint ahead of its SYN (a
-    /// request head promising a huge body, bytes before or past the ISN) could hide the
-    /// connection's requests from the WAF.
-    fn is_other_connection(&self, seg: &Segment, cfg: &StreamConfig) -> bool {
-        let data = seg.seq.wrapping_add(1);
-        if self.stream.started_with_syn() {
-            self.stream.isn() != seg.seq
-        } else {
-            !self.stream.in_window(data, 0, cfg) || !self.stream.starts_at(data)
-        }
+    /// from this stream's, or this stream was picked up without its SYN. A late SYN of a
+    /// picked-up connection is possible (its first data segment overtaking it by a round trip)
+    /// but every SYN is followed as another connection all the same: taken as this one, its
+    /// bytes would be read as the continuation of whatever segment was picked up first, so a
+    /// single segment sent from the client's endpoint ahead of its SYN (a request head
+    /// promising a huge body, before, at or past the first byte the SYN announces) could hide
+    /// the connection's requests from the WAF. Followed beside it, each real segment goes to
+    /// the connection it continues; the price, in the legitimate case, is a request replayed
+    /// twice if a copy of the overtaking segment comes again later.
+    fn is_other_connection(&self, seg: &Segment) -> bool {
+        !self.stream.started_with_syn() || self.stream.isn() != seg.seq
     }
 
     /// Whether a segment that continues `self` and `other` equally closely is `self`'s: a
@@ -304,11 +300,10 @@ impl FlowTable {
                     // The usual case, one connection and no SYN, goes to it without working out
                     // windows here: its stream does (and counts what falls outside).
                     let alone = a.second.is_none() && !syn && !a.took_over;
-                    let first = alone
-                        || a.takes(seg, stream_cfg)
-                            && !(syn && a.is_other_connection(seg, stream_cfg));
+                    let first =
+                        alone || a.takes(seg, stream_cfg) && !(syn && a.is_other_connection(seg));
                     let second = a.second.as_deref().filter(|b| {
-                        b.takes(seg, stream_cfg) && !(syn && b.is_other_connection(seg, stream_cfg))
+                        b.takes(seg, stream_cfg) && !(syn && b.is_other_connection(seg))
                     });
                     let to_second = if alone {
                         false

@@ -205,12 +205,6 @@ impl Stream {
         start < window_end && start + i64::from(wire) >= self.next as i64 - cfg.max_window as i64
     }
 
-    /// Whether `seq` is the stream's first byte (for a stream picked up mid-way, the first
-    /// byte seen).
-    pub fn starts_at(&self, seq: u32) -> bool {
-        self.offset_of(seq) == 0
-    }
-
     /// How far `seq` is from the stream's next expected byte, either way: when two connections
     /// share a 4-tuple, a segment belongs to the one it continues most closely.
     pub fn distance(&self, seq: u32) -> u64 {

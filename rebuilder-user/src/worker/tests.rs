@@ -391,10 +391,12 @@ fn a_spoofed_segment_before_the_syn_does_not_poison_the_connection() {
 }
 
 #[test]
-fn a_late_syn_of_a_connection_picked_up_first_is_the_same_connection() {
+fn a_late_syn_of_a_connection_picked_up_first_does_not_replay_its_request() {
     let mut t = FlowTable::new(cfg());
     let mut segs = connection(40101, 7000, 1, 10);
-    // The request arrives before the handshake (reordering): picked up, then its own SYN.
+    // The request arrives before the handshake (reordering): picked up, then its own SYN,
+    // followed as a second connection (see `Active::is_other_connection`), which the later
+    // segments do not continue as closely as the first.
     let req = segs.remove(3);
     segs.insert(0, req);
     let out = run(&mut t, &segs);
@@ -405,6 +407,7 @@ fn a_late_syn_of_a_connection_picked_up_first_is_the_same_connection() {
         2,
         "client and server side, no replacement"
     );
+    assert_eq!(t.stats().second_connections, 1);
 }
 
 #[test]
@@ -507,10 +510,12 @@ const ENDLESS: &[u8] = b"POST /bait HTTP/1.1\r\nHost: a\r\nContent-Length: 10000
 
 #[test]
 fn a_bait_picked_up_before_or_after_the_isn_does_not_swallow_the_connection() {
-    // The bait ends exactly where the real data starts, starts 100 bytes past it, or overlaps
-    // its start; a framer reading the real bytes as the bait's body would replay nothing.
+    // The bait ends exactly where the real data starts, starts 100 bytes past it, overlaps its
+    // start, or starts exactly there; a framer reading the real bytes as the bait's body would
+    // replay nothing.
     let isn = 7000u32;
     for (i, at) in [
+        isn + 1,
         isn + 1 - ENDLESS.len() as u32,
         isn + 1 + 100,
         isn + 1 - ENDLESS.len() as u32 / 2,
