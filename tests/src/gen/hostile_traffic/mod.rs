@@ -94,8 +94,8 @@ pub enum HostileKind {
     SpoofedClose,
     /// One segment sent from a connection's own client endpoint before its SYN, to make the
     /// direction look like no client's or to move its start: a SYN-ACK, a status line, bytes
-    /// 64 KiB past the ISN the client will use, or a request head promising a 1 GB body that
-    /// ends where the client's bytes will begin.
+    /// 64 KiB past the ISN the client will use, or a request head promising a 1 GB body at
+    /// the first byte the client's SYN will announce.
     SpoofedFirst,
 }
 

@@ -328,15 +328,15 @@ impl Builder<'_> {
                     flags::ACK | flags::PSH,
                     b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
                 )?,
-                // A request head promising a 1 GB body, ending where the real bytes begin:
-                // taken as the same connection, they would be its body.
+                // A request head promising a 1 GB body, at exactly the first byte the SYN will
+                // announce: taken as the same connection, the real bytes would be its body.
                 3 => {
                     second += 1;
                     endless_heads += 1;
                     spoof.packet(
                         t,
                         Direction::ClientToServer,
-                        v.seq(0).wrapping_sub(endless.len() as u32),
+                        v.seq(0),
                         flags::ACK | flags::PSH,
                         endless.as_bytes(),
                     )?
@@ -359,7 +359,7 @@ impl Builder<'_> {
         // The bait's own head, its body never sent, is counted when the capture ends.
         self.expect("request:incomplete", Expect::Exactly(endless_heads));
         self.about = format!(
-            "{} connections, each preceded by one segment from its own client endpoint: a SYN-ACK, a status line, bytes 64 KiB past its ISN, or a head promising a 1 GB body that ends where its bytes begin",
+            "{} connections, each preceded by one segment from its own client endpoint: a SYN-ACK, a status line, bytes 64 KiB past its ISN, or a head promising a 1 GB body at its first byte",
             victims.len()
         );
         Ok(())
