@@ -190,6 +190,7 @@ impl Knobs {
             reorder_timeout_ns: u64::from(self.reorder_ms) * MS,
             max_buffered: usize::from(self.max_buffered),
             max_window: u64::from(self.max_window) * 16 + 1,
+            ..StreamConfig::default()
         }
     }
 

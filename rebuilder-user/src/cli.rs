@@ -248,6 +248,11 @@ pub struct CommonArgs {
     #[arg(long, value_name = "SIZE")]
     pub max_flow_buffer: Option<ByteSize>,
 
+    /// The mirrored servers take data on a SYN (TCP Fast Open): replay it (by default it is
+    /// dropped, counted, as a server without Fast Open drops it).
+    #[arg(long)]
+    pub syn_data: bool,
+
     /// Budget for every buffered byte (output queues and flows; e.g. 256MiB). The queues get
     /// a quarter unless their sizes are set, flows the rest; over it flows are evicted, counted.
     #[arg(long, value_name = "SIZE")]

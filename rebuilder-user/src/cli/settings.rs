@@ -150,6 +150,9 @@ impl CommonArgs {
         if self.keep_health_checks {
             s.health_checks.keep = true;
         }
+        if self.syn_data {
+            s.reassembly.syn_data = true;
+        }
         if !self.health_check_cidrs.is_empty() {
             s.health_checks
                 .source_cidrs

@@ -89,6 +89,7 @@ impl Settings {
             reorder_timeout_ns: self.reassembly.reorder_timeout.0.as_nanos() as u64,
             max_buffered: self.reassembly.max_flow_buffer.as_usize(),
             max_window: self.reassembly.max_window.bytes(),
+            syn_data: self.reassembly.syn_data,
         }
     }
 }

@@ -180,6 +180,9 @@ pub struct ReassemblySettings {
     pub max_flow_buffer: ByteSize,
     /// Segments further than this beyond the next expected byte are out of window.
     pub max_window: ByteSize,
+    /// The mirrored servers accept data on a SYN (TCP Fast Open): deliver it. Off: it is
+    /// dropped, counted, as a server without Fast Open drops it.
+    pub syn_data: bool,
 }
 
 impl Default for ReassemblySettings {
@@ -190,6 +193,7 @@ impl Default for ReassemblySettings {
             idle_timeout: Span(Duration::from_secs(60)),
             max_flow_buffer: ByteSize(4 << 20),
             max_window: ByteSize(8 << 20),
+            syn_data: false,
         }
     }
 }

@@ -90,6 +90,8 @@ impl Summary {
         // Bytes of later copies that differed from the first (first wins): not a loss of the
         // client's bytes, but what an attacker tried to slip in.
         push("bytes:conflict".into(), s.conflict_bytes);
+        // Bytes on SYNs, dropped as a server without TCP Fast Open drops them.
+        push("bytes:syn_data".into(), s.syn_data_bytes);
         push("flow:evicted".into(), self.workers.flows_evicted);
         let h = &self.workers.http;
         use crate::h2::StreamOutcome as O;

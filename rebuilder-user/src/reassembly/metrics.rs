@@ -50,7 +50,9 @@ impl StreamMetrics {
         );
         r.register(
             "rebuilder_stream_bytes",
-            "Payload bytes by what reassembly did with them",
+            "Payload bytes by what reassembly did with them (delivered, duplicate, conflict with \
+             what was kept first, pruned, before_start of a picked-up stream, syn_data dropped \
+             from a SYN)",
             m.bytes.clone(),
         );
         r.register(
@@ -103,6 +105,7 @@ impl StreamMetrics {
             s.before_start_bytes,
             p.before_start_bytes,
         );
+        inc(bytes, "syn_data", s.syn_data_bytes, p.syn_data_bytes);
         for (i, reason) in GAP_REASONS.iter().enumerate() {
             let r = ReasonLabel {
                 reason: reason.as_str(),

@@ -90,6 +90,8 @@ pub struct StreamConfig {
     pub max_buffered: usize,
     /// Segments starting this far or further beyond the next expected byte are out of window.
     pub max_window: u64,
+    /// Deliver bytes carried on a SYN (TCP Fast Open) rather than drop them (counted).
+    pub syn_data: bool,
 }
 
 impl Default for StreamConfig {
@@ -98,6 +100,7 @@ impl Default for StreamConfig {
             reorder_timeout_ns: 1_000_000_000,
             max_buffered: 4 << 20,
             max_window: 8 << 20,
+            syn_data: false,
         }
     }
 }
@@ -224,6 +227,24 @@ impl Stream {
             return;
         }
         stats.segments += 1;
+        // Bytes on a SYN are TCP Fast Open's, which a server takes only with a valid cookie; a
+        // server without one (or without Fast Open, Linux's default) drops them, and the client
+        // sends them again after the handshake. Unless told the servers take them, they are
+        // dropped here too, counted: kept, a client's own SYN could carry bytes the server never
+        // read (a head promising a huge body, another protocol's) and hide the connection's real
+        // requests from the WAF.
+        let stripped;
+        let seg = if seg.flags.syn() && seg.wire_len > 0 && !cfg.syn_data {
+            stats.syn_data_bytes += u64::from(seg.wire_len);
+            stripped = Segment {
+                payload: bytes::Bytes::new(),
+                wire_len: 0,
+                ..seg.clone()
+            };
+            &stripped
+        } else {
+            seg
+        };
         let data_seq = seg.seq.wrapping_add(u32::from(seg.flags.syn()));
         let start = self.offset_of(data_seq);
         let wire = i64::from(seg.wire_len);

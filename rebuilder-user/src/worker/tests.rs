@@ -590,3 +590,40 @@ fn the_late_syn_of_an_upgraded_pickup_does_not_replay_its_request() {
     assert_eq!(&out[0].raw[..], up);
     assert_eq!(t.stats().flows_created, 1, "the late SYN starts nothing");
 }
+
+#[test]
+fn bytes_on_a_syn_are_dropped_and_counted_unless_the_servers_take_them() {
+    // (a) The client's own SYN carries a head promising a 1 GB body; a server without Fast
+    // Open drops those bytes and the client sends its real request after the handshake.
+    // (b) A Fast Open client: the request rides on the SYN and the stream continues after it.
+    let (bait, fast_open) = (40150, 40151);
+    let segs = |port: u16| {
+        let mut segs = connection(port, 7000, 1, 10);
+        if port == bait {
+            segs[0] = seg(client(port), 7000, TcpFlags::SYN, ENDLESS, 10, 1);
+        } else {
+            segs[0] = seg(client(port), 7000, TcpFlags::SYN, REQ, 10, 1);
+            // The request is not sent again; the FIN follows it.
+            segs.remove(3);
+        }
+        segs
+    };
+    for syn_data in [false, true] {
+        let mut c = cfg();
+        c.stream.syn_data = syn_data;
+        for port in [bait, fast_open] {
+            let mut t = FlowTable::new(c.clone());
+            let out = run(&mut t, &segs(port));
+            let raws: Vec<&[u8]> = out.iter().map(|r| &r.raw[..]).collect();
+            let dropped = t.stats().stream.syn_data_bytes;
+            match (syn_data, port == bait) {
+                // Dropped: the real request comes out; a Fast Open request is lost, counted.
+                (false, true) => assert_eq!((raws, dropped), (vec![REQ], ENDLESS.len() as u64)),
+                (false, false) => assert_eq!((raws, dropped), (vec![], REQ.len() as u64)),
+                // Kept: what a Fast Open server reads, the bait's body included.
+                (true, true) => assert_eq!((raws, dropped), (vec![], 0)),
+                (true, false) => assert_eq!((raws, dropped), (vec![REQ], 0)),
+            }
+        }
+    }
+}

@@ -19,6 +19,8 @@ pub struct StreamStats {
     pub conflict_bytes: u64,
     /// Bytes before the first byte of a stream picked up mid-connection.
     pub before_start_bytes: u64,
+    /// Bytes carried on SYNs, dropped (`StreamConfig::syn_data` off).
+    pub syn_data_bytes: u64,
     pub out_of_window_segments: u64,
     /// Segments that arrived after the stream's FIN or RST.
     pub after_end_segments: u64,
@@ -58,6 +60,7 @@ impl StreamStats {
         self.duplicate_bytes += o.duplicate_bytes;
         self.conflict_bytes += o.conflict_bytes;
         self.before_start_bytes += o.before_start_bytes;
+        self.syn_data_bytes += o.syn_data_bytes;
         self.out_of_window_segments += o.out_of_window_segments;
         self.after_end_segments += o.after_end_segments;
         for i in 0..3 {

@@ -124,6 +124,7 @@ fn big_cfg() -> StreamConfig {
         reorder_timeout_ns: u64::MAX / 4,
         max_buffered: 64 << 20,
         max_window: 64 << 20,
+        syn_data: false,
     }
 }
 
@@ -549,12 +550,30 @@ fn segments_far_outside_the_window_are_dropped() {
 }
 
 #[test]
-fn data_in_the_syn_is_delivered() {
+fn data_in_the_syn_is_delivered_when_the_servers_take_it() {
+    // TCP Fast Open: the SYN's bytes are the stream's first, the next segment follows them.
     let mut first = seg(41, TcpFlags::SYN, b"GET", 0);
     first.wire_len = 3;
-    let mut h = Harness::new(&first, big_cfg());
+    let cfg = StreamConfig {
+        syn_data: true,
+        ..big_cfg()
+    };
+    let mut h = Harness::new(&first, cfg);
     h.push(&seg(45, TcpFlags::ACK, b" /", 1));
     assert_eq!(h.outcome().data, b"GET /");
+    assert_eq!(h.stats.syn_data_bytes, 0);
+}
+
+#[test]
+fn data_in_the_syn_is_dropped_and_counted_by_default() {
+    // A server without Fast Open drops the SYN's bytes; the client sends them again after the
+    // handshake, from the byte after the SYN.
+    let mut first = seg(41, TcpFlags::SYN, b"XYZ", 0);
+    first.wire_len = 3;
+    let mut h = Harness::new(&first, big_cfg());
+    h.push(&seg(42, TcpFlags::ACK, b"GET /", 1));
+    assert_eq!(h.outcome().data, b"GET /");
+    assert_eq!(h.stats.syn_data_bytes, 3);
 }
 
 #[test]

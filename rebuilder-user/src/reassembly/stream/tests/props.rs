@@ -67,7 +67,7 @@ proptest! {
         (data, isn, ranges, order) in pieces_strategy(),
         drop_mask in any::<u64>(),
     ) {
-        let cfg = StreamConfig { reorder_timeout_ns: 5, max_buffered: 4096, max_window: 1 << 20 };
+        let cfg = StreamConfig { reorder_timeout_ns: 5, max_buffered: 4096, max_window: 1 << 20, syn_data: false };
         let mut h = Harness::new(&syn(isn), cfg);
         let mut present = vec![false; data.len()];
         for (t, i) in order.iter().enumerate() {
