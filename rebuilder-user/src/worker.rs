@@ -64,10 +64,9 @@ enum FlowState {
     /// A client stream being rebuilt. Boxed: most flows of a busy table are the small kinds
     /// (server sides, closed connections lingering), which should not pay for this one.
     Active(Box<Active>),
-    /// A direction that carries no requests: its segments are counted and dropped. `isn`: its
-    /// client's SYN, when it was a client stream (the one it began with, or for a pickup the
-    /// one its first byte implies): that SYN again is late, any other SYN without ACK starts a
-    /// new connection, as on a closed 4-tuple.
+    /// A direction that carries no requests: its segments are counted and dropped. `isn`: the
+    /// client's SYN it began with, if it did: that SYN again is late, any other SYN without ACK
+    /// starts a new connection, as on a closed 4-tuple.
     Ignored { client: bool, isn: Option<u32> },
     /// Ended by FIN or RST: remembered for `linger_ns` to absorb late duplicates.
     Closed { isn: Option<u32> },
@@ -118,7 +117,10 @@ impl Active {
     /// promising a huge body, before, at or past the first byte the SYN announces) could hide
     /// the connection's requests from the WAF. Followed beside it, each real segment goes to
     /// the connection it continues; the price, in the legitimate case, is a request replayed
-    /// twice if a copy of the overtaking segment comes again later.
+    /// twice if a copy of the overtaking segment comes again later, and on a connection
+    /// mirrored twice (`FlowKeyMode::Inner`) whose first copy of the SYN was lost and whose
+    /// second came more than a round trip late, each copy of the stream going to one of the
+    /// two connections, every request.
     fn is_other_connection(&self, seg: &Segment) -> bool {
         !self.stream.started_with_syn() || self.stream.isn() != seg.seq
     }
@@ -324,6 +326,13 @@ impl FlowTable {
                         // spoofed SYN, kept warm, took its place; its data is picked up as a
                         // second connection rather than lost.
                         if let Some(mut old) = a.second.take() {
+                            if !a.stream.started_with_syn() && old.stream.started_with_syn() {
+                                // The first was picked up without its SYN, the second began
+                                // with one: the pickup (possibly a bait sent ahead of the real
+                                // SYN) gives way and the second becomes the first, so that a
+                                // further SYN cannot push the real connection out.
+                                std::mem::swap(a, &mut old);
+                            }
                             old.stream.close(
                                 self.clock,
                                 EndReason::NewConnection,

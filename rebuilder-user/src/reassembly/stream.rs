@@ -233,8 +233,21 @@ impl Stream {
         // dropped here too, counted: kept, a client's own SYN could carry bytes the server never
         // read (a head promising a huge body, another protocol's) and hide the connection's real
         // requests from the WAF.
+        if seg.flags.syn() && !seg.flags.ack() && (seg.flags.rst() || seg.flags.fin()) {
+            // A server in LISTEN discards a SYN that also carries RST or FIN (Linux does): it
+            // opens and ends nothing, here neither, or one spoofed segment could close a
+            // connection before its real SYN and have that SYN absorbed as a late duplicate.
+            if seg.flags.rst() {
+                stats.rst_ignored += 1;
+            } else {
+                stats.fin_ignored += 1;
+            }
+            return;
+        }
         let stripped;
-        let seg = if seg.flags.syn() && seg.wire_len > 0 && !cfg.syn_data {
+        // Kept only on a SYN without ACK: what a Fast Open server may take.
+        let keep = cfg.syn_data && !seg.flags.ack();
+        let seg = if seg.flags.syn() && seg.wire_len > 0 && !keep {
             stats.syn_data_bytes += u64::from(seg.wire_len);
             stripped = Segment {
                 payload: bytes::Bytes::new(),

@@ -69,10 +69,12 @@ pub(super) fn after_first(a: &mut Box<Active>, client: bool, stats: &mut WorkerS
     if let Some(second) = a.second.take().filter(|b| b.stream.ended().is_none()) {
         return FlowState::Active(second);
     }
-    // A stream picked up without its SYN remembers the ISN its late SYN would have (one before
-    // its first byte): that SYN is this connection's and must not start another, which would
-    // replay its requests again from their retransmissions or second mirror copies.
-    let isn = Some(a.stream.isn());
+    // Only a stream that began with its SYN remembers it. A picked-up one does not: its first
+    // segment may have been a bait sent ahead of the real SYN (an upgrade, a FIN), and the real
+    // SYN must then start the connection rather than be absorbed as this one's. The price, in
+    // the legitimate case of a first segment that overtook its SYN and ended the stream, is
+    // that a later copy of that segment is replayed again.
+    let isn = a.stream.started_with_syn().then(|| a.stream.isn());
     if ended {
         FlowState::Closed { isn }
     } else {

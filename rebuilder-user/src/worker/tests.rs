@@ -573,22 +573,56 @@ fn a_tie_goes_to_the_connection_that_began_with_its_syn() {
 }
 
 #[test]
-fn the_late_syn_of_an_upgraded_pickup_does_not_replay_its_request() {
-    // Picked up at its first byte (the SYN overtaken), the request upgrades the connection; its
-    // SYN then arrives, and a retransmission of the request: one request, not two.
-    let mut t = FlowTable::new(cfg());
-    let c = client(40140);
+fn a_pickup_that_ends_at_once_does_not_absorb_the_real_syn() {
+    // One segment at exactly the first byte the SYN will announce, which ends its stream on
+    // the spot: an upgrade request, or a byte with FIN. The real SYN then starts the connection.
     let up: &[u8] =
         b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
-    let segs = vec![
-        seg(c, 501, A | TcpFlags::PSH, up, 0, 1),
-        seg(c, 500, TcpFlags::SYN, b"", 1, 1),
-        seg(c, 501, A | TcpFlags::PSH, up, 2, 1),
-    ];
+    for (i, (flags, bait)) in [(A | TcpFlags::PSH, up), (A | TcpFlags::FIN, &b"x"[..])]
+        .into_iter()
+        .enumerate()
+    {
+        let mut t = FlowTable::new(cfg());
+        let port = 40140 + i as u16;
+        let mut segs = vec![seg(client(port), 7001, flags, bait, 0, 1)];
+        segs.extend(connection(port, 7000, 1, 10));
+        let out = run(&mut t, &segs);
+        let raws: Vec<&[u8]> = out.iter().map(|r| &r.raw[..]).collect();
+        assert!(raws.contains(&REQ), "bait {i}: {raws:?}");
+    }
+}
+
+#[test]
+fn a_further_syn_cannot_push_the_real_connection_out_of_the_second_place() {
+    // A bait picked up at the first byte, the real SYN (second connection), then a spoofed SYN
+    // far off: the bait gives way, not the real connection.
+    let mut t = FlowTable::new(cfg());
+    let c = client(40145);
+    let mut segs = vec![seg(c, 7001, A | TcpFlags::PSH, ENDLESS, 0, 1)];
+    let mut real = connection(40145, 7000, 1, 10);
+    let rest = real.split_off(3);
+    segs.extend(real);
+    segs.push(seg(c, 900_000_000, TcpFlags::SYN, b"", 14, 1));
+    segs.extend(rest);
     let out = run(&mut t, &segs);
-    assert_eq!(out.len(), 1);
-    assert_eq!(&out[0].raw[..], up);
-    assert_eq!(t.stats().flows_created, 1, "the late SYN starts nothing");
+    let raws: Vec<&[u8]> = out.iter().map(|r| &r.raw[..]).collect();
+    assert_eq!(raws, vec![REQ]);
+}
+
+#[test]
+fn a_syn_carrying_rst_or_fin_opens_and_ends_nothing() {
+    // Sent before the real SYN with the same ISN: were it to end a stream, the real SYN would
+    // be absorbed as a late duplicate of the closed one.
+    for (i, flags) in [TcpFlags::RST, TcpFlags::FIN].into_iter().enumerate() {
+        let mut t = FlowTable::new(cfg());
+        let port = 40150 + i as u16;
+        let mut segs = vec![seg(client(port), 7000, TcpFlags::SYN | flags, b"", 0, 1)];
+        segs.extend(connection(port, 7000, 1, 10));
+        let out = run(&mut t, &segs);
+        assert_eq!(out.len(), 1, "SYN with flags {flags:#x}");
+        let st = t.stats().stream.clone();
+        assert_eq!(st.rst_ignored + st.fin_ignored, 1);
+    }
 }
 
 #[test]
@@ -596,7 +630,7 @@ fn bytes_on_a_syn_are_dropped_and_counted_unless_the_servers_take_them() {
     // (a) The client's own SYN carries a head promising a 1 GB body; a server without Fast
     // Open drops those bytes and the client sends its real request after the handshake.
     // (b) A Fast Open client: the request rides on the SYN and the stream continues after it.
-    let (bait, fast_open) = (40150, 40151);
+    let (bait, fast_open) = (40160, 40161);
     let segs = |port: u16| {
         let mut segs = connection(port, 7000, 1, 10);
         if port == bait {
