@@ -227,12 +227,6 @@ impl Stream {
             return;
         }
         stats.segments += 1;
-        // Bytes on a SYN are TCP Fast Open's, which a server takes only with a valid cookie; a
-        // server without one (or without Fast Open, Linux's default) drops them, and the client
-        // sends them again after the handshake. Unless told the servers take them, they are
-        // dropped here too, counted: kept, a client's own SYN could carry bytes the server never
-        // read (a head promising a huge body, another protocol's) and hide the connection's real
-        // requests from the WAF.
         if seg.flags.syn() && !seg.flags.ack() && (seg.flags.rst() || seg.flags.fin()) {
             // A server in LISTEN discards a SYN that also carries RST or FIN (Linux does): it
             // opens and ends nothing, here neither, or one spoofed segment could close a
@@ -244,6 +238,12 @@ impl Stream {
             }
             return;
         }
+        // Bytes on a SYN are TCP Fast Open's, which a server takes only with a valid cookie; a
+        // server without one (or without Fast Open, Linux's default) drops them, and the client
+        // sends them again after the handshake. Unless told the servers take them, they are
+        // dropped here too, counted: kept, a client's own SYN could carry bytes the server never
+        // read (a head promising a huge body, another protocol's) and hide the connection's real
+        // requests from the WAF.
         let stripped;
         // Kept only on a SYN without ACK: what a Fast Open server may take.
         let keep = cfg.syn_data && !seg.flags.ack();
