@@ -17,9 +17,9 @@
 //! sender and is not counted; the time the daemon spends in `recvmmsg` is.
 //!
 //! On this kind of machine (2 cores) the sender and the kernel's receive path share the cores
-//! and caches with the receiver, which slows the same code; the variant "offline replay →
-//! jsonl, burst beside" runs the offline replay during a burst to the bare XDP_DROP, and the
-//! live paths are also compared with it (printed below the table).
+//! and caches with the receiver, which could slow the same code; the variant "offline replay →
+//! jsonl, burst beside" measures that, running the offline replay during a burst to the bare
+//! XDP_DROP, and the live paths are also compared with it (printed below the table).
 //!
 //! Each round runs every variant once, back to back; the ratios (vs XDP_DROP, vs offline) are
 //! medians of each round's ratio, the other columns medians of the runs.
