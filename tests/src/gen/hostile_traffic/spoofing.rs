@@ -311,49 +311,34 @@ impl Builder<'_> {
             let endless = format!(
                 "POST /bait HTTP/1.1\r\nHost: {VICTIM_HOST}\r\nContent-Length: 1000000000\r\n\r\n"
             );
-            let frame = match i % 4 {
+            let (seq, f, payload): (u32, u8, &[u8]) = match i % 4 {
                 // Would make the direction the server's.
-                0 => spoof.packet(
-                    t,
-                    Direction::ClientToServer,
+                0 => (
                     v.plan.client_isn ^ 0x5555_5555,
                     flags::SYN | flags::ACK,
                     b"",
-                )?,
+                ),
                 // A response stream, to a framer looking at a pickup.
-                1 => spoof.packet(
-                    t,
-                    Direction::ClientToServer,
+                1 => (
                     ahead,
                     flags::ACK | flags::PSH,
                     b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
-                )?,
+                ),
                 // A request head promising a 1 GB body, at exactly the first byte the SYN will
                 // announce: taken as the same connection, the real bytes would be its body.
                 3 => {
                     second += 1;
                     endless_heads += 1;
-                    spoof.packet(
-                        t,
-                        Direction::ClientToServer,
-                        v.seq(0),
-                        flags::ACK | flags::PSH,
-                        endless.as_bytes(),
-                    )?
+                    (v.seq(0), flags::ACK | flags::PSH, endless.as_bytes())
                 }
                 // A pickup 64 KiB into the connection: its SYN lands before it.
                 _ => {
                     second += 1;
-                    spoof.packet(
-                        t,
-                        Direction::ClientToServer,
-                        ahead,
-                        flags::ACK | flags::PSH,
-                        b"\x16\x03\x01\x00\x05hello",
-                    )?
+                    (ahead, flags::ACK | flags::PSH, b"\x16\x03\x01\x00\x05hello")
                 }
             };
-            self.frames.push(frame);
+            self.frames
+                .push(spoof.packet(t, Direction::ClientToServer, seq, f, payload)?);
         }
         self.expect("segment:second_connection", Expect::Exactly(second));
         // The bait's own head, its body never sent, is counted when the capture ends.
